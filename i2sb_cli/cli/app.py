@@ -1,0 +1,37 @@
+"""The `i2sb` command: one Typer app, one small module per subcommand."""
+
+import typer
+
+from .. import __version__
+from . import restore, train
+
+app = typer.Typer(
+    name="i2sb",
+    help="Restore pictures with the Image-to-Image Schrödinger Bridge (I2SB).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"i2sb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Restore pictures with the Image-to-Image Schrödinger Bridge (I2SB)."""
+
+
+app.command("restore")(restore.restore)
+app.command("train")(train.train_command)
+
+
+def main() -> None:
+    app()

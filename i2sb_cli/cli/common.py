@@ -1,0 +1,44 @@
+"""What every command shares: the stderr console and turning library errors into exit codes."""
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import I2SBError
+
+# stdout is for data (--json); people read stderr (DESIGN.md decision 8).
+console = Console(stderr=True, highlight=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    """Print a one-line error on stderr and return the Exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Map the library's errors to a one-line message and the error's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except I2SBError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("interrupted", style="yellow")
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper

@@ -1,0 +1,194 @@
+"""Which files a command works on, and where each result goes.
+
+Inputs are files, folders or glob patterns (expanded here, so that quoted patterns work in
+scripts and on shells that do not expand them). Each input remembers its path relative to the
+folder or pattern it came from, so that an output folder can mirror the input's sub-folders.
+"""
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+PICTURE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+"""Extensions (lower case) that make a file in a folder or a glob match count as a picture."""
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One picture to process: where it is, and where it sits relative to what was asked for."""
+
+    path: Path
+    relative: Path
+
+
+def is_picture_name(path: Path) -> bool:
+    """Whether the file name has a picture extension (in any letter case)."""
+    return path.suffix.lower() in PICTURE_EXTENSIONS
+
+
+def collect_inputs(specs: list[str], *, recursive: bool) -> list[InputFile]:
+    """Expand files, folders and glob patterns into the pictures to process.
+
+    A file named explicitly is taken whatever its extension (reading it decides). A folder
+    gives its pictures, and with `recursive` those of its sub-folders. A pattern may use `*`,
+    `?`, `[...]`, and `**` for any depth with `recursive`; folders it matches are expanded like
+    folders. Hidden files and folders (including our own `.*.tmp` files) are skipped inside
+    folders and patterns. Each spec's pictures are sorted; specs keep the order given, and a
+    file reached twice is kept once, at its first place.
+    """
+    found: list[InputFile] = []
+    seen: set[str] = set()
+    for spec in specs:
+        for item in _expand(spec, recursive=recursive):
+            key = os.path.normcase(os.path.realpath(item.path))
+            if key not in seen:
+                seen.add(key)
+                found.append(item)
+    return found
+
+
+def plan_outputs(
+    inputs: list[InputFile],
+    output: Path | None,
+    *,
+    suffix: str,
+    default_ext: str | None,
+) -> list[Path]:
+    """Where to write the result of each input, in the same order.
+
+    - `output` None: next to each input, named stem + `suffix` + extension.
+    - `output` with a picture extension (and not an existing folder): that file, for exactly
+      one input.
+    - otherwise `output` is a folder (created later if needed) mirroring each input's
+      `relative` path, with the input's own name.
+
+    The extension is `default_ext` when given, else the input's own when it is a picture
+    extension, else `.png`. Two inputs landing on one output, or an output that is one of the
+    inputs, are usage errors: a source is never overwritten.
+    """
+    if os.sep in suffix or "/" in suffix:
+        raise UsageError(f"--suffix must be a plain name ending, not a path: {suffix!r}")
+    ext = _normalise_ext(default_ext)
+    if output is not None and is_picture_name(output) and not output.is_dir():
+        if len(inputs) != 1:
+            raise UsageError(
+                f"--output {output} is a file name but {len(inputs)} pictures were given; "
+                "give a folder instead"
+            )
+        targets = [output]
+    elif output is not None:
+        if output.exists() and not output.is_dir():
+            raise UsageError(f"--output {output} is an existing file, not a folder")
+        targets = [output / _renamed(item.relative, "", ext) for item in inputs]
+    else:
+        targets = [item.path.parent / _renamed(item.path, suffix, ext).name for item in inputs]
+    _check_targets(inputs, targets)
+    return targets
+
+
+def _expand(spec: str, *, recursive: bool) -> list[InputFile]:
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        pictures = _folder_pictures(path, recursive=recursive)
+        if not pictures:
+            hint = "" if recursive else " (add --recursive to include sub-folders)"
+            raise UsageError(f"no pictures in folder {spec}{hint}")
+        return [InputFile(path / rel, rel) for rel in pictures]
+    if path.exists():
+        return [InputFile(path, Path(path.name))]
+    if not _GLOB_CHARS & set(spec):
+        raise UsageError(f"no such file or folder: {spec}")
+    return _expand_glob(spec, recursive=recursive)
+
+
+def _expand_glob(spec: str, *, recursive: bool) -> list[InputFile]:
+    pattern = os.path.expanduser(spec)
+    matches = sorted(glob.glob(pattern, recursive=recursive))
+    if not matches:
+        raise UsageError(f"no such file or folder: {spec}")
+    # Relative paths start below the pattern's fixed leading folders, so that "photos/**/*.jpg"
+    # keeps the sub-folders under photos/.
+    base = _glob_base(pattern)
+    found: list[InputFile] = []
+    for match in map(Path, matches):
+        relative = Path(os.path.relpath(match, base))
+        if match.is_dir():
+            found += [
+                InputFile(match / rel, relative / rel)
+                for rel in _folder_pictures(match, recursive=recursive)
+            ]
+        elif is_picture_name(match):
+            found.append(InputFile(match, relative))
+    if not found:
+        raise UsageError(f"no pictures match {spec}")
+    return found
+
+
+def _glob_base(pattern: str) -> str:
+    """The leading folders of a pattern that contain no glob characters."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS & set(part):
+            break
+        fixed.append(part)
+    return os.path.join(*fixed) if fixed else os.curdir
+
+
+def _folder_pictures(folder: Path, *, recursive: bool) -> list[Path]:
+    """Picture files in a folder as sorted paths relative to it, skipping hidden entries."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        rel_root = Path(root).relative_to(folder)
+        dirs[:] = [] if not recursive else [d for d in dirs if not d.startswith(".")]
+        found += [
+            rel_root / name
+            for name in files
+            if not name.startswith(".") and is_picture_name(Path(name))
+        ]
+    return sorted(found)
+
+
+def _normalise_ext(ext: str | None) -> str | None:
+    if ext is None:
+        return None
+    ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
+    if ext not in PICTURE_EXTENSIONS:
+        supported = ", ".join(sorted(PICTURE_EXTENSIONS))
+        raise UsageError(f"cannot write {ext} pictures; use one of {supported}")
+    return ext
+
+
+def _renamed(path: Path, suffix: str, ext: str | None) -> Path:
+    if ext is None:
+        ext = path.suffix if is_picture_name(path) else ".png"
+    return path.with_name(path.stem + suffix + ext)
+
+
+def _check_targets(inputs: list[InputFile], targets: list[Path]) -> None:
+    sources = {_file_id(item.path): item.path for item in inputs if item.path.exists()}
+    claimed: dict[str, Path] = {}
+    for item, target in zip(inputs, targets, strict=True):
+        if target.exists() and _file_id(target) in sources:
+            raise UsageError(
+                f"output {target} would overwrite the input {sources[_file_id(target)]}; "
+                "choose another --output or --suffix"
+            )
+        key = os.path.normcase(os.path.abspath(target))
+        if key in claimed:
+            raise UsageError(
+                f"{claimed[key]} and {item.path} would both be written to {target}; "
+                "rename one or process them separately"
+            )
+        claimed[key] = item.path
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """Identity of an existing file that sees through links and letter-case aliases."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino

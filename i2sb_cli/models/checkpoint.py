@@ -1,0 +1,183 @@
+"""Our checkpoint format: safetensors tensors plus one JSON metadata block (DESIGN.md decision 5).
+
+The header's metadata holds the key "i2sb" with everything a sampler needs besides the weights:
+the network's architecture config, the task, the schedule options (beta_max, interval, t0, t1),
+ot_ode, cond_x1, the default NFE, the licence and the provenance. safetensors cannot execute
+code, so loading an untrusted file is safe; a wrong or corrupt file is a `CheckpointError`.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from ..errors import CheckpointError
+from ..nets.adm import ADMUNet, UNetConfig
+
+FORMAT = "i2sb-checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "i2sb"
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about itself besides its weights."""
+
+    name: str
+    config: UNetConfig
+    task: str
+    beta_max: float
+    ot_ode: bool
+    cond_x1: bool
+    interval: int = 1000
+    t0: float = 1e-4
+    t1: float = 1.0
+    default_nfe: int = 10
+    clip_denoise: bool = False
+    licence: str = "unknown"
+    provenance: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["config"] = self.config.to_dict()
+        return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **body}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str) -> "CheckpointMeta":
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(
+                f"{source}: the i2sb metadata is not valid JSON ({exc})"
+            ) from None
+        if not isinstance(body, dict) or body.get("format") != FORMAT:
+            raise CheckpointError(f"{source}: not an i2sb checkpoint (no '{FORMAT}' metadata)")
+        version = body.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source}: checkpoint format version {version} is not supported "
+                f"(this i2sb reads version {FORMAT_VERSION}); upgrade i2sb"
+            )
+        body.pop("format")
+        try:
+            body["config"] = UNetConfig.from_dict(body["config"])
+            meta = cls(**body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: invalid i2sb metadata ({exc})") from None
+        meta.validate(source)
+        return meta
+
+    def validate(self, source: str) -> None:
+        checks = [
+            (self.beta_max > 0, f"beta_max must be positive, not {self.beta_max}"),
+            (self.interval >= 2, f"interval must be at least 2, not {self.interval}"),
+            (
+                0 < self.default_nfe < self.interval,
+                f"default_nfe {self.default_nfe} is out of range",
+            ),
+            (
+                self.cond_x1 == self.config.conditioned,
+                f"cond_x1={self.cond_x1} but the network has {self.config.in_channels} inputs",
+            ),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise CheckpointError(f"{source}: {problem}")
+
+
+def save_checkpoint(
+    path: Path,
+    state_dict: dict[str, Tensor],
+    meta: CheckpointMeta,
+    *,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Write weights and metadata atomically (temporary file in the same folder, then rename).
+
+    `dtype` (e.g. torch.float16) stores the floating-point tensors smaller; loading restores
+    float32.
+    """
+    meta.validate(str(path))
+    tensors = {
+        key: (t.to(dtype) if dtype is not None and t.is_floating_point() else t)
+        .detach()
+        .contiguous()
+        .cpu()
+        for key, t in state_dict.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: meta.to_json()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_meta(path: Path) -> CheckpointMeta:
+    """Read and validate a checkpoint's metadata without loading its tensors."""
+    with _open(path) as handle:
+        metadata = handle.metadata() or {}
+    if METADATA_KEY not in metadata:
+        raise CheckpointError(
+            f"{path}: safetensors file without i2sb metadata; official I2SB checkpoints "
+            "must be converted first (i2sb models import)"
+        )
+    return CheckpointMeta.from_json(metadata[METADATA_KEY], source=str(path))
+
+
+def load_checkpoint(
+    path: Path, device: torch.device | str = "cpu"
+) -> tuple[ADMUNet, CheckpointMeta]:
+    """Build the network a checkpoint describes, load its weights (float32), and return both."""
+    meta = read_meta(path)
+    with _open(path) as handle:
+        try:
+            state = {key: handle.get_tensor(key).float() for key in handle.keys()}  # noqa: SIM118
+        except SafetensorError as exc:
+            raise CheckpointError(
+                f"{path}: corrupt tensor data ({exc}); download it again"
+            ) from None
+    net = ADMUNet(meta.config)
+    missing, unexpected = _key_mismatch(net, state)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match the {meta.name!r} architecture "
+            f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, "
+            f"e.g. {unexpected[:2]})"
+        )
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"{path}: tensor shapes do not match the architecture ({first})"
+        ) from None
+    return net.to(device).eval(), meta
+
+
+def _key_mismatch(net: torch.nn.Module, state: dict[str, Tensor]) -> tuple[list[str], list[str]]:
+    expected = set(net.state_dict())
+    return sorted(expected - state.keys()), sorted(state.keys() - expected)
+
+
+def _open(path: Path):
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors checkpoint ({exc}); "
+            "is the file truncated or another format?"
+        ) from None

@@ -1,0 +1,140 @@
+"""Network calls on pictures larger than the network's tile (DESIGN.md decision 3).
+
+Tiling wraps the `denoise` callable, never the sampler: the bridge state and its noise stay
+whole-picture tensors, and only each network evaluation is cut into overlapping tiles whose
+x0_hat predictions are blended back with smooth weights. Seams from mismatched noise cannot
+occur, memory is bounded by one tile, and the result depends on the tile size only through the
+blending near tile edges.
+"""
+
+import itertools
+import math
+from collections.abc import Iterator
+from types import EllipsisType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .bridge.sampler import Denoise
+from .errors import UsageError
+
+
+def pad_to_multiple(denoise: Denoise, multiple: int) -> Denoise:
+    """Wrap `denoise` so that it only ever sees heights and widths divisible by `multiple`.
+
+    x_t (and cond) are padded on the bottom and right by reflection, or by repeating the last
+    row/column where the picture is too small to reflect, and the result is cropped back.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be at least 1, got {multiple}")
+
+    def padded(x_t: Tensor, n: int, cond: Tensor | None) -> Tensor:
+        height, width = x_t.shape[-2:]
+        pad_h, pad_w = -height % multiple, -width % multiple
+        if pad_h == 0 and pad_w == 0:
+            return denoise(x_t, n, cond)
+        x_t = _pad_bottom_right(x_t, pad_h, pad_w)
+        if cond is not None:
+            cond = _pad_bottom_right(cond, pad_h, pad_w)
+        return denoise(x_t, n, cond)[..., :height, :width]
+
+    return padded
+
+
+def tiled(denoise: Denoise, *, tile: int, overlap: int, multiple: int = 1) -> Denoise:
+    """Wrap `denoise` so that each call runs on tiles of at most tile x tile pixels.
+
+    A picture that fits in one tile is evaluated in one call. A larger one is covered by tiles
+    with stride tile - overlap, the last tile of each row/column shifted inward so that no tile
+    reaches outside the picture. Each tile's x0_hat is weighted by a raised-cosine ramp that
+    falls towards 0 over `overlap` pixels at edges shared with a neighbour (never at the
+    picture's own border) and is 1 elsewhere; the weighted sum is divided by the weight sum.
+    Tiles are evaluated one at a time. Sides shorter than a tile are padded up to `multiple`.
+    """
+    if tile <= 0 or tile % multiple != 0:
+        raise UsageError(f"--tile must be a positive multiple of {multiple}, got {tile}")
+    if not 0 <= overlap < tile:
+        raise UsageError(
+            f"--tile-overlap must be at least 0 and less than --tile ({tile}), got {overlap}"
+        )
+    net = pad_to_multiple(denoise, multiple) if multiple > 1 else denoise
+
+    def blended(x_t: Tensor, n: int, cond: Tensor | None) -> Tensor:
+        height, width = x_t.shape[-2:]
+        if cond is not None and cond.shape[-2:] != x_t.shape[-2:]:
+            raise ValueError(f"cond is {tuple(cond.shape)} but x_t is {tuple(x_t.shape)}")
+        if height <= tile and width <= tile:
+            return net(x_t, n, cond)
+
+        tiles = _evaluate_tiles(net, x_t, n, cond, tile, overlap)
+        first = next(tiles)
+        out = first[1]
+        # Accumulate in float32 so that half-precision nets blend without rounding.
+        total = out.new_zeros((*out.shape[:-2], height, width), dtype=torch.float32)
+        weight_sum = out.new_zeros((height, width), dtype=torch.float32)
+        for window, out, weight in itertools.chain([first], tiles):
+            total[window] += out.float() * weight
+            weight_sum[window[-2:]] += weight
+        return (total / weight_sum).to(first[1].dtype)
+
+    return blended
+
+
+def _evaluate_tiles(
+    net: Denoise, x_t: Tensor, n: int, cond: Tensor | None, tile: int, overlap: int
+) -> Iterator[tuple[tuple[EllipsisType, slice, slice], Tensor, Tensor]]:
+    """Yield (window, x0_hat, 2-D blending weights), running the net lazily, one tile a call."""
+    height, width = x_t.shape[-2:]
+    for top, bottom, w_rows in _spans(height, tile, overlap):
+        for left, right, w_cols in _spans(width, tile, overlap):
+            window = (..., slice(top, bottom), slice(left, right))
+            out = net(x_t[window], n, None if cond is None else cond[window])
+            yield window, out, (w_rows[:, None] * w_cols).to(out.device)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Where tiles begin along a side of `length` pixels (one tile, at 0, when it fits)."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    # The last tile is shifted inward to end at the border instead of reaching past it.
+    return sorted({min(i * stride, length - tile) for i in range(count)})
+
+
+def _spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, Tensor]]:
+    """(start, end, 1-D blending weights) of each tile along one side."""
+    size = min(length, tile)
+    ramp = _ramp(overlap)
+    spans = []
+    for start in tile_starts(length, tile, overlap):
+        end = start + size
+        weights = torch.ones(size)
+        # Ramps only where a neighbouring tile takes over; the picture's border keeps weight 1.
+        if start > 0 and overlap > 0:
+            weights[:overlap] *= ramp
+        if end < length and overlap > 0:
+            weights[-overlap:] *= ramp.flip(0)
+        spans.append((start, end, weights))
+    return spans
+
+
+def _ramp(overlap: int) -> Tensor:
+    """Raised-cosine weights rising from near 0 to near 1 over `overlap` pixels.
+
+    Sampled at pixel centres, so no weight is exactly 0 (every pixel keeps a positive weight
+    sum) and a ramp plus its mirror image sum to exactly 1 where two tiles overlap by `overlap`.
+    """
+    centres = (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap
+    return (0.5 - 0.5 * torch.cos(math.pi * centres)).float()
+
+
+def _pad_bottom_right(x: Tensor, pad_h: int, pad_w: int) -> Tensor:
+    height, width = x.shape[-2:]
+    # Reflection needs more pixels than it adds; tiny pictures repeat their last row/column.
+    if pad_w:
+        x = F.pad(x, (0, pad_w, 0, 0), mode="reflect" if pad_w < width else "replicate")
+    if pad_h:
+        x = F.pad(x, (0, 0, 0, pad_h), mode="reflect" if pad_h < height else "replicate")
+    return x

@@ -1,0 +1,22 @@
+"""Shared fixtures: where the golden reference data lives."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _golden_dir() -> Path:
+    override = os.environ.get("I2SB_GOLDEN_DIR")
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "golden"
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """Reference values computed by the official implementation (../shared/golden)."""
+    path = _golden_dir()
+    if not (path / "README.md").is_file():
+        pytest.skip(f"golden data not found at {path} (set I2SB_GOLDEN_DIR)")
+    return path

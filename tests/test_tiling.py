@@ -1,0 +1,199 @@
+"""Tiled network calls: tiled and untiled denoisers agree away from tile edges, without seams."""
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from i2sb_cli.errors import UsageError
+from i2sb_cli.tiling import pad_to_multiple, tile_starts, tiled
+
+
+def _conv_stack(layers: int = 3, seed: int = 0) -> nn.Module:
+    """A fixed random 5x5 conv stack with zero padding: translation-equivariant with receptive
+    radius 2 * layers, like a network without global statistics."""
+    torch.manual_seed(seed)
+    blocks: list[nn.Module] = []
+    for i in range(layers):
+        blocks.append(nn.Conv2d(3, 3, 5, padding=2))
+        if i < layers - 1:
+            blocks.append(nn.Tanh())
+    return nn.Sequential(*blocks).eval()
+
+
+def _edge_rows(length: int, tile: int, overlap: int, radius: int) -> Tensor:
+    """True for positions within `radius` of a tile edge that is not the picture's border."""
+    near = torch.zeros(length, dtype=torch.bool)
+    for start in tile_starts(length, tile, overlap):
+        end = min(start + tile, length)
+        if start > 0:
+            near[start : start + radius] = True
+        if end < length:
+            near[max(end - radius, 0) : end] = True
+    return near
+
+
+def test_equivariant_denoiser_matches_untiled_away_from_tile_edges() -> None:
+    net, radius = _conv_stack(), 6
+    x = torch.randn(2, 3, 70, 93)
+    cond = torch.randn_like(x)
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        assert c is not None
+        return net(x_t + c)
+
+    with torch.no_grad():
+        full = denoise(x, 5, cond)
+        tile, overlap = 32, 12
+        out = tiled(denoise, tile=tile, overlap=overlap)(x, 5, cond)
+
+    near = _edge_rows(70, tile, overlap, radius)[:, None] | _edge_rows(93, tile, overlap, radius)
+    diff = (out - full).abs()
+    assert (~near).any()
+    assert diff[..., ~near].max() < 1e-5
+    # Near tile edges the tiles disagree, but the blend keeps the disagreement small.
+    assert diff.max() < 0.2 * full.abs().max()
+
+
+def test_pointwise_denoiser_is_exact_and_seamless() -> None:
+    ys, xs = torch.meshgrid(torch.linspace(0, 3, 75), torch.linspace(0, 4, 101), indexing="ij")
+    smooth = torch.stack([torch.sin(ys + xs), torch.cos(ys - xs), torch.sin(2 * ys)])[None]
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        return 0.5 * x_t
+
+    out = tiled(denoise, tile=24, overlap=8)(smooth, 1, None)
+    full = denoise(smooth, 1, None)
+    torch.testing.assert_close(out, full, rtol=0, atol=1e-6)
+    for dim in (-1, -2):
+        jumps = out.diff(dim=dim).abs().max()
+        assert jumps <= full.diff(dim=dim).abs().max() + 1e-6
+
+
+def test_tile_dependent_predictions_blend_without_hard_seams() -> None:
+    # A net with a global statistic (here: the tile mean) predicts a different constant on each
+    # tile; the smooth weights must spread each step over the overlap instead of a hard seam.
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        return x_t.mean(dim=(-2, -1), keepdim=True).expand_as(x_t)
+
+    x = torch.linspace(-1, 1, 96)[None, None, None, :].expand(1, 3, 40, 96).contiguous()
+    overlap = 16
+    out = tiled(denoise, tile=32, overlap=overlap)(x, 0, None)
+    step_between_tiles = 2 * (32 - overlap) / 95  # tile means differ by one stride of the ramp
+    assert out.diff(dim=-1).abs().max() < step_between_tiles * 3.2 / overlap
+    assert out.diff(dim=-2).abs().max() < 1e-6
+
+
+def test_tiles_never_exceed_the_tile_and_cover_non_multiple_sizes() -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        shapes.append(tuple(x_t.shape))
+        return x_t * 2
+
+    x = torch.randn(1, 3, 50, 77)
+    out = tiled(denoise, tile=32, overlap=8, multiple=8)(x, 3, None)
+    torch.testing.assert_close(out, 2 * x)
+    assert len(shapes) == len(tile_starts(50, 32, 8)) * len(tile_starts(77, 32, 8))
+    assert all(s == (1, 3, 32, 32) for s in shapes)
+
+
+def test_sides_shorter_than_a_tile_are_padded_to_the_multiple() -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        shapes.append(tuple(x_t.shape))
+        return -x_t
+
+    x = torch.randn(1, 3, 20, 70)
+    out = tiled(denoise, tile=32, overlap=4, multiple=8)(x, 0, None)
+    torch.testing.assert_close(out, -x)
+    assert shapes and all(s == (1, 3, 24, 32) for s in shapes)
+
+
+def test_picture_that_fits_runs_in_one_call() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        calls.append(tuple(x_t.shape))
+        return x_t + n
+
+    x = torch.randn(2, 3, 32, 17)
+    out = tiled(denoise, tile=32, overlap=8)(x, 4, None)
+    assert calls == [(2, 3, 32, 17)]
+    torch.testing.assert_close(out, x + 4)
+
+
+def test_cond_is_cut_like_x_t() -> None:
+    x = torch.randn(1, 3, 45, 60)
+    cond = 3 * x + 1
+    seen: list[int] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        assert c is not None and c.shape == x_t.shape
+        torch.testing.assert_close(c, 3 * x_t + 1)
+        seen.append(n)
+        return c
+
+    out = tiled(denoise, tile=16, overlap=5)(x, 7, cond)
+    torch.testing.assert_close(out, cond)
+    assert len(seen) > 1 and set(seen) == {7}
+
+
+def test_last_tile_is_shifted_inside_the_picture() -> None:
+    assert tile_starts(100, 32, 8) == [0, 24, 48, 68]
+    assert tile_starts(32, 32, 8) == [0]
+    assert tile_starts(33, 32, 0) == [0, 1]
+
+
+@pytest.mark.parametrize(("tile", "overlap", "multiple", "option"), [
+    (0, 0, 1, "--tile"),
+    (30, 4, 8, "--tile"),
+    (32, 32, 8, "--tile-overlap"),
+    (32, -1, 8, "--tile-overlap"),
+])  # fmt: skip
+def test_bad_tile_options_are_usage_errors(
+    tile: int, overlap: int, multiple: int, option: str
+) -> None:
+    with pytest.raises(UsageError, match=option):
+        tiled(lambda x, n, c: x, tile=tile, overlap=overlap, multiple=multiple)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (13, 9), (16, 16)])
+def test_pad_to_multiple_pads_and_crops_back(size: tuple[int, int]) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        seen.append(tuple(x_t.shape))
+        assert c is not None and c.shape == x_t.shape
+        return x_t - c
+
+    x = torch.randn(1, 3, *size)
+    cond = torch.randn_like(x)
+    out = pad_to_multiple(denoise, 8)(x, 0, cond)
+    assert seen[0][-2] % 8 == 0 and seen[0][-1] % 8 == 0
+    assert seen[0][-2] - size[0] < 8 and seen[0][-1] - size[1] < 8
+    torch.testing.assert_close(out, x - cond)
+
+
+def test_pad_to_multiple_reflects_or_repeats_at_the_bottom_right() -> None:
+    seen: list[Tensor] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        seen.append(x_t[0, 0])
+        return x_t
+
+    pad_to_multiple(denoise, 4)(torch.arange(9.0).reshape(1, 1, 3, 3), 0, None)
+    assert seen[-1].tolist() == [
+        [0.0, 1.0, 2.0, 1.0],
+        [3.0, 4.0, 5.0, 4.0],
+        [6.0, 7.0, 8.0, 7.0],
+        [3.0, 4.0, 5.0, 4.0],
+    ]
+    # Two rows cannot reflect two more: the last row is repeated instead.
+    pad_to_multiple(denoise, 4)(torch.arange(6.0).reshape(1, 1, 2, 3), 0, None)
+    assert seen[-1].tolist() == [
+        [0.0, 1.0, 2.0, 1.0],
+        [3.0, 4.0, 5.0, 4.0],
+        [3.0, 4.0, 5.0, 4.0],
+        [3.0, 4.0, 5.0, 4.0],
+    ]

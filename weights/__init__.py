@@ -1,0 +1,1 @@
+"""Bundled checkpoints, their manifest and model cards (shipped as package data)."""
