@@ -23,7 +23,7 @@ from .images import Picture, mask_from_alpha, read_image, read_mask, write_image
 from .inputs import InputFile
 from .runtime.torch_backend import LoadedModel
 from .tasks import make_x1
-from .tiling import pad_to_multiple, tiled
+from .tiling import tiled
 
 Status = Literal["restored", "skipped", "failed"]
 
@@ -88,12 +88,11 @@ class Restorer:
         self.settings = settings
         self.on_step = on_step
         self.steps = nfe_steps(settings.nfe, model.schedule.interval)
-        multiple = model.size_multiple
         self.denoise = tiled(
-            pad_to_multiple(model.denoise, multiple),
+            model.denoise,
             tile=settings.tile,
             overlap=settings.tile_overlap,
-            multiple=multiple,
+            multiple=model.size_multiple,
         )
 
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:

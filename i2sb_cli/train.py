@@ -107,7 +107,7 @@ def train(
         optimizer.step()
         ema.update(net)
 
-        running += float(loss)
+        running += loss.item()
         done = step + 1
         if on_log is not None and (done % log_every == 0 or done == settings.steps):
             count = log_every if done % log_every == 0 else done % log_every

@@ -8,8 +8,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UsageError
-from ..images import PICTURE_EXTENSIONS
-from ..inputs import collect_inputs, plan_outputs
+
+from ..inputs import PICTURE_EXTENSIONS, collect_inputs, plan_outputs
 from ..models.registry import resolve_model
 from ..restore import Job, Outcome, Restorer, RestoreSettings
 from ..runtime.torch_backend import LoadedModel, load_torch_model, resolve_device
@@ -134,11 +134,6 @@ def restore(
         raise UsageError(f"--mask is for inpainting; {meta.name} does {meta.task}")
     if tile is None:
         tile = 512 if not meta.config.attention_resolutions else meta.config.image_size
-    if tile % loaded.size_multiple or tile_overlap >= tile:
-        raise UsageError(
-            f"--tile must be a multiple of {loaded.size_multiple} and larger than --tile-overlap "
-            f"(got {tile} and {tile_overlap})"
-        )
     settings = RestoreSettings(
         family=family,
         nfe=nfe or meta.default_nfe,
