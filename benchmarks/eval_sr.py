@@ -59,7 +59,9 @@ def main() -> None:
         row = {
             "photo": source.relative.as_posix(),
             "degraded": psnr(x1, clean),
-            "bicubic": psnr(F.interpolate(small, scale_factor=4, mode="bicubic").clamp(-1, 1), clean),
+            "bicubic": psnr(
+                F.interpolate(small, scale_factor=4, mode="bicubic").clamp(-1, 1), clean
+            ),
         }
         for nfe in args.nfe:
             generator = torch.Generator().manual_seed(args.seed)
@@ -74,11 +76,18 @@ def main() -> None:
             )
             row[f"nfe{nfe}"] = psnr(restored, clean)
         rows.append(row)
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
-              file=sys.stderr)
+        print(
+            json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
+            file=sys.stderr,
+        )
     columns = [k for k in rows[0] if k != "photo"]
     means = {k: sum(r[k] for r in rows) / len(rows) for k in columns}
-    print("mean PSNR (dB) over", len(rows), "photos:", json.dumps({k: round(v, 3) for k, v in means.items()}))
+    print(
+        "mean PSNR (dB) over",
+        len(rows),
+        "photos:",
+        json.dumps({k: round(v, 3) for k, v in means.items()}),
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from i2sb_cli import images
 from i2sb_cli.errors import ImageError, UsageError
+from i2sb_cli.image_formats import encode_png16
 from i2sb_cli.images import (
     Picture,
     mask_from_alpha,
@@ -221,7 +222,7 @@ def test_every_orientation_matches_pillow(tmp_path: Path, orientation: int) -> N
 def test_orientation_applies_to_16bit_pictures(tmp_path: Path) -> None:
     rgb = _rgb16(4, 6)
     exif = _exif_with(8).tobytes()
-    (tmp_path / "o.png").write_bytes(images._png16(rgb, icc=None, exif=exif, text={}))
+    (tmp_path / "o.png").write_bytes(encode_png16(rgb, icc=None, exif=exif, text={}))
     picture = read_image(tmp_path / "o.png")
     assert picture.bit_depth == 16
     assert np.array_equal(_levels(picture.pixels, 65535), np.rot90(rgb, 1))

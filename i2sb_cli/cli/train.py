@@ -77,7 +77,8 @@ def train_command(
     )
     console.print(
         f"training {arch} ({count_parameters(net):,} parameters) for {task} "
-        f"on {len(photos)} photos, {steps} steps of {batch_size} crops of {crop}x{crop}, on {torch_device}"
+        f"on {len(photos)} photos, {steps} steps of {batch_size} crops of {crop}x{crop}, "
+        f"on {torch_device}"
     )
     recipe = {
         "data": str(data),
@@ -113,7 +114,7 @@ def train_command(
             cond_x1=cond_x1,
             default_nfe=default_nfe,
             licence="MIT",
-            provenance="trained by `i2sb train` (Algorithm 1 of I2SB) on the photos in training.data",
+            provenance="`i2sb train` (Algorithm 1 of I2SB) on the photos in training.data",
             training={
                 **recipe,
                 "steps_done": done,
