@@ -1,0 +1,85 @@
+"""Shared test helpers: tiny random checkpoints and small pictures written to disk."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from i2sb_cli.models.checkpoint import CheckpointMeta, save_checkpoint
+from i2sb_cli.nets.adm import ADMUNet, UNetConfig
+
+
+def tiny_config(*, cond_x1: bool = False) -> UNetConfig:
+    """The smallest useful ADM UNet: two levels, one block each, attention only in the middle."""
+    return UNetConfig(
+        image_size=32,
+        in_channels=6 if cond_x1 else 3,
+        out_channels=3,
+        model_channels=32,
+        num_res_blocks=1,
+        channel_mult=(1, 2),
+        attention_resolutions=(),
+        num_heads=1,
+        num_head_channels=-1,
+    )
+
+
+def tiny_meta(
+    *,
+    name: str = "tiny-sr4x",
+    task: str = "sr4x-bicubic",
+    beta_max: float = 0.3,
+    ot_ode: bool = False,
+    cond_x1: bool = False,
+    default_nfe: int = 2,
+) -> CheckpointMeta:
+    return CheckpointMeta(
+        name=name,
+        config=tiny_config(cond_x1=cond_x1),
+        task=task,
+        beta_max=beta_max,
+        ot_ode=ot_ode,
+        cond_x1=cond_x1,
+        default_nfe=default_nfe,
+        licence="MIT",
+        provenance="random weights for tests",
+        training={"steps": 0},
+    )
+
+
+def tiny_state(meta: CheckpointMeta, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights for `meta`'s net; the output layer (zero at init) is randomised too, so
+    that the net is not the identity of the bridge and restorations depend on the noise."""
+    torch.manual_seed(seed)
+    net = ADMUNet(meta.config)
+    generator = torch.Generator().manual_seed(seed)
+    state = net.state_dict()
+    return {
+        key: (t + 0.05 * torch.randn(t.shape, generator=generator) if t.is_floating_point() else t)
+        for key, t in state.items()
+    }
+
+
+def make_checkpoint(path: Path, *, dtype: torch.dtype | None = None, **meta_options) -> Path:
+    """Write a tiny random checkpoint at `path` and return the path."""
+    meta = tiny_meta(**meta_options)
+    save_checkpoint(path, tiny_state(meta), meta, dtype=dtype)
+    return path
+
+
+def write_picture(path: Path, size: int | tuple[int, int] = 16, *, seed: int = 0, mode="RGB"):
+    """A random picture of `size` (width, height) pixels in `mode` (RGB or RGBA)."""
+    width, height = (size, size) if isinstance(size, int) else size
+    channels = 4 if mode == "RGBA" else 3
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path)
+    return path
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    """A picture file's RGB pixels as uint8 (height, width, 3)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))

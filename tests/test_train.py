@@ -1,0 +1,164 @@
+"""Training: the objective (Algorithm 1), the EMA, the data, and `i2sb train` end to end."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from i2sb_cli.bridge import make_schedule
+from i2sb_cli.bridge.objective import bridge_loss, bridge_sample, bridge_target, time_input
+from i2sb_cli.cli.app import app
+from i2sb_cli.data import PhotoCrops, quantize8, training_pair
+from i2sb_cli.errors import UsageError
+from i2sb_cli.models.checkpoint import load_checkpoint
+from i2sb_cli.nets import ADMUNet, UNetConfig
+from i2sb_cli.train import EMA, TrainSettings, learning_rate, train
+
+
+def test_bridge_sample_is_the_analytic_posterior():
+    schedule = make_schedule(0.3)
+    x0, x1 = torch.full((2, 3, 4, 4), 0.5), torch.full((2, 3, 4, 4), -0.5)
+    n = torch.tensor([0, 999])
+    x_n = bridge_sample(x0, x1, n, schedule, eps=None)
+    # At the ends of the bridge the marginal sits on x0 and x1 up to the tiny std_fwd[0].
+    assert x_n[0].mean().item() == pytest.approx(0.5, abs=1e-3)
+    assert x_n[1].mean().item() == pytest.approx(-0.5, abs=1e-3)
+    eps = torch.ones_like(x0)
+    noisy = bridge_sample(x0, x1, n, schedule, eps)
+    torch.testing.assert_close(noisy - x_n, schedule.std_sb[n].float().view(-1, 1, 1, 1) * eps)
+
+
+def test_target_recovers_x0_through_the_denoiser_formula():
+    schedule = make_schedule(1.0)
+    x0, x1, eps = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8), torch.randn(3, 3, 8, 8)
+    n = torch.tensor([5, 400, 990])
+    x_n = bridge_sample(x0, x1, n, schedule, eps)
+    target = bridge_target(x_n, x0, n, schedule)
+    x0_hat = x_n - schedule.std_fwd[n].float().view(-1, 1, 1, 1) * target
+    torch.testing.assert_close(x0_hat, x0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        time_input(n, schedule, torch.device("cpu")), schedule.noise_levels[n]
+    )
+
+
+def test_inpainting_loss_only_counts_the_hole():
+    output, target = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    assert bridge_loss(output, target, mask).item() == 0
+    mask[..., 0, 0] = 1
+    assert bridge_loss(output, target, mask).item() == pytest.approx(3 / 48)
+
+
+def test_ema_warm_up_follows_the_official_formula():
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = EMA(net, decay=0.99)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net)  # k = 1: decay min(0.99, 2 / 11)
+    assert ema.shadow["weight"].item() == pytest.approx(1 - 2 / 11)
+
+
+def test_learning_rate_warms_up_then_decays():
+    settings = TrainSettings(steps=1000, lr=1e-3, warmup_steps=100)
+    assert learning_rate(0, settings) == pytest.approx(1e-5)
+    assert learning_rate(99, settings) == pytest.approx(1e-3)
+    assert learning_rate(999, settings) == pytest.approx(1e-4, rel=1e-3)
+
+
+def _tiny_config(conditioned: bool) -> UNetConfig:
+    return UNetConfig(
+        image_size=16,
+        in_channels=6 if conditioned else 3,
+        out_channels=3,
+        model_channels=32,
+        num_res_blocks=1,
+        channel_mult=(1, 2),
+        attention_resolutions=(),
+        num_head_channels=32,
+    )
+
+
+def test_training_reduces_the_loss_on_a_fixed_task():
+    torch.manual_seed(0)
+    net = ADMUNet(_tiny_config(conditioned=True))
+    schedule = make_schedule(0.3)
+    x0 = torch.rand(4, 3, 16, 16) * 2 - 1
+
+    def batches(generator):
+        return x0, quantize8(x0.flip(-1)), None
+
+    losses = []
+    train(
+        net,
+        schedule,
+        batches,
+        TrainSettings(steps=60, lr=2e-3, warmup_steps=5, cond_x1=True),
+        generator=torch.Generator().manual_seed(0),
+        on_log=lambda entry: losses.append(entry.loss),
+        log_every=20,
+    )
+    assert len(losses) == 3
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def _write_photos(folder, count=3, size=(80, 72)):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo{i}.png")
+
+
+def test_photo_crops_are_seeded_and_in_range(tmp_path):
+    _write_photos(tmp_path / "photos")
+    crops = PhotoCrops(tmp_path / "photos", crop=32)
+    a = crops.batch(5, torch.Generator().manual_seed(1))
+    b = crops.batch(5, torch.Generator().manual_seed(1))
+    assert a.shape == (5, 3, 32, 32)
+    torch.testing.assert_close(a, b)
+    assert a.min() >= -1 and a.max() <= 1
+    with pytest.raises(UsageError, match="at least"):
+        PhotoCrops(tmp_path / "photos", crop=128)
+
+
+def test_training_pair_is_the_paper_operator_rounded_to_8_bits():
+    x0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    x1, mask = training_pair("sr4x-bicubic", x0)
+    assert mask is None and x1.shape == x0.shape
+    levels = (x1 + 1) * 127.5
+    torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)
+    with pytest.raises(UsageError, match="not available"):
+        training_pair("jpeg-10", x0)
+
+
+def test_train_command_writes_a_loadable_checkpoint(tmp_path):
+    _write_photos(tmp_path / "photos", size=(96, 80))
+    out = tmp_path / "model.safetensors"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "photos"),
+            "-o",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--crop",
+            "64",
+            "--checkpoint-every",
+            "0",
+            "--device",
+            "cpu",
+            "--name",
+            "t",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    _, meta = load_checkpoint(out)
+    assert meta.name == "t" and meta.task == "sr4x-bicubic" and meta.cond_x1
+    assert meta.training["steps_done"] == 3
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
