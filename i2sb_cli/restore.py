@@ -108,12 +108,15 @@ class Restorer:
             except I2SBError as exc:
                 yield Outcome(job.source.path, job.output, "failed", str(exc))
                 continue
-            if batch and (
-                item.x1.shape != batch[0].x1.shape or len(batch) == self.settings.batch_size
-            ):
+            if batch and item.x1.shape != batch[0].x1.shape:
                 yield from self._restore(batch)
                 batch = []
             batch.append(item)
+            # A full batch runs at once, not when the next picture has been read: outcomes keep
+            # the input order as far as batching allows, and no extra picture waits in memory.
+            if len(batch) == self.settings.batch_size:
+                yield from self._restore(batch)
+                batch = []
         if batch:
             yield from self._restore(batch)
 
@@ -173,6 +176,10 @@ class Restorer:
                     item.job.source.path, item.job.output, "failed", f"sampling failed: {reason}"
                 )
             return
+        if mask is not None:
+            # The stochastic sampler's last projection leaves noise of std std_sb[0] on the
+            # known pixels (as the official sampler does); a user expects them untouched.
+            x0 = (1 - mask.cpu()) * x1.cpu() + mask.cpu() * x0
         seconds = (time.monotonic() - started) / len(batch)
         for item, restored in zip(batch, x0, strict=True):
             yield self._write(item, restored.unsqueeze(0), seconds)

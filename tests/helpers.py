@@ -33,6 +33,7 @@ def tiny_meta(
     ot_ode: bool = False,
     cond_x1: bool = False,
     default_nfe: int = 2,
+    interval: int = 1000,
 ) -> CheckpointMeta:
     return CheckpointMeta(
         name=name,
@@ -42,6 +43,7 @@ def tiny_meta(
         ot_ode=ot_ode,
         cond_x1=cond_x1,
         default_nfe=default_nfe,
+        interval=interval,
         licence="MIT",
         provenance="random weights for tests",
         training={"steps": 0},

@@ -7,6 +7,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import I2SBError
 
@@ -24,7 +25,7 @@ EXIT_INTERRUPTED = 130
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print a one-line error on stderr and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UsageError
-
 from ..inputs import PICTURE_EXTENSIONS, collect_inputs, plan_outputs
 from ..models.registry import resolve_model
 from ..restore import Job, Outcome, Restorer, RestoreSettings
@@ -132,6 +132,8 @@ def restore(
         )
     if mask is not None and family != "inpaint":
         raise UsageError(f"--mask is for inpainting; {meta.name} does {meta.task}")
+    if nfe is not None and nfe >= meta.interval:
+        raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
     if tile is None:
         tile = 512 if not meta.config.attention_resolutions else meta.config.image_size
     settings = RestoreSettings(
@@ -148,7 +150,9 @@ def restore(
     jobs = [Job(s, o, _find_mask(mask, s.relative)) for s, o in zip(sources, outputs, strict=True)]
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device}, NFE {settings.nfe}, "
-        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {seed}: {len(jobs)} picture(s)"
+        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {seed}: {len(jobs)} picture(s)",
+        markup=False,
+        soft_wrap=True,
     )
     counts = _run(loaded, settings, jobs, json_lines)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
@@ -167,7 +171,10 @@ def _run(
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
+    # Off when stderr is not a terminal: a log file would only get an empty line from it.
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as progress:
         bar = progress.add_task("restoring", total=len(jobs) * settings.nfe)
         restorer = Restorer(
             loaded, settings, on_step=lambda step: progress.advance(bar, step.x.shape[0])
@@ -181,18 +188,16 @@ def _run(
 
 
 def _report(outcome: Outcome, json_lines: bool) -> None:
+    # Paths and messages are escaped: "photo [edit].png" is a file name, not rich markup.
+    source, output = escape(str(outcome.source)), escape(str(outcome.output))
     if outcome.status == "failed":
-        console.print(f"[red]failed[/] {outcome.source}: {outcome.message}", soft_wrap=True)
+        console.print(f"[red]failed[/] {source}: {escape(outcome.message)}", soft_wrap=True)
     elif outcome.status == "skipped":
         console.print(
-            f"[yellow]skipped[/] {outcome.source}: {outcome.output} exists (use --overwrite)",
-            soft_wrap=True,
+            f"[yellow]skipped[/] {source}: {output} exists (use --overwrite)", soft_wrap=True
         )
     else:
-        console.print(
-            f"restored {outcome.source} -> {outcome.output} ({outcome.seconds:.1f} s)",
-            soft_wrap=True,
-        )
+        console.print(f"restored {source} -> {output} ({outcome.seconds:.1f} s)", soft_wrap=True)
     if json_lines:
         record = {
             "input": str(outcome.source),

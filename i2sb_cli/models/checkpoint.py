@@ -7,8 +7,9 @@ code, so loading an untrusted file is safe; a wrong or corrupt file is a `Checkp
 """
 
 import json
+import math
 import os
-import tempfile
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 from ..nets.adm import ADMUNet, UNetConfig
+from ..tasks import FAMILIES, TASKS
 
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1
@@ -76,9 +78,18 @@ class CheckpointMeta:
         return meta
 
     def validate(self, source: str) -> None:
+        problem = self._type_problem()
+        if problem:
+            raise CheckpointError(f"{source}: invalid i2sb metadata ({problem})")
         checks = [
+            (self.task in TASKS or self.task in FAMILIES, f"unknown task {self.task!r}"),
             (self.beta_max > 0, f"beta_max must be positive, not {self.beta_max}"),
+            (math.isfinite(self.beta_max), f"beta_max must be finite, not {self.beta_max}"),
             (self.interval >= 2, f"interval must be at least 2, not {self.interval}"),
+            (
+                0 <= self.t0 < self.t1 <= 1,
+                f"t0 {self.t0} and t1 {self.t1} must satisfy 0 <= t0 < t1 <= 1",
+            ),
             (
                 0 < self.default_nfe < self.interval,
                 f"default_nfe {self.default_nfe} is out of range",
@@ -91,6 +102,35 @@ class CheckpointMeta:
         for ok, problem in checks:
             if not ok:
                 raise CheckpointError(f"{source}: {problem}")
+
+    def _type_problem(self) -> str | None:
+        """What has the wrong type (JSON can hold anything), or None; checked before values."""
+        kinds = {
+            "name": str,
+            "task": str,
+            "beta_max": float,
+            "ot_ode": bool,
+            "cond_x1": bool,
+            "interval": int,
+            "t0": float,
+            "t1": float,
+            "default_nfe": int,
+            "clip_denoise": bool,
+            "licence": str,
+            "provenance": str,
+            "training": dict,
+        }
+        for name, kind in kinds.items():
+            value = getattr(self, name)
+            if kind is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                return f"{name} must be {kind.__name__}, not {value!r}"
+        return None
 
 
 def save_checkpoint(
@@ -114,13 +154,21 @@ def save_checkpoint(
         for key, t in state_dict.items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # A checkpoint is meant to be shared (and shipped in the wheel): give it 0o666 less the
+    # umask, as images.py does for pictures, not the private 0o600 that mkstemp and
+    # safetensors' own save_file give. os.open applies the umask; the mode is read back.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    os.close(os.open(tmp, flags, 0o666))
     try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: meta.to_json()})
+        mode = tmp.stat().st_mode & 0o777
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: meta.to_json()})
+        os.chmod(tmp, mode)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

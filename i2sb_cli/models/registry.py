@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError, UsageError
 from ..tasks import FAMILIES, TASKS, family_of
 
 MANIFEST = "models.json"
@@ -41,11 +41,16 @@ def weights_dir() -> Path:
 @cache
 def bundled_models() -> tuple[ModelEntry, ...]:
     """The manifest's entries, in the order listed (the first of a family is its default)."""
-    text = (weights_dir() / MANIFEST).read_text(encoding="utf-8")
+    try:
+        text = (weights_dir() / MANIFEST).read_text(encoding="utf-8")
+        raws = [{**raw, "tasks": tuple(raw["tasks"])} for raw in json.loads(text)["models"]]
+        listed = [ModelEntry(**raw) for raw in raws]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"weights/{MANIFEST} is missing or broken ({exc}); reinstall i2sb"
+        ) from None
     entries = []
-    for raw in json.loads(text)["models"]:
-        raw = {**raw, "tasks": tuple(raw["tasks"])}
-        entry = ModelEntry(**raw)
+    for entry in listed:
         if entry.family not in FAMILIES or any(t not in TASKS for t in entry.tasks):
             raise CheckpointError(f"weights/{MANIFEST}: bad family or task in entry {entry.name!r}")
         entries.append(entry)
@@ -109,7 +114,5 @@ def resolve_model(model: str | None, task: str | None) -> Path:
             f"--model {model!r} is neither a file nor a known model (known: {names})"
         )
     if task is None:
-        raise ModelNotFoundError(
-            "say what to do: pass --task (e.g. --task sr4x) or --model NAME|PATH"
-        )
+        raise UsageError("say what to do: pass --task (e.g. --task sr4x) or --model NAME|PATH")
     return verify_bundled(default_model(task))

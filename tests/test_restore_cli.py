@@ -1,0 +1,415 @@
+"""`i2sb restore` end to end with tiny random checkpoints and tiny pictures."""
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_checkpoint, read_pixels, write_picture
+from PIL import Image
+from typer.testing import CliRunner
+
+from i2sb_cli import __version__
+from i2sb_cli.cli.app import app
+from i2sb_cli.images import read_metadata
+from i2sb_cli.inputs import InputFile
+from i2sb_cli.models import registry
+from i2sb_cli.restore import Job, Restorer, RestoreSettings, image_seed
+from i2sb_cli.runtime.torch_backend import load_torch_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny nets run fastest on one thread, and far faster when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "sr": make_checkpoint(folder / "tiny-sr4x.safetensors"),
+        "inpaint": make_checkpoint(
+            folder / "tiny-inpaint.safetensors",
+            name="tiny-inpaint",
+            task="inpaint-center",
+            beta_max=1.0,
+            ot_ode=True,
+            cond_x1=True,
+        ),
+    }
+
+
+def restore(*args: str | Path):
+    """Run `i2sb restore ARGS` in-process; stdout and stderr come back separately."""
+    return CliRunner().invoke(app, ["restore", *map(str, args)])
+
+
+def _lines_with(text: str, word: str) -> list[str]:
+    return [line for line in text.splitlines() if word in line]
+
+
+def _json_records(result) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def _no_temporary_files(*folders: Path) -> bool:
+    return not [p for folder in folders for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+# --- folders, outputs, reporting ---------------------------------------------------------------
+
+
+def test_folder_with_broken_files(tmp_path, models):
+    pictures = tmp_path / "in"
+    write_picture(pictures / "a.png", 8, seed=1)
+    write_picture(pictures / "b.png", 8, seed=2)
+    (pictures / "notes.png").write_text("this is text, not a picture\n")
+    good = (pictures / "a.png").read_bytes()
+    (pictures / "trunc.png").write_bytes(good[: len(good) // 2])
+    out = tmp_path / "out"
+
+    result = restore(pictures, "--model", models["sr"], "-o", out, "--nfe", 1)
+
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert Image.open(out / "a.png").size == (32, 32)
+    for broken in ("notes.png", "trunc.png"):
+        lines = _lines_with(result.stderr, broken)
+        assert len(lines) == 1, result.stderr
+        assert "failed" in lines[0]
+    assert "2 restored, 2 failed" in result.stderr
+    assert "" not in result.stderr.splitlines()  # no empty line left by the progress bar
+    assert _no_temporary_files(pictures, out)
+
+
+def test_recursive_json_mirrors_subfolders_in_input_order(tmp_path, models):
+    pictures = tmp_path / "in"
+    write_picture(pictures / "a.png", 8, seed=1)
+    (pictures / "b.png").write_text("broken")
+    write_picture(pictures / "c.png", 8, seed=3)
+    write_picture(pictures / "sub" / "deeper" / "d.png", 8, seed=4)
+    out = tmp_path / "out"
+
+    result = restore(pictures, "-r", "--model", models["sr"], "-o", out, "--json", "--nfe", 1)
+
+    assert result.exit_code == 1, result.stderr
+    records = _json_records(result)
+    # With --batch-size 1 each picture is reported as it is done, in the input order.
+    assert [Path(r["input"]).name for r in records] == ["a.png", "b.png", "c.png", "d.png"]
+    assert [r["status"] for r in records] == ["restored", "failed", "restored", "restored"]
+    assert records[1]["seed"] is None
+    assert "cannot read" in records[1]["message"]
+    assert Path(records[3]["output"]) == out / "sub" / "deeper" / "d.png"
+    assert (out / "sub" / "deeper" / "d.png").is_file()
+    assert all(isinstance(r["seed"], int) for r in records if r["status"] == "restored")
+    assert "{" not in result.stderr  # data only on stdout, messages only on stderr
+    assert "restored" in result.stderr
+
+    flat = restore(pictures, "--model", models["sr"], "-o", tmp_path / "flat", "--nfe", 1)
+    assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["a.png", "c.png"]
+    assert flat.exit_code == 1
+
+
+def test_output_file_for_one_input(tmp_path, models):
+    source = write_picture(tmp_path / "small.png", 8)
+    target = tmp_path / "result" / "big.png"
+    result = restore(source, "--model", models["sr"], "-o", target, "--nfe", 1)
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(target).size == (32, 32)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["big.png"]
+
+
+def test_default_output_next_to_input_skips_existing_unless_overwrite(tmp_path, models):
+    source = write_picture(tmp_path / "photo.png", 8)
+    target = tmp_path / "photo_restored.png"
+    first = restore(source, "--model", models["sr"], "--seed", 1)
+    assert first.exit_code == 0, first.stderr
+    assert target.is_file()
+    before = target.read_bytes()
+
+    again = restore(source, "--model", models["sr"], "--seed", 2, "--json")
+    assert again.exit_code == 0
+    assert target.read_bytes() == before
+    lines = _lines_with(again.stderr, "photo.png")
+    assert len(lines) == 1
+    assert "skipped" in lines[0]
+    assert "--overwrite" in lines[0]
+    assert [r["status"] for r in _json_records(again)] == ["skipped"]
+
+    forced = restore(source, "--model", models["sr"], "--seed", 2, "--overwrite")
+    assert forced.exit_code == 0, forced.stderr
+    assert target.read_bytes() != before
+    assert read_metadata(target)["i2sb:seed"] == "2"
+
+
+def test_file_names_are_not_rich_markup(tmp_path, models):
+    pictures = tmp_path / "in"
+    write_picture(pictures / "photo [edit].png", 8)
+    (pictures / "x [bold].png").write_text("broken")
+    result = restore(pictures, "--model", models["sr"], "-o", tmp_path / "out", "--nfe", 1)
+    assert result.exit_code == 1
+    assert len(_lines_with(result.stderr, "photo [edit].png")) == 1
+    assert len(_lines_with(result.stderr, "x [bold].png")) == 1
+    assert (tmp_path / "out" / "photo [edit].png").is_file()
+
+
+# --- super-resolution sizes, seeds, batching, tiling -------------------------------------------
+
+
+def test_sr4x_sizes_small_and_upsampled(tmp_path, models):
+    small = write_picture(tmp_path / "small.png", 16)
+    result = restore(small, "--model", models["sr"], "-o", tmp_path / "a.png", "--nfe", 1)
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(tmp_path / "a.png").size == (64, 64)
+
+    big = write_picture(tmp_path / "big.png", 64)
+    result = restore(
+        big, "--model", models["sr"], "-o", tmp_path / "b.png", "--upsampled", "--nfe", 1
+    )
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(tmp_path / "b.png").size == (64, 64)
+
+
+def test_seeds_and_batch_size_do_not_change_a_pictures_result(tmp_path, models):
+    pictures = tmp_path / "in"
+    for index, name in enumerate(("a.png", "b.png", "c.png", "e.png")):
+        write_picture(pictures / name, 8, seed=index)
+    # A picture of another size between them ends a batch early and runs on its own.
+    write_picture(pictures / "d.png", (12, 8), seed=9)
+
+    def run(out: str, *options) -> dict[str, np.ndarray]:
+        result = restore(
+            pictures, "--model", models["sr"], "-o", tmp_path / out, "--stochastic", *options
+        )
+        assert result.exit_code == 0, result.stderr
+        return {p.name: read_pixels(p) for p in sorted((tmp_path / out).iterdir())}
+
+    one = run("one", "--seed", 5, "--batch-size", 1)
+    three = run("three", "--seed", 5, "--batch-size", 3)
+    again = run("again", "--seed", 5, "--batch-size", 1)
+    other = run("other", "--seed", 6, "--batch-size", 3)
+    assert one.keys() == three.keys() == {"a.png", "b.png", "c.png", "d.png", "e.png"}
+    assert one["d.png"].shape == (32, 48, 3)
+    for name in one:
+        np.testing.assert_array_equal(one[name], again[name])
+        np.testing.assert_array_equal(one[name], three[name])
+        assert np.abs(one[name].astype(int) - other[name].astype(int)).max() > 0
+    # Different pictures of one batch get different noise (their own generators).
+    metadata = read_metadata(tmp_path / "three" / "a.png")
+    assert metadata["i2sb:seed"] == "5"
+    assert metadata["i2sb:image-seed"] == str(image_seed(5, "a.png"))
+    assert metadata["i2sb:sampler"] == "stochastic"
+    assert metadata["i2sb:model"] == "tiny-sr4x"
+    assert (
+        read_metadata(tmp_path / "three" / "b.png")["i2sb:image-seed"]
+        != (metadata["i2sb:image-seed"])
+    )
+
+
+def test_tiles_on_an_upsampled_picture(tmp_path, models):
+    source = write_picture(tmp_path / "wide.png", 48)
+    result = restore(
+        source,
+        "--model",
+        models["sr"],
+        "-o",
+        tmp_path / "out.png",
+        "--upsampled",
+        "--tile",
+        16,
+        "--tile-overlap",
+        4,
+        "--nfe",
+        1,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(tmp_path / "out.png").size == (48, 48)
+
+
+def test_task_resolves_the_bundled_model(tmp_path, models, monkeypatch):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    model = folder / "tiny-sr4x.safetensors"
+    model.write_bytes(models["sr"].read_bytes())
+    entry = {
+        "name": "tiny-sr4x",
+        "file": model.name,
+        "family": "sr4x",
+        "tasks": ["sr4x-bicubic"],
+        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "size": model.stat().st_size,
+        "licence": "MIT",
+        "default_nfe": 2,
+        "summary": "test",
+    }
+    (folder / registry.MANIFEST).write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setattr(registry, "weights_dir", lambda: folder)
+    registry.bundled_models.cache_clear()
+    try:
+        source = write_picture(tmp_path / "small.png", 8)
+        result = restore(source, "--task", "sr4x", "-o", tmp_path / "out.png", "--nfe", 1)
+        assert result.exit_code == 0, result.stderr
+        assert "tiny-sr4x" in result.stderr
+        missing = restore(source, "--task", "deblur", "-o", tmp_path / "d.png")
+        assert missing.exit_code == 1
+        assert "--model" in missing.stderr
+    finally:
+        registry.bundled_models.cache_clear()
+
+
+def test_sampling_failure_fails_the_whole_batch_and_writes_nothing(tmp_path, models):
+    model = load_torch_model(models["sr"], torch.device("cpu"))
+
+    def broken(x_t, n, cond):
+        raise RuntimeError("out of memory\nsecond line")
+
+    settings = RestoreSettings(family="sr4x", nfe=2, batch_size=2)
+    restorer = Restorer(dataclasses.replace(model, denoise=broken), settings)
+    jobs = [
+        Job(InputFile(write_picture(tmp_path / name, 8), Path(name)), tmp_path / "out" / name)
+        for name in ("a.png", "b.png", "c.png")
+    ]
+    outcomes = list(restorer.run(jobs))
+    assert [o.status for o in outcomes] == ["failed"] * 3
+    assert all(o.message == "sampling failed: out of memory" for o in outcomes)
+    assert not (tmp_path / "out").exists()
+
+
+# --- inpainting --------------------------------------------------------------------------------
+
+
+def _hole_mask(size: int = 16) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    mask[4:12, 4:12] = 255
+    return mask
+
+
+def test_inpainting_with_mask_file_keeps_known_pixels(tmp_path, models):
+    source = write_picture(tmp_path / "plain.png", 16)
+    mask_path = tmp_path / "holes.png"
+    Image.fromarray(_hole_mask()).save(mask_path)
+    target = tmp_path / "out.png"
+    result = restore(source, "--model", models["inpaint"], "--mask", mask_path, "-o", target)
+    assert result.exit_code == 0, result.stderr
+    before, after = read_pixels(source).astype(int), read_pixels(target).astype(int)
+    known = _hole_mask() == 0
+    assert np.abs(before[known] - after[known]).max() <= 1
+    assert np.abs(before[~known] - after[~known]).max() > 0
+    assert read_metadata(target)["i2sb:sampler"] == "ot-ode"
+
+
+def test_inpainting_mask_folder_matches_pictures_by_name(tmp_path, models):
+    pictures, masks = tmp_path / "in", tmp_path / "masks"
+    write_picture(pictures / "one.png", 16, seed=1)
+    write_picture(pictures / "two.png", 16, seed=2)
+    masks.mkdir()
+    Image.fromarray(_hole_mask()).save(masks / "one.png")
+    Image.fromarray(255 - _hole_mask()).save(masks / "two_mask.png")
+    out = tmp_path / "out"
+    result = restore(pictures, "--model", models["inpaint"], "--mask", masks, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    known = _hole_mask() == 0
+    one = np.abs(read_pixels(pictures / "one.png").astype(int) - read_pixels(out / "one.png"))
+    two = np.abs(read_pixels(pictures / "two.png").astype(int) - read_pixels(out / "two.png"))
+    assert one[known].max() <= 1
+    assert two[~known].max() <= 1
+    assert one[~known].max() > 1
+    assert two[known].max() > 1
+
+
+def test_inpainting_mask_from_alpha_and_missing_mask(tmp_path, models):
+    pictures = tmp_path / "in"
+    rgba = np.asarray(Image.open(write_picture(pictures / "holes.png", 16, mode="RGBA")))
+    rgba = rgba.copy()
+    rgba[..., 3] = 255 - _hole_mask()  # transparent = hole
+    Image.fromarray(rgba, "RGBA").save(pictures / "holes.png")
+    write_picture(pictures / "plain.png", 16, seed=2)
+    out = tmp_path / "out"
+
+    result = restore(pictures, "--model", models["inpaint"], "-o", out)
+
+    assert result.exit_code == 1
+    lines = _lines_with(result.stderr, "plain.png")
+    assert len(lines) == 1
+    assert "--mask" in lines[0]
+    assert not (out / "plain.png").exists()
+    after = read_pixels(out / "holes.png").astype(int)
+    known = _hole_mask() == 0
+    assert np.abs(rgba[..., :3].astype(int)[known] - after[known]).max() <= 1
+
+
+# --- usage errors, help, version ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--nfe", "0"], "--nfe"),
+        (["--nfe", "1000"], "--nfe"),
+        (["--task", "nope"], "--task"),
+        (["--device", "tpu"], "--device"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--tile", "17"], "--tile"),
+        (["--tile", "16", "--tile-overlap", "16"], "--tile-overlap"),
+        (["--task", "inpaint"], "inpaint"),
+        (["--mask", "MASK"], "--mask"),
+        (["--mask", "absent.png"], "--mask"),
+    ],
+)
+def test_usage_errors(tmp_path, models, options, named):
+    source = write_picture(tmp_path / "small.png", 8)
+    Image.fromarray(_hole_mask(8)).save(tmp_path / "mask.png")
+    options = [str(tmp_path / "mask.png") if o == "MASK" else o for o in options]
+    result = restore(source, "--model", models["sr"], *options)
+    assert result.exit_code == 2, result.stderr
+    assert named in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "small_restored.png").exists()
+
+
+def test_nfe_beyond_the_models_interval_is_a_usage_error(tmp_path):
+    model = make_checkpoint(tmp_path / "short.safetensors", interval=10)
+    source = write_picture(tmp_path / "small.png", 8)
+    result = restore(source, "--model", model, "--nfe", 10)
+    assert result.exit_code == 2, result.stderr
+    assert "--nfe" in result.stderr
+    assert "interval 10" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, models):
+    source = write_picture(tmp_path / "small.png", 8)
+    result = restore(source, "--model", models["sr"], "--device", "cuda")
+    assert result.exit_code == 2
+    assert "--device" in result.stderr
+
+
+def test_missing_input_is_a_usage_error(tmp_path, models):
+    result = restore(tmp_path / "absent.png", "--model", models["sr"])
+    assert result.exit_code == 2
+    assert "absent.png" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"i2sb {__version__}"
+
+
+def test_python_dash_m_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "i2sb_cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "restore" in done.stdout
