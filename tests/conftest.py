@@ -20,3 +20,10 @@ def golden_dir() -> Path:
     if not (path / "README.md").is_file():
         pytest.skip(f"golden data not found at {path} (set I2SB_GOLDEN_DIR)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_model_cache(tmp_path_factory, monkeypatch):
+    """Tests never read or write the user's model cache, nor reach a network."""
+    monkeypatch.setenv("I2SB_CACHE_DIR", str(tmp_path_factory.mktemp("i2sb-cache")))
+    monkeypatch.setenv("I2SB_OFFLINE", "1")

@@ -21,6 +21,7 @@ from i2sb_cli.models.checkpoint import (
     save_checkpoint,
 )
 from i2sb_cli.nets.adm import ADMUNet
+from i2sb_cli.tasks import TASKS
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -249,20 +250,26 @@ def bundled(tmp_path, monkeypatch):
         }
         (folder / registry.MANIFEST).write_text(json.dumps({"models": [entry]}))
         registry.bundled_models.cache_clear()
-        registry._sha256.cache_clear()
         return model
 
     monkeypatch.setattr(registry, "weights_dir", lambda: folder)
+    # An empty cache of the test's own: the user's cache must never be read or written.
+    monkeypatch.setenv("I2SB_CACHE_DIR", str(tmp_path / "cache"))
     write_manifest()
     yield folder, write_manifest
     registry.bundled_models.cache_clear()
-    registry._sha256.cache_clear()
 
 
 def test_shipped_manifest_is_valid():
     registry.bundled_models.cache_clear()
     for entry in registry.bundled_models():
         assert entry.sha256 and entry.file.endswith(".safetensors")
+        assert registry.verify_bundled(entry) == registry.weights_dir() / entry.file
+    official = [m for m in registry.known_models() if m.kind == "import"]
+    assert sorted(t for m in official for t in m.tasks) == sorted(TASKS)
+    for entry in official:
+        assert entry.licence == "CC-BY-NC-SA-4.0"
+        assert entry.import_source.page.startswith("https://drive.google.com/drive/folders/")
 
 
 def test_resolve_model_with_a_path(tmp_path, bundled):

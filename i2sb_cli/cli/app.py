@@ -3,7 +3,8 @@
 import typer
 
 from .. import __version__
-from . import restore, train
+from . import degrade, restore, train
+from .models import app as models_app
 
 app = typer.Typer(
     name="i2sb",
@@ -30,7 +31,9 @@ def _root(
 
 
 app.command("restore")(restore.restore)
+app.command("degrade")(degrade.degrade)
 app.command("train")(train.train_command)
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

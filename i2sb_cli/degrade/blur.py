@@ -15,7 +15,10 @@ back after: y = 2 A((x + 1) / 2) - 1. Official checkpoints were trained on exact
 Any size: the operator is defined per axis, so H x W pictures use an H x H and a W x W matrix
 (the official code knew only square pictures; for H = W this is its operator). Nothing is
 padded; the zero borders are part of the operator. Cost: an SVD per distinct side, one sort of
-H W products, four matrix products per channel, O(H^3 + W^3 + H W (H + W)).
+H W products, four matrix products per channel, O(H^3 + W^3 + H W (H + W)); the bases and
+multipliers are cached per size. For some sizes (19 to 22, 27 to 30, ... for the uniform kernel)
+the 1-D matrix has repeated singular values whose multipliers differ; the result then depends
+on the basis the SVD picks within them, in the official operator as here.
 
 How the spectrum is ordered decides which multiplier each coefficient receives (golden/README,
 corruptions.npz). We take the SVD in float64 (reproducible across machines, unlike the float32
@@ -32,7 +35,9 @@ so that brightness is kept everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -75,18 +80,34 @@ def official_blur_matrix(kernel: Tensor, n: int) -> Tensor:
     i + K//2) inside [0, n); the last tap is never used and the borders read zeros."""
     half = len(kernel) // 2
     rows = torch.arange(n)[:, None]
-    cols = rows + torch.arange(-half, len(kernel) - 1 - half)[None, :]
-    taps = kernel[: len(kernel) - 1].expand(n, -1)
+    cols = rows + torch.arange(-half, half)[None, :]
+    taps = kernel[: 2 * half].expand(n, -1)
     inside = (cols >= 0) & (cols < n)
     matrix = torch.zeros(n, n, dtype=torch.float64)
     matrix[rows.expand_as(cols)[inside], cols[inside]] = taps[inside].to(torch.float64)
     return matrix
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @functools.lru_cache(maxsize=8)
 def _svd(name: str, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(U, s, V) of the official 1-D matrix in float64; s rounded to float32 and truncated."""
-    u, s, vh = torch.linalg.svd(official_blur_matrix(_kernel(name), n))
+    """(U, s, V) of the official 1-D matrix in float64; s rounded to float32 and truncated.
+
+    On one thread: LAPACK's last bits depend on its thread count (golden/README.md), so this
+    gives every machine the same bases, and the SVD gains little from threads but loses much
+    when the cores are busy (2000 x 2000 on 2 loaded cores: 4.5 s on one thread, 30 s on two).
+    """
+    with _one_thread():
+        u, s, vh = torch.linalg.svd(official_blur_matrix(_kernel(name), n))
     singulars = s.float()
     singulars[singulars < ZERO] = 0
     return u, singulars, vh.T.contiguous()
@@ -145,7 +166,7 @@ def plain_blur(x: Tensor, kernel: str) -> Tensor:
     batch, channels, height, width = x.shape
     rows = _reflect(torch.arange(-half, height + half, device=x.device), height)
     cols = _reflect(torch.arange(-half, width + half, device=x.device), width)
-    padded = x[..., rows, :][..., cols].reshape(batch * channels, 1, *rows.shape, *cols.shape)
+    padded = x[..., rows, :][..., cols].reshape(batch * channels, 1, len(rows), len(cols))
     # The kernels are symmetric, so convolution and correlation agree.
     out = F.conv2d(padded, taps.view(1, 1, -1, 1))
     out = F.conv2d(out, taps.view(1, 1, 1, -1))

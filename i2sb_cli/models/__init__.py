@@ -1,1 +1,2 @@
-"""Checkpoints: our file format, the registry of known models, and (later) the download cache."""
+"""Models: our checkpoint format, the manifest of known models, the download cache, and
+the import of official I2SB checkpoints."""

@@ -1,0 +1,223 @@
+"""`i2sb degrade`: clean pictures in; degraded pictures, masks and a manifest out.
+
+Layout of the output folder OUT, so that `i2sb restore OUT/degraded --mask OUT/masks` works and
+a script can pair every restoration with its clean original:
+    OUT/degraded/<relative name>.png   what `restore` takes (for sr4x the 1/4-size picture)
+    OUT/masks/<relative name>.png      inpainting only: white = hole
+    OUT/exact/<relative name>.npy      with --exact: the float32 [3, h, w] values before rounding
+    OUT/manifest.jsonl                 one JSON object per pair; paths relative to OUT
+PNG files hold round((clamp(v, -1, 1) + 1) / 2 * 255) (or 65535 with --bit-depth 16): values
+the JPEG operators push outside [-1, 1] are clipped there, and --exact keeps them.
+"""
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.markup import escape
+
+from ..degrade import PAPER_TASKS, Operator, get_operator, nearest_upsample4
+from ..errors import I2SBError, UsageError
+from ..images import _atomic_write, read_image, read_mask, write_image
+from ..inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
+from ..restore import image_seed
+from .common import EXIT_FAILED, console, reports_errors
+
+MANIFEST = "manifest.jsonl"
+
+
+def _check_task(value: str) -> str:
+    try:
+        get_operator(value)
+    except I2SBError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _user_mask(masks: Path, source: InputFile) -> Path:
+    """--mask FILE serves every picture; --mask DIR holds `<name>.<ext>` or `<name>_mask.<ext>`
+    at the picture's relative path (the rule `restore --mask DIR` uses)."""
+    if masks.is_file():
+        return masks
+    folder = masks / source.relative.parent
+    for stem in (source.relative.stem, f"{source.relative.stem}_mask"):
+        for ext in sorted(PICTURE_EXTENSIONS):
+            if (folder / f"{stem}{ext}").is_file():
+                return folder / f"{stem}{ext}"
+    raise UsageError(f"no mask for {source.relative.as_posix()} in {masks}")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return path.resolve().as_posix()
+
+
+@reports_errors
+def degrade(
+    inputs: Annotated[
+        list[str], typer.Argument(help="Clean pictures, folders or globs.", show_default=False)
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Folder for degraded/, masks/, exact/ and manifest.jsonl.",
+            show_default=False,
+        ),
+    ],
+    task: Annotated[
+        str,
+        typer.Option(
+            help="The degradation, one of the tasks listed above (Q: a JPEG quality 1-100).",
+            callback=_check_task,
+            show_default=False,
+        ),
+    ],
+    seed: Annotated[
+        int, typer.Option(help="Seed; each picture's mask comes from (seed, its relative path).")
+    ] = 0,
+    upsampled: Annotated[
+        bool,
+        typer.Option(help="sr4x: write the paper's nearest-upsampled form at the input's size."),
+    ] = False,
+    bit_depth: Annotated[int, typer.Option(help="Bits per channel in the PNG files: 8 or 16.")] = 8,
+    exact: Annotated[
+        bool, typer.Option(help="Also keep the exact float32 values as .npy under exact/.")
+    ] = False,
+    mask: Annotated[
+        Path | None,
+        typer.Option(help="inpaint-mask: mask FILE for all, or DIR with one per picture."),
+    ] = None,
+    palette_masks: Annotated[
+        Path | None,
+        typer.Option(help="inpaint-freeform*: draw masks from Palette's masks .npz file."),
+    ] = None,
+    alpha_hole: Annotated[
+        bool,
+        typer.Option(help="Inpainting: also mark the hole as transparency in the PNG."),
+    ] = True,
+    recursive: Annotated[
+        bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a degraded set already in the output folder.")
+    ] = False,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="Print each manifest record on stdout.")
+    ] = False,
+) -> None:
+    """Degrade clean pictures exactly as the paper did, to make test pairs for `restore`.
+
+    Tasks of the paper: sr4x-pool, sr4x-bicubic, blur-uni, blur-gauss, jpeg-5,
+    jpeg-10, inpaint-center, inpaint-freeform1020, inpaint-freeform2030.
+    Also: jpeg-Q (Q: any quality 1-100), inpaint-freeform3040.
+    Real-world variants: blur-uni-plain, blur-gauss-plain (true convolutions),
+    jpeg-real-Q (a real JPEG file), inpaint-mask (your own masks, --mask).
+    """
+    operator = get_operator(task, palette_masks=palette_masks)
+    if bit_depth not in (8, 16):
+        raise UsageError(f"--bit-depth must be 8 or 16, not {bit_depth}")
+    if upsampled and operator.family != "sr4x":
+        raise UsageError("--upsampled is for the sr4x tasks")
+    if (mask is not None) != operator.needs_mask:
+        raise UsageError("--mask FILE|DIR goes with --task inpaint-mask, and it needs one")
+    for path, flag in ((mask, "--mask"), (palette_masks, "--palette-masks")):
+        if path is not None and not path.exists():
+            raise UsageError(f"{flag} {path}: no such file or folder")
+    sources = collect_inputs(inputs, recursive=recursive)
+    targets = plan_outputs(sources, output / "degraded", suffix="", default_ext=".png")
+    existing = [p for p in [output / MANIFEST, *targets] if p.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} exists; pass --overwrite to replace the set")
+
+    settings = _Settings(operator, output, seed, upsampled, bit_depth, exact, mask, alpha_hole)
+    records, failed = [], 0
+    for source, target in zip(sources, targets, strict=True):
+        try:
+            record = _degrade_one(settings, source, target)
+        except I2SBError as exc:
+            failed += 1
+            console.print(f"[red]failed[/] {escape(str(source.path))}: {escape(str(exc))}")
+            continue
+        records.append(record)
+        console.print(f"degraded {escape(str(source.path))} -> {escape(str(target))}")
+        if json_lines:
+            print(json.dumps(record), flush=True)
+    text = "".join(json.dumps(r) + "\n" for r in records).encode()
+    _atomic_write(output / MANIFEST, lambda file: file.write(text))
+    console.print(f"done: {len(records)} degraded, {failed} failed; {output / MANIFEST}")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    operator: Operator
+    root: Path
+    seed: int
+    upsampled: bool
+    bit_depth: int
+    exact: bool
+    masks: Path | None
+    alpha_hole: bool
+
+
+def _degrade_one(settings: _Settings, source: InputFile, target: Path) -> dict[str, object]:
+    """Degrade one picture, write its files and return its manifest record."""
+    operator, root, seed = settings.operator, settings.root, settings.seed
+    picture = read_image(source.path)
+    name = source.relative.with_suffix(".png")
+    picture_seed = image_seed(seed, source.relative.as_posix())
+    masks = settings.masks
+    user_mask = read_mask(_user_mask(masks, source), picture.size) if masks else None
+    result = operator(picture.pixels, seed=picture_seed, mask=user_mask)
+    pixels = result.picture
+    if settings.upsampled:
+        pixels = nearest_upsample4(pixels)[..., : picture.size[0], : picture.size[1]]
+
+    # The degraded picture keeps the source's colour profile and EXIF; its hole, if asked,
+    # becomes alpha. It is RGB even for a grey source: the official blur gives each channel
+    # its own multipliers.
+    hole = 1 - result.mask if result.mask is not None and settings.alpha_hole else None
+    like = dataclasses.replace(picture, alpha=hole, source_mode="RGB")
+    metadata = {
+        "i2sb:degradation": operator.name,
+        "i2sb:seed": str(seed),
+        "i2sb:image-seed": str(picture_seed),
+    }
+    write_image(target, pixels, like=like, metadata=metadata, bit_depth=settings.bit_depth)
+    form = "full" if operator.family != "sr4x" else "upsampled" if settings.upsampled else "low-res"
+    record: dict[str, object] = {
+        "name": name.as_posix(),
+        "clean": _relative(source.path, root),
+        "degraded": _relative(target, root),
+        "mask": None,
+        "exact": None,
+        "task": operator.name,
+        "restore_task": operator.name if operator.name in PAPER_TASKS else operator.family,
+        "form": form,
+        "size": list(picture.size),
+        "degraded_size": list(pixels.shape[-2:]),
+        "seed": seed,
+        "image_seed": picture_seed,
+        "bit_depth": settings.bit_depth,
+        "params": dict(operator.params),
+        **result.details,
+    }
+    if result.mask is not None:
+        mask_path = root / "masks" / name
+        write_image(mask_path, (result.mask * 2 - 1).expand(-1, 3, -1, -1), bit_depth=8)
+        record["mask"] = _relative(mask_path, root)
+    if settings.exact:
+        exact_path = root / "exact" / name.with_suffix(".npy")
+        values = pixels[0].detach().cpu().float().numpy()
+        _atomic_write(exact_path, lambda file: np.save(file, values))
+        record["exact"] = _relative(exact_path, root)
+    return record

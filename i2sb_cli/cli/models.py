@@ -1,0 +1,383 @@
+"""`i2sb models`: what models are known, what is on disk, and getting the others there."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import CheckpointError, I2SBError, ModelNotFoundError, UsageError
+from ..models import cache, registry
+from ..models.checkpoint import read_meta, save_checkpoint
+from ..models.convert import (
+    OFFICIAL_FORMAT,
+    official_files,
+    official_meta,
+    read_official,
+    read_options,
+)
+from ..models.download import DownloadSettings
+from ..models.manifest import ModelEntry, is_valid_name
+from ..nets.adm import PRESET_NAMES
+from .common import EXIT_FAILED, console, reports_errors
+
+app = typer.Typer(
+    help="Known models, the download cache, and importing official I2SB checkpoints.",
+    no_args_is_help=True,
+)
+
+# The network calls an imported model makes per picture unless --nfe says otherwise; the
+# official sampler's default is interval - 1 (999), far too slow for a command line.
+IMPORT_NFE = 100
+
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Cache folder (default: $I2SB_CACHE_DIR, else the user cache folder).",
+        show_default=False,
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def _stdout() -> Console:
+    # Data goes to stdout; wide enough that a piped table keeps one model per line.
+    out = Console(highlight=False)
+    return out if out.is_terminal else Console(highlight=False, width=200)
+
+
+def _describe(entry: ModelEntry, folder: Path) -> dict[str, Any]:
+    """A known model's manifest fields and where it stands on this machine."""
+    if entry.kind == "bundled":
+        path = registry.weights_dir() / (entry.file or "")
+        status = "bundled" if path.is_file() else "missing"
+    else:
+        path = cache.model_path(entry.name, folder)
+        if path.is_file():
+            status = "imported" if entry.kind == "import" else "downloaded"
+        elif cache.working_files(path):
+            status = "partial"
+        else:
+            status = "not imported" if entry.kind == "import" else "not downloaded"
+    return {
+        "name": entry.name,
+        "source": entry.kind,
+        "status": status,
+        "family": entry.family,
+        "tasks": list(entry.tasks),
+        "licence": entry.licence,
+        "size": path.stat().st_size if path.is_file() else entry.size,
+        "path": str(path) if path.is_file() else None,
+        "summary": entry.summary,
+    }
+
+
+def _describe_cached(name: str, folder: Path) -> dict[str, Any]:
+    """A model in the cache that the manifest does not list (a download by URL, an import)."""
+    path = cache.model_path(name, folder)
+    record: dict[str, Any] = {"name": name, "source": "cache", "status": "cached"}
+    try:
+        meta = read_meta(path)
+        record.update(family=None, tasks=[meta.task], licence=meta.licence, summary=meta.provenance)
+    except CheckpointError as exc:
+        record.update(status="unreadable", tasks=[], licence="?", summary=str(exc))
+    return {**record, "size": path.stat().st_size, "path": str(path)}
+
+
+def _records(folder: Path) -> list[dict[str, Any]]:
+    known = registry.known_models()
+    names = {m.name for m in known}
+    extra = [n for n in cache.cached_names(folder) if n not in names]
+    return [_describe(m, folder) for m in known] + [_describe_cached(n, folder) for n in extra]
+
+
+def _size(size: int | None) -> str:
+    return "-" if size is None else f"{size / 1e6:,.1f} MB"
+
+
+@reports_errors
+def list_models(cache_dir: CacheDir = None, json_out: JsonFlag = False) -> None:
+    """List every known model and what is on disk."""
+    folder = cache.models_dir(cache_dir)
+    records = _records(folder)
+    if json_out:
+        print(json.dumps(records, indent=1))
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("name", "tasks", "licence", "source", "status", "size"):
+        table.add_column(column, no_wrap=True, justify="right" if column == "size" else "left")
+    for r in records:
+        table.add_row(
+            *(escape(str(v)) for v in (r["name"], ",".join(r["tasks"]), r["licence"])),
+            r["source"],
+            r["status"],
+            _size(r["size"]),
+        )
+    _stdout().print(table)
+    console.print(f"cache: {escape(str(folder))}", soft_wrap=True)
+
+
+@reports_errors
+def info(
+    name: Annotated[str, typer.Argument(help="A model name (see i2sb models list).")],
+    cache_dir: CacheDir = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show what is known about a model, and how to get it."""
+    folder = cache.models_dir(cache_dir)
+    entry = registry.find_model(name)
+    if entry is not None:
+        record = _describe(entry, folder)
+        record.update(
+            preset=entry.preset,
+            cond_x1=entry.cond_x1,
+            beta_max=entry.beta_max,
+            ot_ode=entry.ot_ode,
+            default_nfe=entry.default_nfe,
+            sha256=entry.sha256,
+            url=entry.url,
+            provenance=entry.provenance,
+        )
+        if entry.kind == "import":
+            record["how_to_get"] = registry.how_to_import(entry)
+    elif name in cache.cached_names(folder):
+        record = _describe_cached(name, folder)
+        record["sha256"] = cache.recorded_sha256(cache.model_path(name, folder))
+    else:
+        raise ModelNotFoundError(f"no model named {name!r} (see i2sb models list)")
+    if record.get("path"):
+        try:
+            meta = read_meta(Path(record["path"]))
+            record["checkpoint"] = {
+                "task": meta.task,
+                "beta_max": meta.beta_max,
+                "ot_ode": meta.ot_ode,
+                "cond_x1": meta.cond_x1,
+                "interval": meta.interval,
+                "default_nfe": meta.default_nfe,
+                "image_size": meta.config.image_size,
+            }
+        except CheckpointError as exc:
+            record["checkpoint"] = f"unreadable: {exc}"
+    if json_out:
+        print(json.dumps(record, indent=1))
+        return
+    out = _stdout()
+    for key, value in record.items():
+        if value is not None and value != "":
+            if isinstance(value, dict):
+                shown = ", ".join(f"{k} {v}" for k, v in value.items())
+            else:
+                shown = ", ".join(value) if isinstance(value, list) else value
+            out.print(f"[bold]{key}[/]: {escape(str(shown))}", soft_wrap=True)
+
+
+@reports_errors
+def download(
+    target: Annotated[str, typer.Argument(help="A model name, or an http(s) URL.")],
+    sha256: Annotated[
+        str | None, typer.Option(help="The file's sha256 (required with a URL).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Name to store a URL's model under (required with a URL).")
+    ] = None,
+    cache_dir: CacheDir = None,
+    offline: Annotated[
+        bool | None,
+        typer.Option(
+            "--offline/--online",
+            help="Make no network call (default: on when I2SB_OFFLINE=1).",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for data.")] = 30.0,
+    retries: Annotated[int, typer.Option(min=0, help="Attempts after the first.")] = 4,
+) -> None:
+    """Download a model into the cache (resumes, retries, verifies its sha256)."""
+    folder = cache.models_dir(cache_dir)
+    if target.startswith(("http://", "https://")):
+        if sha256 is None or name is None:
+            raise UsageError("a URL needs --sha256 HASH and --name NAME")
+        if not is_valid_name(name) or registry.find_model(name) is not None:
+            raise UsageError(f"--name {name!r}: use letters, digits, . _ - and a name not listed")
+        url, digest, size = target, sha256, None
+    else:
+        entry = registry.find_model(target)
+        if entry is None:
+            raise ModelNotFoundError(f"no model named {target!r} (see i2sb models list)")
+        if entry.kind != "download":
+            print(registry.entry_file(entry, cache_dir=cache_dir, offline=True))
+            return
+        name, url, digest, size = entry.name, entry.url or "", entry.sha256 or "", entry.size
+    dest = cache.model_path(name, folder)
+    settings = DownloadSettings(timeout=timeout, retries=retries)
+    with cache.progress_bar(name) as progress:
+        path = cache.fetch(
+            url,
+            dest,
+            digest,
+            size=size,
+            offline=offline,
+            settings=settings,
+            progress=progress,
+            on_wait=lambda: console.print(f"waiting for another process downloading {name}"),
+        )
+    try:
+        read_meta(path)
+    except CheckpointError:
+        cache.remove(path)
+        raise
+    console.print(f"{name}: {_size(path.stat().st_size)}, sha256 verified", soft_wrap=True)
+    print(path)
+
+
+@reports_errors
+def import_model(
+    source: Annotated[
+        Path,
+        typer.Argument(help="An official I2SB folder, or its latest.pt (options.pkl beside it)."),
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Name in the cache (default: the manifest's for its task).")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option("--preset", help=f"Architecture: {', '.join(PRESET_NAMES)} (default: found)."),
+    ] = None,
+    nfe: Annotated[
+        int | None, typer.Option(min=1, max=999, help=f"Default NFE (default {IMPORT_NFE}).")
+    ] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence to record.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace a model of that name.")] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Convert an official checkpoint (latest.pt + options.pkl, EMA weights) into the cache."""
+    if arch is not None and arch not in PRESET_NAMES:
+        raise UsageError(f"--preset {arch!r}: choose one of {', '.join(PRESET_NAMES)}")
+    # The options first: a wrong name is reported before the weights are read.
+    task = read_options(official_files(source)[1])["corrupt"]
+    entry = registry.find_model(name) if name else registry.import_entry_for(task, OFFICIAL_FORMAT)
+    name = name or (entry.name if entry else None)
+    if name is None or not is_valid_name(name):
+        raise UsageError(f"--name {name!r}: give a name of letters, digits, . _ -")
+    if entry is not None and (entry.kind != "import" or task not in entry.tasks):
+        raise UsageError(
+            f"{name} is the manifest's {entry.kind} model for {', '.join(entry.tasks)}; this "
+            f"checkpoint is for {task}: choose another --name"
+        )
+    dest = cache.model_path(name, cache.models_dir(cache_dir))
+    if dest.exists() and not force:
+        raise UsageError(f"{name} is already in the cache ({dest}); pass --force to replace it")
+    official = read_official(source, preset_name=arch)
+    meta = official_meta(
+        official,
+        name=name,
+        licence=licence or (entry.licence if entry else "unknown"),
+        provenance=(entry.provenance if entry else "") or f"imported from {source}",
+        default_nfe=nfe or (entry.default_nfe if entry else IMPORT_NFE),
+    )
+    cache.store(dest, lambda path: save_checkpoint(path, official.ema, meta))
+    console.print(
+        f"imported {name}: {meta.task}, beta_max {meta.beta_max}, "
+        f"{'OT-ODE' if meta.ot_ode else 'stochastic'}, cond_x1 {meta.cond_x1}, "
+        f"{official.preset} (EMA of {official.ema_updates or '?'} updates); "
+        f"run: i2sb restore --model {name} PICTURES",
+        markup=False,
+        soft_wrap=True,
+    )
+    print(dest)
+
+
+def _targets(names: list[str], folder: Path) -> list[tuple[str, ModelEntry | None]]:
+    if names:
+        return [(n, registry.find_model(n)) for n in names]
+    present = [(m.name, m) for m in registry.bundled_models()]
+    for name in cache.cached_names(folder):
+        present.append((name, registry.find_model(name)))
+    return present
+
+
+@reports_errors
+def verify(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to check (default: all on disk).")
+    ] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Re-hash models on disk against their pinned sha256 and check they load as checkpoints."""
+    folder = cache.models_dir(cache_dir)
+    failed = 0
+    for name, entry in _targets(names or [], folder):
+        try:
+            if entry is not None:
+                path = registry.entry_file(entry, cache_dir=cache_dir, offline=True)
+            else:
+                path = cache.verify_file(cache.model_path(name, folder), None, name=name)
+            read_meta(path)
+            print(f"ok      {name}  {path}")
+        except I2SBError as exc:
+            failed += 1
+            print(f"FAILED  {name}: {exc}")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@reports_errors
+def path(
+    name: Annotated[str, typer.Argument(help="A model name.")], cache_dir: CacheDir = None
+) -> None:
+    """Print where a model's file is (fails when it is not on disk)."""
+    entry = registry.find_model(name)
+    if entry is not None and entry.kind == "bundled":
+        found = registry.weights_dir() / (entry.file or "")
+    else:
+        found = cache.model_path(name, cache.models_dir(cache_dir))
+    if not found.is_file():
+        if entry is not None and entry.kind == "import":
+            raise ModelNotFoundError(f"{name} is not imported: {registry.how_to_import(entry)}")
+        raise ModelNotFoundError(f"{name} is not on disk (see i2sb models list)")
+    print(found)
+
+
+@reports_errors
+def rm(
+    names: Annotated[list[str] | None, typer.Argument(help="Models to remove.")] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="Remove every model and partial download.")
+    ] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Remove downloaded or imported models from the cache."""
+    folder = cache.models_dir(cache_dir)
+    if all_models:
+        names = cache.names_on_disk(folder)
+    if not names:
+        raise UsageError("name the models to remove, or pass --all")
+    failed = 0
+    for name in names:
+        entry = registry.find_model(name)
+        if entry is not None and entry.kind == "bundled":
+            console.print(f"[red]kept[/] {escape(name)}: it is bundled with i2sb")
+            failed += 1
+            continue
+        freed = cache.remove(cache.model_path(name, folder)) if is_valid_name(name) else 0
+        if freed:
+            console.print(f"removed {escape(name)} ({_size(freed)})")
+        elif not all_models:
+            console.print(f"[red]not in the cache[/]: {escape(name)}")
+            failed += 1
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+app.command("list")(list_models)
+app.command("info")(info)
+app.command("download")(download)
+app.command("import")(import_model)
+app.command("verify")(verify)
+app.command("path")(path)
+app.command("rm")(rm)

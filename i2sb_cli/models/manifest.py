@@ -1,0 +1,187 @@
+"""The manifest of known models (weights/models.json): its entries and their validation.
+
+Each entry says where the model's file comes from, in one of three ways (weights/README.md):
+`file` (bundled in weights/), `url` (downloaded into the cache, pinned by sha256) or `import`
+(a foreign checkpoint the user obtains, e.g. an official I2SB folder on Google Drive, and
+converts with `i2sb models import`). The architecture and schedule fields describe the model
+for people; the checkpoint's own metadata is what sampling uses.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..nets.adm import PRESET_NAMES
+from ..tasks import FAMILIES, TASKS
+
+SCHEMA_VERSION = 1
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_REQUIRED = ("name", "family", "tasks", "licence", "default_nfe", "summary")
+_OPTIONAL: dict[str, Any] = {
+    "file": None,
+    "url": None,
+    "sha256": None,
+    "size": None,
+    "preset": None,
+    "cond_x1": None,
+    "beta_max": None,
+    "ot_ode": None,
+    "provenance": "",
+    "import": None,
+}
+
+
+class ManifestError(ValueError):
+    """An entry or field that does not follow the manifest schema."""
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """Where the user gets a foreign checkpoint and which files `i2sb models import` reads."""
+
+    format: str
+    page: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    tasks: tuple[str, ...]
+    licence: str
+    default_nfe: int
+    summary: str
+    file: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    preset: str | None = None
+    cond_x1: bool | None = None
+    beta_max: float | None = None
+    ot_ode: bool | None = None
+    provenance: str = ""
+    import_source: ImportSource | None = None
+
+    @property
+    def kind(self) -> str:
+        """ "bundled" (ships in weights/), "download" (from `url`) or "import" (convert it)."""
+        if self.url is not None:
+            return "download"
+        if self.import_source is not None:
+            return "import"
+        return "bundled"
+
+
+def is_valid_name(name: str) -> bool:
+    """Model names double as file names in the cache: no separators, no leading dot."""
+    return bool(_NAME.fullmatch(name))
+
+
+def parse_manifest(text: str) -> tuple[ModelEntry, ...]:
+    """The entries of a manifest's JSON text, in order; a ManifestError says what is wrong."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"not valid JSON ({exc})") from None
+    if not isinstance(body, dict) or not isinstance(body.get("models"), list):
+        raise ManifestError('the top level must be an object with a "models" list')
+    version = body.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ManifestError(f"schema_version {version!r} is not {SCHEMA_VERSION}")
+    entries = [_entry(raw, index) for index, raw in enumerate(body["models"])]
+    names = [e.name for e in entries]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ManifestError(f"model names listed twice: {', '.join(twice)}")
+    return tuple(entries)
+
+
+def _entry(raw: Any, index: int) -> ModelEntry:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"entry {index} is not an object")
+    label = repr(raw.get("name", f"#{index}"))
+    missing = [k for k in _REQUIRED if k not in raw]
+    unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
+    if missing or unknown:
+        raise ManifestError(f"entry {label}: missing fields {missing}, unknown fields {unknown}")
+    values = {**_OPTIONAL, **raw}
+    source = values.pop("import")
+    try:
+        entry = ModelEntry(
+            **{**values, "tasks": tuple(_list(values["tasks"], "tasks"))},
+            import_source=None if source is None else _import_source(source),
+        )
+        _check(entry)
+    except ManifestError as exc:
+        raise ManifestError(f"entry {label}: {exc}") from None
+    return entry
+
+
+def _import_source(raw: Any) -> ImportSource:
+    if not isinstance(raw, dict) or set(raw) != {"format", "page", "files"}:
+        raise ManifestError('"import" must be an object with format, page and files')
+    files = tuple(_list(raw["files"], "import.files"))
+    if not all(isinstance(v, str) for v in (raw["format"], raw["page"], *files)):
+        raise ManifestError('"import" fields must be strings')
+    return ImportSource(raw["format"], raw["page"], files)
+
+
+def _list(value: Any, field: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise ManifestError(f"{field} must be a non-empty list")
+    return value
+
+
+def _check(e: ModelEntry) -> None:
+    _types(e)
+    if not is_valid_name(e.name):
+        raise ManifestError("name must be letters, digits, '.', '_' or '-'")
+    if e.family not in FAMILIES or any(t not in TASKS for t in e.tasks):
+        raise ManifestError("bad family or task")
+    if any(TASKS[t].family != e.family for t in e.tasks):
+        raise ManifestError(f"every task must belong to the {e.family!r} family")
+    if e.preset is not None and e.preset not in PRESET_NAMES:
+        raise ManifestError(f"unknown preset {e.preset!r}")
+    if e.default_nfe < 1:
+        raise ManifestError("default_nfe must be at least 1")
+    sources = [e.file is not None, e.url is not None, e.import_source is not None]
+    if sum(sources) != 1:
+        raise ManifestError('give exactly one of "file" (bundled), "url" or "import"')
+    if e.kind == "bundled" and not (e.file or "").endswith(".safetensors"):
+        raise ManifestError('"file" must name a .safetensors file in weights/')
+    if e.kind in ("bundled", "download"):
+        if e.sha256 is None or not _SHA256.fullmatch(e.sha256):
+            raise ManifestError("sha256 must be 64 lowercase hexadecimal digits")
+        if e.size is None or e.size <= 0:
+            raise ManifestError("size must be the file's size in bytes")
+    if e.url is not None and not e.url.startswith(("https://", "http://")):
+        raise ManifestError("url must be http(s)")
+
+
+def _types(e: ModelEntry) -> None:
+    kinds: dict[str, tuple[type, ...]] = {
+        "name": (str,),
+        "family": (str,),
+        "licence": (str,),
+        "summary": (str,),
+        "provenance": (str,),
+        "default_nfe": (int,),
+        "file": (str, type(None)),
+        "url": (str, type(None)),
+        "sha256": (str, type(None)),
+        "size": (int, type(None)),
+        "preset": (str, type(None)),
+        "cond_x1": (bool, type(None)),
+        "beta_max": (int, float, type(None)),
+        "ot_ode": (bool, type(None)),
+    }
+    for field, allowed in kinds.items():
+        value = getattr(e, field)
+        wrong_bool = isinstance(value, bool) and bool not in allowed
+        if wrong_bool or not isinstance(value, allowed):
+            raise ManifestError(f"{field} has the wrong type ({value!r})")
+    if not all(isinstance(t, str) for t in e.tasks):
+        raise ManifestError("tasks must be strings")

@@ -1,0 +1,140 @@
+"""`i2sb models list|info|path|verify|rm`, the manifest schema, and models found in the cache."""
+
+import json
+
+import pytest
+from helpers import make_checkpoint, tiny_meta, tiny_state
+from typer.testing import CliRunner
+
+from i2sb_cli.cli.app import app
+from i2sb_cli.errors import CheckpointError
+from i2sb_cli.models import cache, registry
+from i2sb_cli.models.checkpoint import save_checkpoint
+from i2sb_cli.models.manifest import ManifestError, parse_manifest
+
+SHA = "ab" * 32
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("I2SB_CACHE_DIR", str(folder))
+    monkeypatch.delenv("I2SB_OFFLINE", raising=False)
+    registry.bundled_models.cache_clear()
+    return folder / "models"
+
+
+def _cli(*args):
+    return CliRunner().invoke(app, ["models", *map(str, args)])
+
+
+def _store(folder, name, **meta_options):
+    """A tiny model in the cache as an import leaves it (with its sha256 recorded)."""
+    meta = tiny_meta(name=name, **meta_options)
+    path = cache.model_path(name, folder)
+    cache.store(path, lambda p: save_checkpoint(p, tiny_state(meta), meta))
+    return path
+
+
+def test_list_shows_the_manifest_and_the_cache(cache_dir):
+    _store(cache_dir, "official-blur-gauss", task="blur-gauss", beta_max=1.0, ot_ode=True)
+    _store(cache_dir, "mine", task="jpeg-10")
+    (cache_dir / ".official-jpeg-5.safetensors.part").write_bytes(b"x")
+    records = {r["name"]: r for r in json.loads(_cli("list", "--json").stdout)}
+    assert records["official-blur-gauss"]["status"] == "imported"
+    assert records["official-sr4x-pool"]["status"] == "not imported"
+    assert records["official-sr4x-pool"]["licence"] == "CC-BY-NC-SA-4.0"
+    assert records["mine"]["source"] == "cache" and records["mine"]["tasks"] == ["jpeg-10"]
+    table = _cli("list")
+    assert table.exit_code == 0
+    rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
+    assert "not imported" in rows["official-inpaint-freeform2030"]
+    assert "imported" in rows["official-blur-gauss"] and "MB" in rows["official-blur-gauss"]
+
+
+def test_info_says_how_to_get_an_official_model(cache_dir):
+    result = _cli("info", "official-jpeg-10")
+    assert result.exit_code == 0
+    assert "https://drive.google.com/drive/folders/13on7v54W8ncQ4RlSl3PIZn0NalfiGaJd" in (
+        result.stdout.replace("\n", "")
+    )
+    assert "i2sb models import" in result.stdout and "CC-BY-NC-SA-4.0" in result.stdout
+    assert _cli("info", "no-such-model").exit_code == 1
+
+
+def test_path_verify_and_rm(cache_dir):
+    path = _store(cache_dir, "official-blur-gauss", task="blur-gauss", beta_max=1.0, ot_ode=True)
+    assert _cli("path", "official-blur-gauss").stdout.strip() == str(path)
+    missing = _cli("path", "official-sr4x-pool")
+    assert missing.exit_code == 1 and "drive.google.com" in missing.stderr
+    assert "ok" in _cli("verify").stdout
+    never = _cli("verify", "official-sr4x-pool")
+    assert never.exit_code == 1 and "not imported" in never.stdout
+    assert _cli("rm", "official-blur-gauss").exit_code == 0
+    assert not path.exists() and not cache.recorded_sha256(path)
+    assert _cli("rm", "official-blur-gauss").exit_code == 1
+    (cache_dir / ".x.safetensors.abc.tmp").write_bytes(b"partial")
+    assert _cli("rm", "--all").exit_code == 0
+    assert list(cache_dir.iterdir()) == []
+
+
+def test_model_without_recorded_hash_is_not_trusted(cache_dir):
+    path = make_checkpoint(cache.model_path("copied", cache_dir))
+    with pytest.raises(CheckpointError, match="no recorded sha256"):
+        registry.resolve_model("copied", None)
+    assert _cli("verify", "copied").exit_code == 1
+    cache.record_sha256(path, cache.sha256_file(path))
+    assert registry.resolve_model("copied", None) == path
+
+
+def test_task_without_bundled_model_uses_an_imported_one(cache_dir):
+    with pytest.raises(registry.ModelNotFoundError, match="--model"):
+        registry.resolve_model(None, "deblur")
+    path = _store(cache_dir, "official-blur-uni", task="blur-uni", beta_max=1.0, ot_ode=True)
+    assert registry.resolve_model(None, "deblur") == path
+    assert registry.resolve_model(None, "blur-gauss") == path  # same family
+    assert registry.resolve_model("official-blur-uni", None) == path
+
+
+def _entry(**changes) -> dict:
+    entry = {
+        "name": "sr4x-tiny",
+        "family": "sr4x",
+        "tasks": ["sr4x-bicubic", "sr4x-pool"],
+        "file": "sr4x-tiny.safetensors",
+        "sha256": SHA,
+        "size": 1000,
+        "licence": "MIT",
+        "preset": "tiny",
+        "cond_x1": True,
+        "beta_max": 0.3,
+        "ot_ode": False,
+        "default_nfe": 10,
+        "summary": "bundled CPU model",
+        "provenance": "trained with i2sb train",
+    }
+    return {k: v for k, v in {**entry, **changes}.items() if v is not None}
+
+
+def test_manifest_schema():
+    (bundled,) = parse_manifest(json.dumps({"schema_version": 1, "models": [_entry()]}))
+    assert bundled.kind == "bundled" and bundled.tasks == ("sr4x-bicubic", "sr4x-pool")
+    remote = _entry(file=None, url="https://example.org/m.safetensors")
+    assert parse_manifest(json.dumps({"models": [remote]}))[0].kind == "download"
+    broken = {
+        "give exactly one": _entry(url="https://example.org/m.safetensors"),
+        "sha256": _entry(sha256="xyz"),
+        "unknown fields": _entry(colour="red"),
+        "name must be": _entry(name="../evil"),
+        "family": _entry(tasks=["jpeg-5"]),
+        "preset": _entry(preset="huge"),
+        "wrong type": _entry(cond_x1="yes"),
+        "import": _entry(file=None, sha256=None, size=None, **{"import": {"page": "x"}}),
+    }
+    for problem, entry in broken.items():
+        with pytest.raises(ManifestError, match=problem):
+            parse_manifest(json.dumps({"models": [entry]}))
+    with pytest.raises(ManifestError, match="twice"):
+        parse_manifest(json.dumps({"models": [_entry(), _entry()]}))
+    with pytest.raises(ManifestError, match="schema_version"):
+        parse_manifest(json.dumps({"schema_version": 2, "models": []}))
