@@ -1,23 +1,70 @@
-"""Encoders that Pillow lacks: 16-bit PNG with metadata chunks, and RGB(A) TIFF with ICC and EXIF.
+"""Encoders: an H x W x C uint8/uint16 array (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) and its
+metadata into the bytes of one file format.
 
-`images.write_image` chooses them; they turn an HxWxC uint8/uint16 array into file bytes.
+Pillow writes most of them. It lacks 16-bit colour PNG (OpenCV encodes those pixels and the
+metadata chunks are spliced in), 16-bit grey+alpha PNG (written here from scratch, as neither
+library can), and TIFF with ICC and EXIF at 16 bits (written here: Pillow's libtiff path fails
+on EXIF sub-directories).
 """
 
 import struct
 import zlib
+from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
+
+JPEG_QUALITY = 95
+"""JPEG quality when none is asked for: visually lossless, as a restored picture deserves."""
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def encode_picture(
+    file: BinaryIO,
+    fmt: str,
+    array: np.ndarray,
+    *,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+    text: dict[str, str] | None = None,
+    quality: int | None = None,
+) -> None:
+    """Write `array` to `file` as `fmt` (a Pillow format name: PNG, JPEG, WEBP, TIFF, BMP).
+
+    JPEG is written at `quality` (default 95) without chroma subsampling; WebP losslessly, or
+    lossy at `quality` when one is given. `text` goes into PNG text chunks only.
+    """
+    if array.dtype == np.uint16 and fmt == "PNG":
+        file.write(encode_png16(array, icc=icc, exif=exif, text=text or {}))
+        return
+    if fmt == "TIFF":
+        file.write(encode_tiff(array, icc=icc, exif=exif))
+        return
+    options: dict[str, object] = {}
+    if icc:
+        options["icc_profile"] = icc
+    if exif:
+        options["exif"] = exif
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for key, value in (text or {}).items():
+            info.add_text(key, value)
+        options.update(pnginfo=info, compress_level=6)
+    elif fmt == "JPEG":
+        options.update(quality=quality or JPEG_QUALITY, subsampling=0)
+    elif fmt == "WEBP":
+        # exact: keep the colours under alpha 0, which a later edit may reveal.
+        options.update(exact=True, **({"quality": quality} if quality else {"lossless": True}))
+    # Pillow picks L, LA, RGB or RGBA from the array's shape.
+    planes = array[:, :, 0] if array.shape[2] == 1 else array
+    Image.fromarray(np.ascontiguousarray(planes)).save(file, format=fmt, **options)
 
 
 def encode_png16(array: np.ndarray, *, icc: bytes | None, exif: bytes | None, text: dict) -> bytes:
-    """A 16-bit PNG: OpenCV encodes the pixels, and the metadata chunks Pillow would have
-    written are spliced in after IHDR (where iCCP and eXIf must precede IDAT)."""
-    order = [2, 1, 0, 3][: array.shape[2]]  # RGB(A) -> BGR(A)
-    ok, encoded = cv2.imencode(".png", array[:, :, order], [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    if not ok:
-        raise ValueError("OpenCV could not encode a 16-bit PNG")
+    """A 16-bit PNG, with the metadata chunks Pillow would have written spliced in after IHDR
+    (where iCCP and eXIf must precede IDAT)."""
     chunks = []
     if icc:
         chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
@@ -29,9 +76,33 @@ def encode_png16(array: np.ndarray, *, icc: bytes | None, exif: bytes | None, te
         except UnicodeEncodeError:
             itxt = key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")
             chunks.append((b"iTXt", itxt))
-    png = encoded.tobytes()
+    png = _png16_pixels(array)
     ihdr_end = 8 + 8 + 13 + 4  # signature, then IHDR's length, type, 13 data bytes and CRC
     return png[:ihdr_end] + b"".join(_png_chunk(k, d) for k, d in chunks) + png[ihdr_end:]
+
+
+def _png16_pixels(array: np.ndarray) -> bytes:
+    """A bare 16-bit PNG of the pixels: OpenCV's encoder (adaptive filters, so smaller files)
+    where it can, else grey+alpha written here with the Sub filter on every row."""
+    height, width, channels = array.shape
+    if channels != 2:
+        order = [2, 1, 0, 3][:channels] if channels > 1 else [0]  # RGB(A) -> BGR(A)
+        ok, encoded = cv2.imencode(".png", array[:, :, order], [cv2.IMWRITE_PNG_COMPRESSION, 6])
+        if not ok:
+            raise ValueError("OpenCV could not encode a 16-bit PNG")
+        return encoded.tobytes()
+    rows = array.astype(">u2").view(np.uint8).reshape(height, width * 4)
+    filtered = rows.copy()
+    filtered[:, 4:] -= rows[:, :-4]  # Sub: each byte minus the same byte of the previous pixel
+    raw = np.concatenate([np.ones((height, 1), np.uint8), filtered], axis=1)  # filter type 1
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)  # colour type 4: grey+alpha
+    idat = zlib.compress(raw.tobytes(), 6)
+    return (
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -40,7 +111,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def encode_tiff(array: np.ndarray, *, icc: bytes | None, exif: bytes | None) -> bytes:
-    """An 8- or 16-bit RGB(A) TIFF with ICC profile and EXIF.
+    """An 8- or 16-bit grey, grey+alpha, RGB or RGBA TIFF with ICC profile and EXIF.
 
     Pillow's EXIF writer produces a complete TIFF header and directory (sub-IFDs included), so
     the file is that directory, with the image tags added, followed by one deflate-compressed
@@ -61,7 +132,7 @@ def encode_tiff(array: np.ndarray, *, icc: bytes | None, exif: bytes | None) -> 
             257: height,
             258: (8 * array.dtype.itemsize,) * channels,
             259: 8,  # Adobe deflate
-            262: 2,  # RGB
+            262: 2 if channels >= 3 else 1,  # RGB, or grey with black at 0
             273: 0,  # strip offset, filled in below
             277: channels,
             278: height,
@@ -71,7 +142,7 @@ def encode_tiff(array: np.ndarray, *, icc: bytes | None, exif: bytes | None) -> 
             339: (1,) * channels,  # unsigned integers
         }
     )
-    if channels == 4:
+    if channels in (2, 4):
         ifd[338] = 2  # unassociated alpha
     if icc:
         ifd[34675] = icc

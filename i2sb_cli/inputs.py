@@ -1,8 +1,11 @@
 """Which files a command works on, and where each result goes.
 
 Inputs are files, folders or glob patterns (expanded here, so that quoted patterns work in
-scripts and on shells that do not expand them). Each input remembers its path relative to the
-folder or pattern it came from, so that an output folder can mirror the input's sub-folders.
+scripts and on shells that do not expand them), or `-` for one picture on stdin. Each input
+remembers its path relative to the folder or pattern it came from, so that an output folder
+can mirror the input's sub-folders. Inside folders and patterns only files with a picture
+extension count; anything else (`.DS_Store`, `Thumbs.db`, notes, sidecar files) is skipped
+quietly, while a file named explicitly is always taken, so that reading it decides.
 """
 
 import glob
@@ -15,6 +18,10 @@ from .errors import UsageError
 PICTURE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 """Extensions (lower case) that make a file in a folder or a glob match count as a picture."""
 
+STDIO = Path("-")
+"""`-`: as an input, the picture on stdin; as an output, stdout."""
+
+_STDIN_NAME = Path("stdin")  # its relative name: seeds the noise, names a file in an -o folder
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -34,8 +41,9 @@ def is_picture_name(path: Path) -> bool:
 def collect_inputs(specs: list[str], *, recursive: bool) -> list[InputFile]:
     """Expand files, folders and glob patterns into the pictures to process.
 
-    A file named explicitly is taken whatever its extension (reading it decides). A folder
-    gives its pictures, and with `recursive` those of its sub-folders. A pattern may use `*`,
+    `-` stands for the picture on stdin (path `STDIO`, relative name `stdin`). A file named
+    explicitly is taken whatever its extension (reading it decides). A folder gives its
+    pictures, and with `recursive` those of its sub-folders. A pattern may use `*`,
     `?`, `[...]`, and `**` for any depth with `recursive`; folders it matches are expanded like
     folders. Hidden files and folders (including our own `.*.tmp` files) are skipped inside
     folders and patterns. Each spec's pictures are sorted; specs keep the order given, and a
@@ -44,8 +52,11 @@ def collect_inputs(specs: list[str], *, recursive: bool) -> list[InputFile]:
     found: list[InputFile] = []
     seen: set[str] = set()
     for spec in specs:
-        for item in _expand(spec, recursive=recursive):
-            key = os.path.normcase(os.path.realpath(item.path))
+        items = (
+            [InputFile(STDIO, _STDIN_NAME)] if spec == "-" else _expand(spec, recursive=recursive)
+        )
+        for item in items:
+            key = "-" if item.path == STDIO else os.path.normcase(os.path.realpath(item.path))
             if key not in seen:
                 seen.add(key)
                 found.append(item)
@@ -61,7 +72,9 @@ def plan_outputs(
 ) -> list[Path]:
     """Where to write the result of each input, in the same order.
 
-    - `output` None: next to each input, named stem + `suffix` + extension.
+    - `output` None: next to each input, named stem + `suffix` + extension; stdout (`STDIO`)
+      for the picture from stdin.
+    - `output` `STDIO`: stdout, for exactly one input.
     - `output` with a picture extension (and not an existing folder): that file, for exactly
       one input.
     - otherwise `output` is a folder (created later if needed) mirroring each input's
@@ -74,6 +87,10 @@ def plan_outputs(
     if os.sep in suffix or "/" in suffix:
         raise UsageError(f"--suffix must be a plain name ending, not a path: {suffix!r}")
     ext = _normalise_ext(default_ext)
+    if output == STDIO:
+        if len(inputs) != 1:
+            raise UsageError(f"-o - writes one picture to stdout, but {len(inputs)} were given")
+        return [STDIO]
     if output is not None and is_picture_name(output) and not output.is_dir():
         if len(inputs) != 1:
             raise UsageError(
@@ -86,13 +103,20 @@ def plan_outputs(
             raise UsageError(f"--output {output} is an existing file, not a folder")
         targets = [output / _renamed(item.relative, "", ext) for item in inputs]
     else:
-        targets = [item.path.parent / _renamed(item.path, suffix, ext).name for item in inputs]
+        targets = [
+            STDIO
+            if item.path == STDIO
+            else item.path.parent / _renamed(item.path, suffix, ext).name
+            for item in inputs
+        ]
     _check_targets(inputs, targets)
     return targets
 
 
 def _expand(spec: str, *, recursive: bool) -> list[InputFile]:
     path = Path(spec).expanduser()
+    if path == STDIO:  # "./-" names a file called "-", which Path shortens to "-"
+        path = Path.cwd() / path
     if path.is_dir():
         pictures = _folder_pictures(path, recursive=recursive)
         if not pictures:
@@ -171,9 +195,12 @@ def _renamed(path: Path, suffix: str, ext: str | None) -> Path:
 
 
 def _check_targets(inputs: list[InputFile], targets: list[Path]) -> None:
-    sources = {_file_id(item.path): item.path for item in inputs if item.path.exists()}
+    files = [item.path for item in inputs if item.path != STDIO]
+    sources = {_file_id(path): path for path in files if path.exists()}
     claimed: dict[str, Path] = {}
     for item, target in zip(inputs, targets, strict=True):
+        if target == STDIO:
+            continue
         if target.exists() and _file_id(target) in sources:
             raise UsageError(
                 f"output {target} would overwrite the input {sources[_file_id(target)]}; "

@@ -3,11 +3,15 @@
 Each picture gets its own random generator seeded from (seed, its relative path), so that it
 restores the same whatever the batch size, the order of the inputs or the tiling (DESIGN.md
 decision 2). Pictures of the same size are sampled together up to the batch size. A picture
-that cannot be read or restored is reported as a failed outcome and the run goes on.
+that cannot be read or restored is reported as a failed outcome and the run goes on; an output
+that exists already is skipped before its picture is even read, so that running the same
+command again after an interruption continues where it stopped.
 """
 
 import dataclasses
 import hashlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -19,8 +23,17 @@ from torch import Tensor
 
 from .bridge import StepInfo, nfe_steps, per_image_noise, sample
 from .errors import I2SBError, ImageError
-from .images import Picture, mask_from_alpha, read_image, read_mask, write_image
-from .inputs import InputFile
+from .images import (
+    ALPHA_FORMATS,
+    Picture,
+    alpha_safe_path,
+    encode_image,
+    mask_from_alpha,
+    read_image,
+    read_mask,
+    write_image,
+)
+from .inputs import STDIO, InputFile
 from .runtime.torch_backend import LoadedModel
 from .tasks import make_x1
 from .tiling import tiled
@@ -39,21 +52,36 @@ class RestoreSettings:
     tile_overlap: int = 64
     upsampled: bool = False
     overwrite: bool = False
+    mask_threshold: float = 0.5
+    invert_mask: bool = False
+    max_pixels: int | None = None
+    """Pictures and masks larger than this are refused (None: Pillow's bomb guard)."""
+    quality: int | None = None
+    """JPEG and WebP quality (None: JPEG 95, WebP lossless)."""
+    stdout_format: str = "PNG"
+    """The format of a picture written to stdout (output `STDIO`)."""
+    model_sha256: str | None = None
+    """Recorded in each output's metadata when known."""
 
 
 @dataclass(frozen=True)
 class Job:
     source: InputFile
     output: Path
+    """A file, or `STDIO` for stdout."""
     mask: Path | None = None
+    data: bytes | None = dataclasses.field(default=None, repr=False)
+    """The source's bytes when they do not come from its path (stdin)."""
 
 
 @dataclass(frozen=True)
 class Outcome:
     source: Path
     output: Path
+    """Where the result went (it may differ from the job's: alpha forces PNG over JPEG)."""
     status: Status
     message: str = ""
+    """Why a picture failed or was skipped, or a note on a restored one."""
     seed: int | None = None
     seconds: float = 0.0
 
@@ -66,6 +94,17 @@ class _Prepared:
     mask: Tensor | None
     generator: torch.Generator
     seed: int
+    output: Path
+    note: str = ""
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, in hex (it identifies a model exactly in reports)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -96,18 +135,23 @@ class Restorer:
         )
 
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        jobs = list(jobs)
+        planned = {job.output for job in jobs if job.output != STDIO}
         batch: list[_Prepared] = []
         for job in jobs:
-            if job.output.exists() and not self.settings.overwrite:
-                yield Outcome(
-                    job.source.path, job.output, "skipped", "output exists (use --overwrite)"
-                )
+            if self._done(job.output):
+                yield Outcome(job.source.path, job.output, "skipped", "output exists")
                 continue
             try:
                 item = self._prepare(job)
             except I2SBError as exc:
                 yield Outcome(job.source.path, job.output, "failed", str(exc))
                 continue
+            if item.output != job.output:
+                refusal = self._check_moved_output(item, planned)
+                if refusal is not None:
+                    yield refusal
+                    continue
             if batch and item.x1.shape != batch[0].x1.shape:
                 yield from self._restore(batch)
                 batch = []
@@ -120,35 +164,86 @@ class Restorer:
         if batch:
             yield from self._restore(batch)
 
+    def _done(self, output: Path) -> bool:
+        """Whether an output exists and is to be kept (writes are atomic: if it exists, it is
+        complete)."""
+        return output != STDIO and not self.settings.overwrite and output.exists()
+
+    def _check_moved_output(self, item: _Prepared, planned: set[Path]) -> Outcome | None:
+        """A failed or skipped outcome when the output that alpha moved to cannot be used."""
+        source, output = item.job.source.path, item.output
+        if output in planned:
+            return Outcome(
+                source,
+                output,
+                "failed",
+                f"{source} has transparency, which {item.job.output.suffix} files cannot hold, "
+                f"and {output} is another picture's output; choose --format png",
+            )
+        if output.exists() and source != STDIO and os.path.samefile(output, source):
+            return Outcome(
+                source,
+                output,
+                "failed",
+                f"{source} has transparency, so its result would be {output}, the input "
+                "itself; choose another --output or --suffix",
+            )
+        if self._done(output):
+            return Outcome(source, output, "skipped", "output exists")
+        planned.add(output)  # two pictures moved to one name: the second one must fail
+        return None
+
     def _prepare(self, job: Job) -> _Prepared:
-        picture = read_image(job.source.path)
-        seed = image_seed(self.settings.seed, job.source.relative.as_posix())
+        settings = self.settings
+        name = Path("stdin") if job.source.path == STDIO else job.source.path
+        picture = read_image(name, data=job.data, max_pixels=settings.max_pixels)
+        seed = image_seed(settings.seed, job.source.relative.as_posix())
         generator = torch.Generator().manual_seed(seed)
         mask = None
-        if self.settings.family == "inpaint":
+        if settings.family == "inpaint":
             mask = self._mask_for(job, picture)
-            # The hole (mask 1) no longer needs transparency once it is filled.
-            picture = dataclasses.replace(picture, alpha=None)
+            if job.mask is None:
+                # The transparency was the hole, which is filled now; a mask file leaves the
+                # picture's own transparency to carry through.
+                picture = dataclasses.replace(picture, alpha=None)
         x1 = make_x1(
-            self.settings.family,
+            settings.family,
             picture.pixels,
-            upsampled=self.settings.upsampled,
+            upsampled=settings.upsampled,
             mask=mask,
             noise=per_image_noise([generator]),
         )
-        return _Prepared(job, picture, x1, mask, generator, seed)
+        output, note = job.output, ""
+        if picture.alpha is not None and job.output != STDIO:
+            output = alpha_safe_path(job.output)
+            if output != job.output:
+                note = f"PNG, not {job.output.suffix}, to keep the transparency"
+        return _Prepared(job, picture, x1, mask, generator, seed, output, note)
 
-    @staticmethod
-    def _mask_for(job: Job, picture: Picture) -> Tensor:
+    def _mask_for(self, job: Job, picture: Picture) -> Tensor:
+        settings = self.settings
         size = tuple(picture.pixels.shape[-2:])
+        threshold, invert = settings.mask_threshold, settings.invert_mask
         if job.mask is not None:
-            return read_mask(job.mask, size)
-        if picture.alpha is not None:
-            return mask_from_alpha(picture.alpha)
-        raise ImageError(
-            f"{job.source.path}: inpainting needs a mask; pass --mask FILE|DIR "
-            "(white = hole) or give the picture an alpha channel (transparent = hole)"
-        )
+            mask = read_mask(
+                job.mask, size, threshold=threshold, invert=invert, max_pixels=settings.max_pixels
+            )
+            named = f"the mask {job.mask}"
+        elif picture.alpha is not None:
+            mask = mask_from_alpha(picture.alpha, threshold=threshold, invert=invert)
+            named = f"the transparency of {job.source.path}"
+        else:
+            raise ImageError(
+                f"{job.source.path}: inpainting needs a mask; pass --mask FILE|DIR "
+                "(white = hole) or give the picture an alpha channel (transparent = hole)"
+            )
+        if not mask.any():
+            raise ImageError(
+                f"{named} marks no hole, so there is nothing to inpaint "
+                f"(hole: {'below' if invert else 'at or above'} {threshold:g} of white, "
+                "transparent for alpha); check --mask-threshold and --invert-mask"
+            )
+        return mask
 
     def _restore(self, batch: list[_Prepared]) -> Iterator[Outcome]:
         started = time.monotonic()
@@ -173,7 +268,7 @@ class Restorer:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             for item in batch:
                 yield Outcome(
-                    item.job.source.path, item.job.output, "failed", f"sampling failed: {reason}"
+                    item.job.source.path, item.output, "failed", f"sampling failed: {reason}"
                 )
             return
         if mask is not None:
@@ -194,8 +289,22 @@ class Restorer:
             "i2sb:seed": str(settings.seed),
             "i2sb:image-seed": str(item.seed),
         }
+        if settings.model_sha256:
+            metadata["i2sb:model-sha256"] = settings.model_sha256
+        like, quality = item.picture, settings.quality
         try:
-            write_image(job.output, restored, like=item.picture, metadata=metadata)
+            if item.output == STDIO:
+                fmt = settings.stdout_format
+                if like.alpha is not None and fmt not in ALPHA_FORMATS:
+                    fmt = "PNG"
+                data = encode_image(fmt, restored, like=like, metadata=metadata, quality=quality)
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            else:
+                write_image(item.output, restored, like=like, metadata=metadata, quality=quality)
         except I2SBError as exc:
-            return Outcome(job.source.path, job.output, "failed", str(exc), item.seed, seconds)
-        return Outcome(job.source.path, job.output, "restored", "", item.seed, seconds)
+            return Outcome(job.source.path, item.output, "failed", str(exc), item.seed, seconds)
+        except OSError as exc:  # stdout closed early, as by a pipe into `head`
+            message = f"cannot write to stdout: {exc.strerror or exc}"
+            return Outcome(job.source.path, item.output, "failed", message, item.seed, seconds)
+        return Outcome(job.source.path, item.output, "restored", item.note, item.seed, seconds)

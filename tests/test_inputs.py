@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from i2sb_cli.errors import UsageError
-from i2sb_cli.inputs import InputFile, collect_inputs, plan_outputs
+from i2sb_cli.inputs import STDIO, InputFile, collect_inputs, plan_outputs
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -205,3 +205,35 @@ def test_unknown_extension_and_bad_suffix_are_usage_errors(album: Path) -> None:
 def test_non_picture_input_is_written_as_png(album: Path) -> None:
     items = collect_inputs([str(album / "notes.txt")], recursive=False)
     assert plan_outputs(items, None, suffix="_r", default_ext=None) == [album / "notes_r.png"]
+
+
+def test_files_that_are_not_pictures_are_not_inputs(tmp_path: Path) -> None:
+    _touch(tmp_path, "x.png", ".DS_Store", "Thumbs.db", "desktop.ini", "notes.txt", "._x.png")
+    _touch(tmp_path, "x.png.xmp", "sub/.DS_Store", "sub/y.JPEG")
+    assert _rel(collect_inputs([str(tmp_path)], recursive=True)) == ["sub/y.JPEG", "x.png"]
+
+
+# --- stdin and stdout -----------------------------------------------------------------------
+
+
+def test_dash_reads_stdin_and_writes_stdout(tmp_path: Path) -> None:
+    items = collect_inputs(["-", "-"], recursive=False)
+    assert items == [InputFile(STDIO, Path("stdin"))]
+    assert plan_outputs(items, None, suffix="_r", default_ext=None) == [STDIO]
+    assert plan_outputs(items, STDIO, suffix="_r", default_ext="jpg") == [STDIO]
+    folder = plan_outputs(items, tmp_path / "out", suffix="_r", default_ext=None)
+    assert folder == [tmp_path / "out" / "stdin.png"]
+
+
+def test_stdout_takes_one_picture(tmp_path: Path) -> None:
+    _touch(tmp_path, "a.png", "b.png")
+    items = collect_inputs([str(tmp_path)], recursive=False)
+    assert plan_outputs(items[:1], STDIO, suffix="_r", default_ext=None) == [STDIO]
+    with pytest.raises(UsageError, match="-o - writes one picture to stdout, but 2 were given"):
+        plan_outputs(items, STDIO, suffix="_r", default_ext=None)
+
+
+def test_a_file_named_dash_is_a_file(tmp_path: Path, monkeypatch) -> None:
+    _touch(tmp_path, "-")
+    monkeypatch.chdir(tmp_path)
+    assert collect_inputs(["./-"], recursive=False) == [InputFile(tmp_path / "-", Path("-"))]

@@ -17,10 +17,11 @@ console = Console(stderr=True, highlight=False)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# The exit codes the commands document (README "Scripting with i2sb").
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_FAILED = 1  # some pictures failed, or the model could not be loaded
+EXIT_USAGE = 2  # as Typer's own usage errors: a bad option or argument, nothing was done
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
@@ -39,7 +40,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except I2SBError as exc:
             raise fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            console.print("interrupted", style="yellow")
+            # Outputs are written atomically: whatever exists now is complete.
+            console.print("interrupted; every output written so far is complete", style="yellow")
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

@@ -1,6 +1,7 @@
-"""`i2sb restore`: files, folders or globs in; restored pictures out."""
+"""`i2sb restore`: files, folders, globs or stdin in; restored pictures out."""
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,12 +10,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UsageError
-from ..inputs import PICTURE_EXTENSIONS, collect_inputs, plan_outputs
+from ..images import FORMATS, default_max_pixels
+from ..inputs import PICTURE_EXTENSIONS, STDIO, collect_inputs, is_picture_name, plan_outputs
 from ..models.registry import resolve_model
-from ..restore import Job, Outcome, Restorer, RestoreSettings
+from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
 from ..runtime.torch_backend import LoadedModel, load_torch_model, resolve_device
 from ..tasks import TASK_CHOICES, family_of
 from .common import EXIT_FAILED, console, reports_errors
+
+_LIMIT = default_max_pixels()
+_DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"
 
 
 def _check_task(value: str | None) -> str | None:
@@ -23,6 +28,16 @@ def _check_task(value: str | None) -> str | None:
             f"{value!r} is not a task; choose one of: {', '.join(TASK_CHOICES)}"
         )
     return value
+
+
+def _check_format(value: str | None) -> str | None:
+    if value is None:
+        return None
+    ext = value.lower().removeprefix(".")
+    if f".{ext}" not in FORMATS:
+        choices = ", ".join(sorted({e.removeprefix(".") for e in FORMATS}))
+        raise typer.BadParameter(f"{value!r} is not a format; choose one of: {choices}")
+    return ext
 
 
 def _find_mask(masks: Path | None, source_relative: Path) -> Path | None:
@@ -42,7 +57,11 @@ def _find_mask(masks: Path | None, source_relative: Path) -> Path | None:
 @reports_errors
 def restore(
     inputs: Annotated[
-        list[str], typer.Argument(help="Pictures, folders or globs to restore.", show_default=False)
+        list[str],
+        typer.Argument(
+            help="Pictures, folders or globs to restore; - reads one from stdin.",
+            show_default=False,
+        ),
     ],
     output: Annotated[
         Path | None,
@@ -83,12 +102,44 @@ def restore(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Pictures of the same size sampled together.")
     ] = 1,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Output format: png, jpg, webp, tif or bmp (default: each input's own; PNG on "
+            "stdout). Pictures with transparency are written as PNG where it cannot be kept.",
+            callback=_check_format,
+            show_default=False,
+        ),
+    ] = None,
+    quality: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=100,
+            help="JPEG and WebP quality (default: JPEG 95, WebP lossless).",
+            show_default=False,
+        ),
+    ] = None,
     mask: Annotated[
         Path | None,
         typer.Option(
             help="Inpainting mask FILE or DIR (white = hole). Default: the picture's alpha channel."
         ),
     ] = None,
+    mask_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Grey level, as a fraction of white, from which a mask pixel is a hole "
+            "(for alpha: below which it is). Default 0.5.",
+            show_default=False,
+        ),
+    ] = None,
+    invert_mask: Annotated[
+        bool, typer.Option("--invert-mask", help="Swap hole and kept pixels: black = hole.")
+    ] = False,
     tile: Annotated[
         int | None,
         typer.Option(
@@ -104,7 +155,11 @@ def restore(
         bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")
     ] = False,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace outputs that exist (default: skip them).")
+        bool,
+        typer.Option(
+            "--overwrite/--skip-existing",
+            help="Replace outputs that exist, or skip them (so that a rerun continues).",
+        ),
     ] = False,
     upsampled: Annotated[
         bool,
@@ -112,15 +167,42 @@ def restore(
             help="sr4x: the input is already 4x nearest-upsampled (the paper's x1), not small."
         ),
     ] = False,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Refuse pictures with more pixels than this, a guard against decompression "
+            f"bombs (default: {_DEFAULT_LIMIT}).",
+            show_default=False,
+        ),
+    ] = None,
     json_lines: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object per picture on stdout.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object per picture on stdout: input, output, status "
+            "(restored, skipped, failed), error, seed, seconds, model, model_sha256.",
+        ),
     ] = False,
 ) -> None:
-    """Restore pictures with the I2SB bridge sampler."""
+    """Restore pictures with the I2SB bridge sampler.
+
+    Give - as the input to read one picture from stdin, and -o - to write the result to
+    stdout (a picture from stdin goes there by default).
+
+    Exit codes: 0 when every picture was restored or skipped; 1 when some pictures failed
+    (each one is reported on stderr, and with --json on stdout) or the model could not be
+    loaded; 2 for a usage error (a bad option or argument, nothing done); 130 when
+    interrupted (Ctrl-C): every output written is complete, and running the same command
+    again continues where it stopped.
+    """
     if mask is not None and not mask.exists():
         raise UsageError(f"--mask {mask}: no such file or folder")
     sources = collect_inputs(inputs, recursive=recursive)
-    outputs = plan_outputs(sources, output, suffix="_restored", default_ext=None)
+    _check_output_format(output, output_format)
+    outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
+    _check_stdout(outputs, json_lines)
+    stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
 
     checkpoint = resolve_model(model, task)
     loaded = load_torch_model(checkpoint, resolve_device(device))
@@ -130,8 +212,13 @@ def restore(
         raise UsageError(
             f"--model {meta.name} restores {meta.task} pictures, not the {family} family"
         )
-    if mask is not None and family != "inpaint":
-        raise UsageError(f"--mask is for inpainting; {meta.name} does {meta.task}")
+    for name, given in [
+        ("--mask", mask is not None),
+        ("--mask-threshold", mask_threshold is not None),
+        ("--invert-mask", invert_mask),
+    ]:
+        if given and family != "inpaint":
+            raise UsageError(f"{name} is for inpainting; {meta.name} does {meta.task}")
     if nfe is not None and nfe >= meta.interval:
         raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
     if tile is None:
@@ -146,8 +233,17 @@ def restore(
         tile_overlap=tile_overlap,
         upsampled=upsampled,
         overwrite=overwrite,
+        mask_threshold=0.5 if mask_threshold is None else mask_threshold,
+        invert_mask=invert_mask,
+        max_pixels=max_pixels,
+        quality=quality,
+        stdout_format=FORMATS[f".{output_format or 'png'}"],
+        model_sha256=file_sha256(checkpoint),
     )
-    jobs = [Job(s, o, _find_mask(mask, s.relative)) for s, o in zip(sources, outputs, strict=True)]
+    jobs = [
+        Job(s, o, _find_mask(mask, s.relative), stdin if s.path == STDIO else None)
+        for s, o in zip(sources, outputs, strict=True)
+    ]
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device}, NFE {settings.nfe}, "
         f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {seed}: {len(jobs)} picture(s)",
@@ -159,6 +255,29 @@ def restore(
     console.print(f"done: {summary or 'nothing to do'}")
     if counts["failed"]:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _check_output_format(output: Path | None, output_format: str | None) -> None:
+    """-o FILE names its format by its extension; a --format that disagrees is a mistake."""
+    if output is None or output_format is None or output == STDIO or output.is_dir():
+        return
+    if is_picture_name(output) and FORMATS[output.suffix.lower()] != FORMATS[f".{output_format}"]:
+        raise UsageError(f"--format {output_format} contradicts --output {output}")
+
+
+def _check_stdout(outputs: list[Path], json_lines: bool) -> None:
+    if STDIO not in outputs:
+        return
+    if json_lines:
+        raise UsageError("--json and a picture on stdout (-o -) cannot share stdout; use -o FILE")
+    if sys.stdout.isatty():
+        raise UsageError("stdout is a terminal: redirect it to a file (> out.png) or use -o FILE")
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin.isatty():
+        raise UsageError("the input - reads a picture from stdin, which is a terminal; pipe one in")
+    return sys.stdin.buffer.read()
 
 
 def _run(
@@ -183,11 +302,11 @@ def _run(
             counts[outcome.status] += 1
             if outcome.status != "restored":
                 progress.advance(bar, settings.nfe)
-            _report(outcome, json_lines)
+            _report(outcome, json_lines, loaded.meta.name, settings.model_sha256)
     return counts
 
 
-def _report(outcome: Outcome, json_lines: bool) -> None:
+def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | None) -> None:
     # Paths and messages are escaped: "photo [edit].png" is a file name, not rich markup.
     source, output = escape(str(outcome.source)), escape(str(outcome.output))
     if outcome.status == "failed":
@@ -197,14 +316,20 @@ def _report(outcome: Outcome, json_lines: bool) -> None:
             f"[yellow]skipped[/] {source}: {output} exists (use --overwrite)", soft_wrap=True
         )
     else:
-        console.print(f"restored {source} -> {output} ({outcome.seconds:.1f} s)", soft_wrap=True)
+        note = f"; {escape(outcome.message)}" if outcome.message else ""
+        target = "stdout" if outcome.output == STDIO else output
+        console.print(
+            f"restored {source} -> {target} ({outcome.seconds:.1f} s{note})", soft_wrap=True
+        )
     if json_lines:
         record = {
             "input": str(outcome.source),
             "output": str(outcome.output),
             "status": outcome.status,
-            "message": outcome.message,
+            "error": outcome.message if outcome.status == "failed" else None,
             "seed": outcome.seed,
             "seconds": round(outcome.seconds, 3),
+            "model": model,
+            "model_sha256": model_sha256,
         }
         print(json.dumps(record), flush=True)

@@ -1,0 +1,176 @@
+"""Decoding a picture file into an array of its pixels, as stored (orientation is applied later).
+
+Pillow decodes most files; OpenCV decodes 16-bit colour (and grey+alpha) PNG and TIFF, which
+Pillow reduces to 8 bits. Whether a file is 16-bit is read from its header, never guessed from
+the pixel values.
+"""
+
+import contextlib
+import io
+import threading
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, ImageCms, PngImagePlugin
+
+from .errors import ImageError
+from .image_meta import icc_space
+
+READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+"""Pillow formats read (the JPEG plugin also opens cameras' multi-picture MPO files). Limiting
+Pillow to these keeps exotic plugins (some call external programs) away from untrusted files."""
+
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
+"""Pillow modes (before any ";16"-style suffix) that hold grey pictures."""
+
+# Pillow's bomb guard is one global limit; `open_picture` lifts it for the moment of opening,
+# under this lock, and applies the caller's own limit instead.
+_PILLOW_LIMIT = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    array: np.ndarray
+    """H x W x C: C = 1 grey, 2 grey+alpha, 3 RGB or 4 RGBA; uint8, uint16 or float32."""
+    white: float
+    """The value of white: 255, 65535, or 1.0 for float pictures."""
+    bit_depth: int
+    mode: str
+    icc: bytes | None
+
+
+def default_max_pixels() -> int | None:
+    """Pillow's own refusal limit (about 179 million pixels), None if it was switched off."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
+
+
+def open_picture(file: BinaryIO, name: str, max_pixels: int | None) -> Image.Image:
+    """Identify a picture from its header (lazily: no pixels decoded yet); refuse more than
+    `max_pixels` pixels (None: no limit) with an ImageError."""
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            image = Image.open(file, formats=READ_FORMATS)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        image.close()
+        raise ImageError(
+            f"cannot read {name}: {width}x{height} is {width * height:,} pixels, over the "
+            f"limit of {max_pixels:,} that guards against decompression bombs; if the file is "
+            f"trusted, raise the limit with --max-pixels {width * height}"
+        )
+    return image
+
+
+def decode(image: Image.Image, file: BinaryIO) -> Decoded:
+    """The pixels of an opened picture, with their bit depth and an ICC profile that matches
+    them (RGB for colour, GRAY for grey; CMYK becomes sRGB)."""
+    mode = image.mode
+    wide = _wide_layout(image, file)
+    grey = wide == "grey" if wide else mode.split(";")[0] in GREY_MODES
+    icc = image.info.get("icc_profile") or None
+    if icc_space(icc) != ("GRAY" if grey else "RGB"):
+        icc = None  # a profile of another colour space does not describe the pixels we give
+    if wide is not None:
+        array = _decode_opencv(file, png=image.format == "PNG", grey=wide == "grey")
+        wide_mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]] + ";16"
+        white = 65535.0 if array.dtype == np.uint16 else 255.0
+        return Decoded(array, white, 16, wide_mode, icc)
+
+    image.load()
+    if mode.startswith("I;16") or mode == "I":
+        grey_levels = np.asarray(image).astype(np.float32).clip(0, 65535)
+        return Decoded(grey_levels[:, :, None], 65535.0, 16, mode, icc)
+    if mode == "F":
+        return Decoded(np.asarray(image, np.float32).clip(0, 1)[:, :, None], 1.0, 16, mode, icc)
+    if mode == "CMYK":
+        rgb, srgb = _cmyk_to_srgb(image)
+        return Decoded(np.asarray(rgb), 255.0, 8, mode, srgb)
+    has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
+    target = {(True, False): "L", (True, True): "LA", (False, False): "RGB"}.get(
+        (grey, has_alpha), "RGBA"
+    )
+    array = np.asarray(image if image.mode == target else image.convert(target))
+    return Decoded(array[:, :, None] if array.ndim == 2 else array, 255.0, 8, mode, icc)
+
+
+def _wide_layout(image: Image.Image, file: BinaryIO) -> str | None:
+    """ "colour" or "grey" for 16-bit files that Pillow would cut to 8 bits (colour, or grey
+    with alpha), None for the others."""
+    if image.format == "PNG":
+        position = file.tell()
+        file.seek(0)
+        header = file.read(26)
+        file.seek(position)
+        # IHDR starts at byte 16: width, height, then bit depth and colour type.
+        if len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6):
+            return "grey" if header[25] == 4 else "colour"
+    elif image.format == "TIFF":
+        bits = image.tag_v2.get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        if bits and max(bits) == 16 and image.tag_v2.get(262) == 2:
+            return "colour"
+    return None
+
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+    b"GIF8": "GIF",
+}
+
+
+def sniff(header: bytes) -> str | None:
+    """The format a file's first bytes announce, if any: a file that starts like a picture
+    but cannot be read is a damaged picture, not some other kind of file."""
+    if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for sig, fmt in _SIGNATURES.items() if header.startswith(sig)), None)
+
+
+def _decode_opencv(file: BinaryIO, *, png: bool, grey: bool) -> np.ndarray:
+    file.seek(0)
+    data = file.read()
+    if png:
+        # libpng prints its complaint about a damaged file straight to stderr; Pillow's check
+        # of every chunk's CRC and of the end marker finds the same damage quietly first.
+        PngImagePlugin.PngImageFile(io.BytesIO(data)).verify()
+    data = np.frombuffer(data, np.uint8)
+    # OpenCV logs a damaged file's every complaint to stderr; the caller reports it in one line.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if array is None:
+        raise ValueError("OpenCV cannot decode it")
+    if array.ndim == 2:
+        return array[:, :, None]
+    if grey and array.shape[2] == 4:
+        return array[:, :, [0, 3]]  # OpenCV expands grey+alpha to BGRA with B = G = R
+    order = [2, 1, 0, 3][: array.shape[2]]  # BGR(A) -> RGB(A)
+    return array[:, :, order]
+
+
+def _cmyk_to_srgb(image: Image.Image) -> tuple[Image.Image, bytes | None]:
+    """CMYK through its ICC profile when it has one (Pillow's plain conversion ignores ink
+    behaviour and gives dull, shifted colours), with the sRGB profile that now describes the
+    pixels; else the plain conversion, which has no profile."""
+    icc = image.info.get("icc_profile")
+    if icc:
+        with contextlib.suppress(ImageCms.PyCMSError, OSError):
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            converted = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB")
+            if converted is not None:
+                return converted, srgb.tobytes()
+    return image.convert("RGB"), None
