@@ -30,7 +30,12 @@ def _root(
     """Restore pictures with the Image-to-Image Schrödinger Bridge (I2SB)."""
 
 
-app.command("restore")(restore.restore)
+EXIT_CODES = (
+    "Exit codes: 0 all pictures restored or skipped; 1 some pictures failed (or the model could "
+    "not be loaded); 2 usage error; 130 interrupted."
+)
+
+app.command("restore", epilog=EXIT_CODES)(restore.restore)
 app.command("degrade")(degrade.degrade)
 app.command("train")(train.train_command)
 app.add_typer(models_app, name="models")

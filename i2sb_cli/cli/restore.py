@@ -149,8 +149,11 @@ def restore(
         ),
     ] = None,
     tile_overlap: Annotated[
-        int, typer.Option(min=0, help="Overlap between tiles, blended smoothly.")
-    ] = 64,
+        int | None,
+        typer.Option(
+            min=0, help="Overlap between tiles, blended smoothly (default: 64, at most tile/4)."
+        ),
+    ] = None,
     recursive: Annotated[
         bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")
     ] = False,
@@ -223,6 +226,8 @@ def restore(
         raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
     if tile is None:
         tile = 512 if not meta.config.attention_resolutions else meta.config.image_size
+    if tile_overlap is None:
+        tile_overlap = min(64, tile // 4)
     settings = RestoreSettings(
         family=family,
         nfe=nfe or meta.default_nfe,
