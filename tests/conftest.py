@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,3 +28,12 @@ def _isolated_model_cache(tmp_path_factory, monkeypatch):
     """Tests never read or write the user's model cache, nor reach a network."""
     monkeypatch.setenv("I2SB_CACHE_DIR", str(tmp_path_factory.mktemp("i2sb-cache")))
     monkeypatch.setenv("I2SB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The tests' tiny nets run fastest on one thread, and far faster when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,15 +24,6 @@ from i2sb_cli.nets.adm import ADMUNet
 from i2sb_cli.tasks import TASKS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny nets run fastest on one thread, and far faster when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _meta_json(**changes) -> str:
     body = json.loads(tiny_meta().to_json())
     body.update(changes)

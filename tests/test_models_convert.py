@@ -26,14 +26,6 @@ from i2sb_cli.models.convert import (
 from i2sb_cli.nets.adm import OFFICIAL_PREFIX, ADMUNet, preset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _options(argv: list[str]) -> argparse.Namespace:
     """The official train.py's options (the part this code reads and more), parsed and
     completed the way its create_training_options() does."""

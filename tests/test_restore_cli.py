@@ -23,15 +23,6 @@ from i2sb_cli.restore import Job, Restorer, RestoreSettings, image_seed
 from i2sb_cli.runtime.torch_backend import load_torch_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny nets run fastest on one thread, and far faster when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from helpers import make_checkpoint, read_pixels, write_picture
 from PIL import Image
 from typer.testing import CliRunner
@@ -16,15 +15,6 @@ from typer.testing import CliRunner
 from i2sb_cli import images
 from i2sb_cli.cli.app import app
 from i2sb_cli.images import read_image
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny nets run fastest on one thread, and far faster when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -12,7 +13,7 @@ from i2sb_cli.cli.app import app
 from i2sb_cli.data import PhotoCrops, quantize8, training_pair
 from i2sb_cli.errors import UsageError
 from i2sb_cli.models.checkpoint import load_checkpoint
-from i2sb_cli.nets import ADMUNet, UNetConfig
+from i2sb_cli.nets import ADMUNet
 from i2sb_cli.train import EMA, TrainSettings, learning_rate, train
 
 
@@ -67,22 +68,9 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(999, settings) == pytest.approx(1e-4, rel=1e-3)
 
 
-def _tiny_config(conditioned: bool) -> UNetConfig:
-    return UNetConfig(
-        image_size=16,
-        in_channels=6 if conditioned else 3,
-        out_channels=3,
-        model_channels=32,
-        num_res_blocks=1,
-        channel_mult=(1, 2),
-        attention_resolutions=(),
-        num_head_channels=32,
-    )
-
-
 def test_training_reduces_the_loss_on_a_fixed_task():
     torch.manual_seed(0)
-    net = ADMUNet(_tiny_config(conditioned=True))
+    net = ADMUNet(tiny_config(cond_x1=True))
     schedule = make_schedule(0.3)
     x0 = torch.rand(4, 3, 16, 16) * 2 - 1
 
