@@ -1,15 +1,22 @@
-"""Training pictures: a folder of photographs held in memory, served as random crops."""
+"""Training pictures: photographs held in memory, served as random crops, degraded on the fly.
 
+`PhotoCrops` gives clean crops x0; `Degrader` turns them into the network's input x1 for one
+degradation task or a mixture of tasks of a family; `random_subcrop` cuts a window out of a
+degraded crop, so that a degradation can see more of the picture than the network trains on.
+"""
+
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .degrade import sr4x_bicubic, sr4x_pool
+from .degrade import get_operator, nearest_upsample4
 from .errors import UsageError
 from .images import read_image
 from .inputs import collect_inputs
+from .tasks import FAMILIES, TASKS
 
 
 def _to_uint8(pixels: Tensor) -> Tensor:
@@ -58,12 +65,86 @@ def quantize8(x: Tensor) -> Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
-def training_pair(task: str, x0: Tensor) -> tuple[Tensor, Tensor | None]:
-    """(x1, mask) for a clean batch: the task's degradation in the paper's form, 8-bit rounded."""
-    if task == "sr4x-bicubic":
-        return quantize8(sr4x_bicubic(x0)), None
-    if task == "sr4x-pool":
-        return quantize8(sr4x_pool(x0)), None
-    raise UsageError(
-        f"training on the fly is not available for {task!r} yet; use sr4x-bicubic or sr4x-pool"
-    )
+def schedule_defaults(task: str) -> tuple[float, bool]:
+    """(beta_max, ot_ode) of a degradation or family name: the paper's values for its tasks
+    (I2SB_SPEC.md section 1), the family's for the others (jpeg-real-10 as jpeg-10...)."""
+    if task in TASKS:
+        return TASKS[task].beta_max, TASKS[task].ot_ode
+    family = task if task in FAMILIES else get_operator(task).family
+    first = next(t for t in TASKS.values() if t.family == family)
+    return first.beta_max, first.ot_ode
+
+
+class Degrader:
+    """The network input x1 (and the hole mask) of clean batches, degraded on the fly.
+
+    One task, or a mixture of tasks of one family (each picture draws one uniformly). x1 is
+    the task's degradation in the paper's form (sr4x: nearest-upsampled to full size) rounded
+    to 8 bits as users' pictures are; for inpainting the hole is filled with standard normal
+    noise, as the official runner feeds the network (I2SB_SPEC.md section 4), and each
+    picture gets its own mask.
+    """
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        if not tasks:
+            raise UsageError("name at least one --task")
+        self.operators = [get_operator(task) for task in tasks]
+        families = {op.family for op in self.operators}
+        if len(families) > 1:
+            raise UsageError(
+                f"a mixture of tasks must be of one family, not {', '.join(sorted(families))}"
+            )
+        if any(op.needs_mask for op in self.operators):
+            raise UsageError("inpaint-mask needs your masks: train on --pairs instead")
+        self.family = families.pop()
+
+    @property
+    def tasks(self) -> list[str]:
+        return [op.name for op in self.operators]
+
+    def __call__(self, x0: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        """(x1, mask or None) for clean pictures x0 [B, 3, H, W] in [-1, 1], on x0's device."""
+        choice = torch.randint(len(self.operators), (x0.shape[0],), generator=generator)
+        x1 = torch.empty_like(x0)
+        mask = torch.zeros_like(x0[:, :1]) if self.family == "inpaint" else None
+        for k in range(len(self.operators)):
+            index = (choice == k).nonzero().flatten().tolist()
+            if index:
+                degraded, hole = self.degrade(k, x0[index], generator)
+                x1[index] = degraded
+                if mask is not None and hole is not None:
+                    mask[index] = hole
+        return x1, mask
+
+    def degrade(
+        self, k: int, x0: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
+        """(x1, mask or None) of pictures x0 under the k-th task."""
+        operator = self.operators[k]
+        height, width = x0.shape[-2:]
+        if operator.family != "inpaint":
+            degraded = operator(x0).picture
+            if operator.family == "sr4x":
+                degraded = nearest_upsample4(degraded)[..., :height, :width]
+            return quantize8(degraded), None
+        holes = []
+        for picture in x0.split(1):
+            seed = int(torch.randint(2**62, (), generator=generator))
+            holes.append(operator(picture, seed=seed).mask)
+        mask = torch.cat(holes)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        return (1 - mask) * quantize8(x0) + mask * noise, mask
+
+
+def random_subcrop(
+    tensors: Sequence[Tensor | None], size: int, generator: torch.Generator, *, align: int = 1
+) -> list[Tensor | None]:
+    """The same random size x size window of every [B, C, H, W] tensor (None passes through);
+    the window's corner is a multiple of `align` (4 keeps sr4x's pixel cells whole)."""
+    height, width = next(t for t in tensors if t is not None).shape[-2:]
+    top = int(torch.randint((height - size) // align + 1, (), generator=generator)) * align
+    left = int(torch.randint((width - size) // align + 1, (), generator=generator)) * align
+    return [
+        None if t is None else t[..., top : top + size, left : left + size].contiguous()
+        for t in tensors
+    ]

@@ -1,15 +1,22 @@
 """Training a bridge network (Algorithm 1 of the paper; I2SB_SPEC.md section 2).
 
 `train` is the loop: draw a batch of (x0, x1) pairs, a step n per pair, place x_n on the
-bridge, regress the network onto (x_n - x0) / std_fwd[n], and keep an exponential moving
-average (EMA) of the weights, which is what sampling uses. Data, checkpoints and logging come in
-as callables so that the loop knows nothing of files.
+bridge (eq. 11), regress the network onto (x_n - x0) / std_fwd[n], and keep an exponential
+moving average (EMA) of the weights, which is what sampling uses. Data, checkpoints, logging,
+stopping and the distributed wrapper come in from outside, so the loop knows nothing of files
+or processes.
+
+Everything random in step k comes from generators seeded with `step_seed(seed, rank, k)`: the
+crops, the bridge steps, the noise, and the global torch RNG (dropout). A run stopped after step
+k and resumed from the state saved there therefore draws exactly what an uninterrupted run
+would, with no generator state to save, whatever the number of processes before and after.
 """
 
+import hashlib
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -31,14 +38,20 @@ class TrainSettings:
     grad_clip: float = 1.0
     ot_ode: bool = False
     cond_x1: bool = False
+    bf16: bool = False
+    """Run the forward pass under bfloat16 autocast (fast on CUDA; the loss stays float32)."""
 
 
 @dataclass(frozen=True)
 class TrainLog:
     step: int
     loss: float
+    """Mean loss over the steps since the previous log."""
     lr: float
+    grad_norm: float
+    """Mean gradient norm before clipping over the same steps."""
     seconds: float
+    """Since this call of `train` began."""
 
 
 class EMA:
@@ -61,6 +74,30 @@ class EMA:
         return {k: v.clone() for k, v in self.shadow.items()}
 
 
+@dataclass
+class TrainState:
+    """Everything that changes during training; `step` counts the optimiser steps done."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+    step: int = 0
+
+
+def new_state(net: nn.Module, settings: TrainSettings) -> TrainState:
+    """A fresh state for `net`: AdamW (the paper's optimiser) and an EMA of its weights."""
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    return TrainState(net, optimizer, EMA(net, settings.ema_decay))
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The 63-bit seed of everything random in one step of one process."""
+    digest = hashlib.sha256(f"i2sb-train:{seed}:{rank}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 def learning_rate(step: int, settings: TrainSettings) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak."""
     if step < settings.warmup_steps:
@@ -69,51 +106,86 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
     return settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What the loop calls besides the maths. `periodic` pairs (every, fn): fn(state) runs after
+    each step whose count is a multiple of `every`. `should_stop` is asked after every step; when
+    it says yes the loop returns early (it must answer alike in every process)."""
+
+    on_log: Callable[[TrainLog], None] | None = None
+    log_every: int = 50
+    periodic: Sequence[tuple[int, Callable[[TrainState], None]]] = field(default_factory=tuple)
+    should_stop: Callable[[], bool] | None = None
+
+
 def train(
-    net: nn.Module,
+    state: TrainState,
     schedule: Schedule,
     batch_source: BatchSource,
     settings: TrainSettings,
     *,
-    generator: torch.Generator,
-    on_log: Callable[[TrainLog], None] | None = None,
-    on_checkpoint: Callable[[int, EMA], None] | None = None,
-    checkpoint_every: int = 0,
-    log_every: int = 50,
-) -> EMA:
-    """Train `net` in place for settings.steps steps; returns the EMA of its weights."""
+    seed: int,
+    rank: int = 0,
+    model: nn.Module | None = None,
+    hooks: Hooks | None = None,
+) -> bool:
+    """Train from `state.step` up to `settings.steps`, updating `state` in place.
+
+    `model` is what the forward pass calls (a DistributedDataParallel wrapper of `state.net`),
+    by default the net itself. Returns True when all steps are done, False when stopped early.
+    """
+    hooks = hooks or Hooks()
+    net = state.net
+    model = model or net
     device = next(net.parameters()).device
-    optimizer = torch.optim.AdamW(
-        net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-    )
-    ema = EMA(net, settings.ema_decay)
     net.train()
-    started, running = time.monotonic(), 0.0
-    for step in range(settings.steps):
-        lr = learning_rate(step, settings)
-        for group in optimizer.param_groups:
+    started = time.monotonic()
+    running = torch.zeros(2, device=device)  # sums of loss and grad norm since the last log
+    window = 0
+    while state.step < settings.steps:
+        lr = learning_rate(state.step, settings)
+        for group in state.optimizer.param_groups:
             group["lr"] = lr
+        step_seed_value = step_seed(seed, rank, state.step)
+        # Dropout and any other module randomness draw from the global generator.
+        torch.manual_seed(step_seed_value)
+        generator = torch.Generator().manual_seed(step_seed_value)
+        noise_source = generator
+        if device.type != "cpu":
+            noise_source = torch.Generator(device).manual_seed(step_seed_value)
+
         x0, x1, mask = batch_source(generator)
         n = torch.randint(0, schedule.interval, (x0.shape[0],), generator=generator)
-        eps = None if settings.ot_ode else torch.randn(x0.shape, generator=generator).to(device)
-        x_n = bridge_sample(x0, x1, n, schedule, eps)
-        target = bridge_target(x_n, x0, n, schedule)
-        output = net(x_n, time_input(n, schedule, device), x1 if settings.cond_x1 else None)
-        loss = bridge_loss(output, target, mask)
+        eps = None
+        if not settings.ot_ode:
+            eps = torch.randn(x0.shape, generator=noise_source, device=device)
+        x_n = bridge_sample(x0, x1, n, schedule, eps)  # eq. 11: x_n ~ q(x_n | x0, x1)
+        target = bridge_target(x_n, x0, n, schedule)  # (x_n - x0) / std_fwd[n]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+            output = model(x_n, time_input(n, schedule, device), x1 if settings.cond_x1 else None)
+        loss = bridge_loss(output.float(), target, mask)
 
-        optimizer.zero_grad(set_to_none=True)
+        state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
-        optimizer.step()
-        ema.update(net)
+        grad_norm = nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
+        state.optimizer.step()
+        state.ema.update(net)
+        state.step += 1
+        window += 1
+        running += torch.stack([loss.detach(), grad_norm.detach().float()])
 
-        running += loss.item()
-        done = step + 1
-        if on_log is not None and (done % log_every == 0 or done == settings.steps):
-            count = log_every if done % log_every == 0 else done % log_every
-            on_log(TrainLog(done, running / count, lr, time.monotonic() - started))
-            running = 0.0
-        if on_checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
-            on_checkpoint(done, ema)
+        if hooks.on_log is not None and (
+            state.step % hooks.log_every == 0 or state.step == settings.steps
+        ):
+            loss_sum, norm_sum = running.tolist()
+            elapsed = time.monotonic() - started
+            hooks.on_log(TrainLog(state.step, loss_sum / window, lr, norm_sum / window, elapsed))
+            running.zero_()
+            window = 0
+        for every, callback in hooks.periodic:
+            if every and state.step % every == 0:
+                callback(state)
+        if hooks.should_stop is not None and hooks.should_stop():
+            break
     net.eval()
-    return ema
+    return state.step >= settings.steps

@@ -1,145 +1,303 @@
-"""`i2sb train`: train a bridge network on photographs degraded on the fly."""
+"""`i2sb train`: train a bridge network on photos degraded on the fly, or on pairs."""
 
-import json
-import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
+from rich.markup import escape
 
-from ..bridge import make_schedule
-from ..data import PhotoCrops, training_pair
-from ..models.checkpoint import CheckpointMeta, save_checkpoint
-from ..nets.adm import PRESET_NAMES, ADMUNet, count_parameters, preset
-from ..runtime.torch_backend import resolve_device
-from ..tasks import TASKS
-from ..train import EMA, TrainLog, TrainSettings, train
+from ..nets.adm import PRESET_NAMES
+from ..train_run import run
+from ..train_setup import TrainJob
 from .common import console, reports_errors
+
+_DATA = "Data"
+_MODEL = "Model"
+_OPTIM = "Optimisation"
+_RUN = "Checkpoints, validation and logs"
+
+
+def _say(text: str) -> None:
+    console.print(escape(text), soft_wrap=True)
 
 
 @reports_errors
 def train_command(
-    data: Annotated[
-        Path, typer.Argument(help="Folder of clean training photos.", exists=True, file_okay=False)
-    ],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Checkpoint file to write (.safetensors).")
+        Path,
+        typer.Option(
+            "-o", "--output", help="Checkpoint file to write (.safetensors).", show_default=False
+        ),
     ],
+    data: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder of clean training photos (or use --pairs).",
+            exists=True,
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     task: Annotated[
-        str, typer.Option(help="Degradation applied on the fly: sr4x-bicubic or sr4x-pool.")
-    ] = "sr4x-bicubic",
-    arch: Annotated[
-        str, typer.Option("--preset", help=f"Network preset: {', '.join(PRESET_NAMES)}.")
-    ] = "tiny",
-    cond_x1: Annotated[
-        bool, typer.Option("--cond-x1/--no-cond-x1", help="Also feed x1 to the network.")
-    ] = True,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 2000,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+        list[str] | None,
+        typer.Option(
+            help="Degradation applied on the fly (any `i2sb degrade` task); repeat it for a "
+            "mixture of one family. With --pairs: the family or paper task the pairs are.",
+            rich_help_panel=_DATA,
+            show_default="sr4x-bicubic",
+        ),
+    ] = None,
+    pairs: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Train on CLEAN_DIR DEGRADED_DIR pictures matched by relative name.",
+            metavar="CLEAN_DIR DEGRADED_DIR",
+            rich_help_panel=_DATA,
+            show_default=False,
+        ),
+    ] = None,
     crop: Annotated[
-        int, typer.Option(min=16, help="Training crop size (a multiple of the net's).")
+        int, typer.Option(min=8, help="Training crop size.", rich_help_panel=_DATA)
     ] = 64,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 5e-4,
-    ema_decay: Annotated[
-        float, typer.Option(help="EMA decay of the weights used for sampling.")
-    ] = 0.999,
-    seed: Annotated[int, typer.Option(help="Seed of the crops, steps and noise.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    checkpoint_every: Annotated[
-        int, typer.Option(min=0, help="Also write the checkpoint every N steps.")
-    ] = 500,
-    name: Annotated[str | None, typer.Option(help="Model name stored in the checkpoint.")] = None,
+    degrade_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Degrade crops of this size, then train on a --crop window of them.",
+            rich_help_panel=_DATA,
+            show_default="--crop",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Crops per step and process.", rich_help_panel=_DATA)
+    ] = 16,
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the weights, crops, steps and noise.", rich_help_panel=_DATA),
+    ] = 0,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help=f"Network preset: {', '.join(PRESET_NAMES)}.",
+            rich_help_panel=_MODEL,
+            show_default="tiny",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help='UNet config as JSON or a JSON file, over the preset: {"model_channels": 64}.',
+            rich_help_panel=_MODEL,
+            show_default=False,
+        ),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Fine-tune from this checkpoint (file or model name); it sets the architecture.",
+            rich_help_panel=_MODEL,
+            show_default=False,
+        ),
+    ] = None,
+    cond_x1: Annotated[
+        bool | None,
+        typer.Option(
+            "--cond-x1/--no-cond-x1",
+            help="Also feed x1 to the network.",
+            rich_help_panel=_MODEL,
+            show_default="cond-x1",
+        ),
+    ] = None,
+    beta_max: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Schedule's beta_max.", rich_help_panel=_MODEL, show_default="the task's"
+        ),
+    ] = None,
+    ot_ode: Annotated[
+        bool | None,
+        typer.Option(
+            "--ot-ode/--stochastic",
+            help="Train for the deterministic OT-ODE sampler (no bridge noise).",
+            rich_help_panel=_MODEL,
+            show_default="the task's",
+        ),
+    ] = None,
     default_nfe: Annotated[
-        int, typer.Option(min=1, max=999, help="NFE that restore uses by default.")
+        int,
+        typer.Option(
+            min=1, max=999, help="NFE that restore uses by default.", rich_help_panel=_MODEL
+        ),
     ] = 10,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model name stored in the checkpoint.",
+            rich_help_panel=_MODEL,
+            show_default="output's stem",
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Optimiser steps in all.", rich_help_panel=_OPTIM)
+    ] = 2000,
+    lr: Annotated[
+        float, typer.Option(help="Peak AdamW learning rate.", rich_help_panel=_OPTIM)
+    ] = 5e-4,
+    warmup_steps: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Linear warm-up steps, then cosine decay.", rich_help_panel=_OPTIM
+        ),
+    ] = 200,
+    weight_decay: Annotated[
+        float, typer.Option(min=0.0, help="AdamW weight decay.", rich_help_panel=_OPTIM)
+    ] = 0.0,
+    grad_clip: Annotated[
+        float, typer.Option(min=0.0, help="Clip the gradient norm to this.", rich_help_panel=_OPTIM)
+    ] = 1.0,
+    ema_decay: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="EMA decay of the weights used for sampling.",
+            rich_help_panel=_OPTIM,
+        ),
+    ] = 0.999,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 autocast on CUDA, else fp32), fp32 or bf16.", rich_help_panel=_OPTIM
+        ),
+    ] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto, cpu, cuda or cuda:N (torchrun: each process's GPU).", rich_help_panel=_OPTIM
+        ),
+    ] = "auto",
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Write the checkpoint and the state every N steps.", rich_help_panel=_RUN
+        ),
+    ] = 500,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from the saved state (OUTPUT.state.safetensors).",
+            rich_help_panel=_RUN,
+        ),
+    ] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the resumable state lives.",
+            rich_help_panel=_RUN,
+            show_default="OUTPUT.state.safetensors",
+        ),
+    ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(
+            help="Held-out photos to validate on, degraded by each task.",
+            exists=True,
+            file_okay=False,
+            rich_help_panel=_RUN,
+            show_default=False,
+        ),
+    ] = None,
+    val_pairs: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Held-out pairs to validate on (with --pairs).",
+            metavar="CLEAN_DIR DEGRADED_DIR",
+            rich_help_panel=_RUN,
+            show_default=False,
+        ),
+    ] = None,
+    val_every: Annotated[
+        int, typer.Option(min=0, help="Validate every N steps.", rich_help_panel=_RUN)
+    ] = 500,
+    val_nfe: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=999,
+            help="NFE of validation.",
+            rich_help_panel=_RUN,
+            show_default="--default-nfe",
+        ),
+    ] = None,
+    val_crop: Annotated[
+        int, typer.Option(min=16, help="Validation centre-crop size.", rich_help_panel=_RUN)
+    ] = 256,
+    log_every: Annotated[
+        int, typer.Option(min=1, help="Print the loss every N steps.", rich_help_panel=_RUN)
+    ] = 50,
     log: Annotated[
-        Path | None, typer.Option(help="Append JSON lines of the training log here.")
+        Path | None,
+        typer.Option(
+            "--metrics",
+            "--log",
+            help="Append the metrics (loss, validation PSNR...) here as JSON lines. Under "
+            "torchrun spell it --metrics: torchrun takes --log for its own --log-dir.",
+            rich_help_panel=_RUN,
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """Train a small bridge network (Algorithm 1 of I2SB) on photos."""
-    if task not in TASKS:
-        raise typer.BadParameter(f"unknown task {task!r}", param_hint="--task")
-    torch_device = resolve_device(device)
-    config = preset(arch, conditioned=cond_x1)
-    if crop % config.size_multiple:
+    """Train a bridge network (Algorithm 1 of I2SB) on photos or on pairs of pictures.
+
+    Several GPUs or machines: torchrun --nproc-per-node G -m i2sb_cli train ...
+    (one process per GPU, --batch-size crops each; only rank 0 writes files).
+    Exit codes: 0 done; 1 failed; 2 usage error; 130 stopped by Ctrl-C or
+    SIGTERM after saving: the same command with --resume then continues.
+    """
+    if data is not None and pairs is not None:
+        raise typer.BadParameter("give either a photo folder or --pairs, not both")
+    if pairs is not None and not task:
         raise typer.BadParameter(
-            f"must be a multiple of {config.size_multiple}", param_hint="--crop"
+            "say what the pairs teach: a family (sr4x, deblur, jpeg, inpaint) or a paper task",
+            param_hint="--task",
         )
-    photos = PhotoCrops(data, crop=crop)
-    spec = TASKS[task]
-    schedule = make_schedule(spec.beta_max)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = ADMUNet(config).to(torch_device)
-    settings = TrainSettings(
-        steps=steps, lr=lr, ema_decay=ema_decay, ot_ode=spec.ot_ode, cond_x1=cond_x1
-    )
-    console.print(
-        f"training {arch} ({count_parameters(net):,} parameters) for {task} "
-        f"on {len(photos)} photos, {steps} steps of {batch_size} crops of {crop}x{crop}, "
-        f"on {torch_device}"
-    )
-    recipe = {
-        "data": str(data),
-        "photos": len(photos),
-        "preset": arch,
-        "steps": steps,
-        "batch_size": batch_size,
-        "crop": crop,
-        "lr": lr,
-        "ema_decay": ema_decay,
-        "seed": seed,
-        "device": str(torch_device),
-        "torch": torch.__version__,
-    }
-    started = time.monotonic()
-
-    def batches(gen: torch.Generator):
-        x0 = photos.batch(batch_size, gen)
-        x1, mask = training_pair(task, x0)
-        return (
-            x0.to(torch_device),
-            x1.to(torch_device),
-            None if mask is None else mask.to(torch_device),
-        )
-
-    def save(done: int, ema: EMA) -> None:
-        meta = CheckpointMeta(
-            name=name or output.stem,
-            config=config,
-            task=task,
-            beta_max=spec.beta_max,
-            ot_ode=spec.ot_ode,
-            cond_x1=cond_x1,
-            default_nfe=default_nfe,
-            licence="MIT",
-            provenance="`i2sb train` (Algorithm 1 of I2SB) on the photos in training.data",
-            training={
-                **recipe,
-                "steps_done": done,
-                "wall_seconds": round(time.monotonic() - started),
-            },
-        )
-        save_checkpoint(output, ema.state_dict(), meta, dtype=torch.float16)
-
-    def report(entry: TrainLog) -> None:
-        console.print(
-            f"step {entry.step:>6}  loss {entry.loss:.5f}  lr {entry.lr:.2e}  {entry.seconds:.0f} s"
-        )
-        if log is not None:
-            with log.open("a") as handle:
-                handle.write(json.dumps(entry.__dict__) + "\n")
-
-    ema = train(
-        net,
-        schedule,
-        batches,
-        settings,
-        generator=generator,
-        on_log=report,
-        on_checkpoint=save,
+    job = TrainJob(
+        output=output,
+        tasks=tuple(task or ["sr4x-bicubic"]),
+        photos=data,
+        pairs=pairs,
+        preset=arch,
+        config_json=config,
+        init=init,
+        cond_x1=cond_x1,
+        beta_max=beta_max,
+        ot_ode=ot_ode,
+        steps=steps,
+        batch_size=batch_size,
+        crop=crop,
+        degrade_size=degrade_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        ema_decay=ema_decay,
+        grad_clip=grad_clip,
+        precision=precision,
+        seed=seed,
+        device=device,
         checkpoint_every=checkpoint_every,
+        log_every=log_every,
+        val=val,
+        val_pairs=val_pairs,
+        val_every=val_every,
+        val_nfe=val_nfe,
+        val_crop=val_crop,
+        name=name,
+        default_nfe=default_nfe,
+        log=log,
+        state=state,
+        resume=resume,
     )
-    save(steps, ema)
-    console.print(f"wrote {output}")
+    code = run(job, _say)
+    if code:
+        raise typer.Exit(code)

@@ -3,7 +3,7 @@
 `sr`, `blur`, `jpeg` and `masks` hold the operators; `registry` names them (`get_operator`).
 """
 
-from .blur import blur_gauss, blur_uni, plain_blur, svd_blur
+from .blur import blur_gauss, blur_uni, plain_blur, svd_blur, svd_deblur, wiener_deblur
 from .jpeg import jpeg_numerical, jpeg_real, quantisation_tables
 from .masks import (
     FREEFORM_BANDS,
@@ -46,4 +46,6 @@ __all__ = [
     "sr4x_bicubic",
     "sr4x_pool",
     "svd_blur",
+    "svd_deblur",
+    "wiener_deblur",
 ]

@@ -1,0 +1,140 @@
+"""Training on pairs of pictures: a folder of clean pictures and a folder of their degraded
+versions, matched by relative path without the extension (`a/b.jpg` pairs with `a/b.png`).
+
+This is how a model learns a degradation of one's own, or real pairs nobody can simulate. The
+degraded picture has the clean one's size, or, for sr4x, a quarter of it (ceil(H/4) x ceil(W/4),
+as `i2sb degrade` writes), which crops then read at the matching place and bring back to full
+size by nearest x4 upsampling, the paper's form of x1. For inpainting the hole is the degraded
+picture's transparency (as `i2sb degrade` writes it) and is filled with noise, as on the fly.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .degrade import nearest_upsample4
+from .errors import UsageError
+from .images import mask_from_alpha, read_image
+from .inputs import collect_inputs
+
+
+def _levels(pixels: Tensor) -> Tensor:
+    return ((pixels[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    clean: Tensor
+    """uint8 [3, H, W]."""
+    degraded: Tensor
+    """uint8 [3, H, W], or [3, ceil(H/4), ceil(W/4)] when `scale` is 4."""
+    mask: Tensor | None
+    """uint8 [1, H, W], 1 = hole (inpainting)."""
+    scale: int
+
+
+class PairedCrops:
+    """Aligned random crops (with horizontal flips) of clean/degraded pairs held in memory."""
+
+    def __init__(self, clean: Path, degraded: Path, *, family: str, crop: int) -> None:
+        if family == "sr4x" and crop % 4:
+            raise UsageError(f"sr4x pairs need a crop size that is a multiple of 4, not {crop}")
+        self.family, self.crop = family, crop
+        sources = {
+            item.relative.with_suffix("").as_posix(): item.path
+            for item in collect_inputs([str(degraded)], recursive=True)
+        }
+        self.pairs: list[Pair] = []
+        self.unmatched: list[str] = []
+        for item in collect_inputs([str(clean)], recursive=True):
+            name = item.relative.with_suffix("").as_posix()
+            if name not in sources:
+                self.unmatched.append(item.relative.as_posix())
+                continue
+            pair = self._load(name, item.path, sources[name])
+            if min(pair.clean.shape[-2:]) >= crop:
+                self.pairs.append(pair)
+        if not self.pairs:
+            raise UsageError(
+                f"no pair of {clean} and {degraded} matches by name and is at least "
+                f"{crop}x{crop} pixels"
+            )
+
+    def _load(self, name: str, clean_path: Path, degraded_path: Path) -> Pair:
+        clean = read_image(clean_path).pixels
+        degraded = read_image(degraded_path)
+        height, width = clean.shape[-2:]
+        small = (-(-height // 4), -(-width // 4))
+        if degraded.size == (height, width):
+            scale = 1
+        elif self.family == "sr4x" and degraded.size == small:
+            scale = 4
+        else:
+            raise UsageError(
+                f"pair {name}: the degraded picture is {degraded.size[1]}x{degraded.size[0]}, "
+                f"not {width}x{height}"
+                + (f" or {small[1]}x{small[0]}" if self.family == "sr4x" else "")
+            )
+        mask = None
+        if self.family == "inpaint":
+            if degraded.alpha is None:
+                raise UsageError(
+                    f"pair {name}: inpainting pairs mark the hole as transparency, as "
+                    f"`i2sb degrade` writes them; {degraded_path} has none"
+                )
+            mask = mask_from_alpha(degraded.alpha)[0].to(torch.uint8)
+        return Pair(name, _levels(clean), _levels(degraded.pixels), mask, scale)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def batch(self, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(x0, x1, mask or None) of `size` random crops, float32 in [-1, 1], x1 at full size."""
+        crops = []
+        for index in torch.randint(len(self.pairs), (size,), generator=generator).tolist():
+            pair = self.pairs[index]
+            s, (height, width) = pair.scale, pair.clean.shape[-2:]
+            # Corners on multiples of the scale, so a low-res pixel covers whole 4x4 cells.
+            top = int(torch.randint((height - self.crop) // s + 1, (), generator=generator)) * s
+            left = int(torch.randint((width - self.crop) // s + 1, (), generator=generator)) * s
+            flip = bool(torch.rand((), generator=generator) < 0.5)
+            crops.append(self._crop(pair, top, left, flip))
+        return self._finish(crops, generator)
+
+    def centre(
+        self, index: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The centre crop of pair `index`, as a batch of one (for validation)."""
+        pair = self.pairs[index]
+        s, (height, width) = pair.scale, pair.clean.shape[-2:]
+        top, left = (height - self.crop) // 2 // s * s, (width - self.crop) // 2 // s * s
+        return self._finish([self._crop(pair, top, left, False)], generator)
+
+    def _crop(self, pair: Pair, top: int, left: int, flip: bool) -> tuple[Tensor, ...]:
+        s, crop, small = pair.scale, self.crop, -(-self.crop // pair.scale)
+        x0 = pair.clean[:, top : top + crop, left : left + crop].float()
+        x1 = pair.degraded[:, top // s : top // s + small, left // s : left // s + small].float()
+        if s > 1:
+            x1 = nearest_upsample4(x1[None])[0, :, :crop, :crop]
+        mask = (
+            torch.zeros(0)
+            if pair.mask is None
+            else pair.mask[:, top : top + crop, left : left + crop]
+        )
+        if flip:
+            x0, x1, mask = x0.flip(-1), x1.flip(-1), mask.flip(-1)
+        return x0, x1, mask.float()
+
+    def _finish(
+        self, crops: list[tuple[Tensor, ...]], generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        x0 = torch.stack([c[0] for c in crops]) / 127.5 - 1
+        x1 = torch.stack([c[1] for c in crops]) / 127.5 - 1
+        if self.family != "inpaint":
+            return x0, x1, None
+        mask = torch.stack([c[2] for c in crops])
+        noise = torch.randn(x1.shape, generator=generator)
+        return x0, (1 - mask) * x1 + mask * noise, mask

@@ -1,0 +1,197 @@
+"""Scoring restorations against their clean originals (`i2sb evaluate`).
+
+A folder written by `i2sb degrade` names, in its manifest.jsonl, each degraded picture's clean
+original, task, mask and size. Each restoration (found under the restored folder by the
+record's `name`, as `i2sb restore DIR/degraded -o RESTORED` writes it) is scored against its
+original beside two references computed here: the task's classical baseline (`baselines.py`)
+and the degraded input itself (for sr4x the paper's nearest-upsampled x1, for inpainting the
+picture with its white hole). Super-resolution outputs, 4 ceil(H/4) x 4 ceil(W/4), are cropped to
+the clean size H x W. Metrics are those of `metrics.py`, on the pixels as the files hold them.
+"""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import Tensor
+
+from .baselines import baseline_name, classical_baseline, low_resolution
+from .degrade import get_operator, nearest_upsample4
+from .errors import I2SBError, ImageError, UsageError
+from .images import read_image, read_mask
+from .inputs import PICTURE_EXTENSIONS
+from .metrics import Perceptual, psnr, ssim
+
+MANIFEST = "manifest.jsonl"
+METHODS = ("restored", "baseline", "degraded")
+PERCEPTUAL = "stlpips"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One pair of a degrade manifest, with its paths resolved."""
+
+    name: str
+    task: str
+    clean: Path
+    degraded: Path
+    mask: Path | None
+    size: tuple[int, int]
+    upsampled: bool
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The metrics of one picture: scores[metric][method], methods as in `METHODS`."""
+
+    name: str
+    task: str
+    baseline: str
+    scores: dict[str, dict[str, float]]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": "image",
+            "name": self.name,
+            "task": self.task,
+            "baseline": self.baseline,
+            **_rounded(self.scores),
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    name: str
+    reason: str
+
+
+@dataclass
+class Summary:
+    """Means over the scored pictures."""
+
+    count: int = 0
+    failed: int = 0
+    sums: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, row: Scores) -> None:
+        self.count += 1
+        for metric, values in row.scores.items():
+            for method, value in values.items():
+                bucket = self.sums.setdefault(metric, {})
+                bucket[method] = bucket.get(method, 0.0) + value
+
+    def means(self) -> dict[str, dict[str, float]]:
+        return {
+            metric: {method: total / self.count for method, total in values.items()}
+            for metric, values in self.sums.items()
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": "mean",
+            "count": self.count,
+            "failed": self.failed,
+            **_rounded(self.means()),
+        }
+
+
+def _rounded(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {
+        metric: {k: round(v, 5) for k, v in values.items()} for metric, values in scores.items()
+    }
+
+
+def read_manifest(folder: Path) -> list[Record]:
+    """The records of `folder/manifest.jsonl`; a UsageError when it is missing or malformed."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{path} not found: give the folder `i2sb degrade -o` wrote")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            body = json.loads(line)
+            records.append(
+                Record(
+                    name=body["name"],
+                    task=body["task"],
+                    clean=folder / body["clean"],
+                    degraded=folder / body["degraded"],
+                    mask=folder / body["mask"] if body.get("mask") else None,
+                    size=(int(body["size"][0]), int(body["size"][1])),
+                    upsampled=body.get("form") == "upsampled",
+                )
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            raise UsageError(f"{path}:{number}: not a degrade manifest record ({exc})") from None
+    if not records:
+        raise UsageError(f"{path} lists no pictures")
+    return records
+
+
+def find_restored(folder: Path, name: str) -> Path | None:
+    """The restoration of manifest picture `name`: `folder/name`, or the same stem with another
+    picture extension, or restore's default `<stem>_restored` naming."""
+    relative = Path(name)
+    for stem in (relative.stem, f"{relative.stem}_restored"):
+        for ext in (relative.suffix, *sorted(PICTURE_EXTENSIONS)):
+            candidate = folder / relative.parent / f"{stem}{ext}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _degraded_as_seen(record: Record, degraded: Tensor) -> Tensor:
+    """The degraded input at the clean size, as a restoration's competitor."""
+    if get_operator(record.task).family == "sr4x":
+        small = low_resolution(degraded, upsampled=record.upsampled)
+        return nearest_upsample4(small)[..., : record.size[0], : record.size[1]]
+    return degraded
+
+
+def score(record: Record, restored_path: Path, perceptual: Perceptual | None) -> Scores:
+    """Score one restoration, its task's baseline and its degraded input."""
+    clean = read_image(record.clean).pixels
+    if tuple(clean.shape[-2:]) != record.size:
+        raise ImageError(f"{record.clean} is not the {record.size} picture the manifest names")
+    degraded = read_image(record.degraded).pixels
+    mask = read_mask(record.mask, record.size) if record.mask is not None else None
+    restored = read_image(restored_path).pixels
+    height, width = record.size
+    if restored.shape[-2] < height or restored.shape[-1] < width:
+        got = f"{restored.shape[-1]}x{restored.shape[-2]}"
+        raise ImageError(f"{restored_path} is {got}, smaller than its original ({width}x{height})")
+    candidates = {
+        "restored": restored[..., :height, :width],
+        "baseline": classical_baseline(
+            record.task, degraded, record.size, mask=mask, upsampled=record.upsampled
+        ),
+        "degraded": _degraded_as_seen(record, degraded),
+    }
+    metrics = {"psnr": psnr, "ssim": ssim}
+    if perceptual is not None:
+        metrics[PERCEPTUAL] = perceptual
+    scores = {
+        metric: {method: fn(picture, clean) for method, picture in candidates.items()}
+        for metric, fn in metrics.items()
+    }
+    return Scores(record.name, record.task, baseline_name(record.task), scores)
+
+
+def evaluate(
+    degrade_dir: Path, restored_dir: Path, perceptual: Perceptual | None
+) -> Iterator[Scores | Failure]:
+    """Score every picture of a degrade folder; a missing or unreadable one is a Failure."""
+    if not restored_dir.is_dir():
+        raise UsageError(f"{restored_dir} is not a folder of restored pictures")
+    for record in read_manifest(degrade_dir):
+        restored = find_restored(restored_dir, record.name)
+        if restored is None:
+            yield Failure(record.name, f"no restoration of it in {restored_dir}")
+            continue
+        try:
+            yield score(record, restored, perceptual)
+        except I2SBError as exc:
+            yield Failure(record.name, str(exc))

@@ -1,0 +1,194 @@
+"""What a training run is made of, decided before the first step: the network's architecture
+and initial weights, the schedule, and where the batches come from.
+
+`TrainJob` is the command line's description of a run; the functions here turn it into
+objects, reading only what they must (photos, pairs, an --init checkpoint).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .data import Degrader, PhotoCrops, random_subcrop, schedule_defaults
+from .data_pairs import PairedCrops
+from .degrade import get_operator
+from .errors import CheckpointError, UsageError
+from .models.checkpoint import load_checkpoint
+from .models.registry import resolve_model
+from .nets.adm import UNetConfig, preset
+from .tasks import FAMILIES, TASKS
+from .train import BatchSource
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything `i2sb train` was asked to do."""
+
+    output: Path
+    tasks: tuple[str, ...]
+    photos: Path | None = None
+    pairs: tuple[Path, Path] | None = None
+    preset: str | None = None
+    config_json: str | None = None
+    init: str | None = None
+    cond_x1: bool | None = None
+    beta_max: float | None = None
+    ot_ode: bool | None = None
+    steps: int = 2000
+    batch_size: int = 16
+    crop: int = 64
+    degrade_size: int | None = None
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    precision: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    log_every: int = 50
+    val: Path | None = None
+    val_pairs: tuple[Path, Path] | None = None
+    val_every: int = 500
+    val_nfe: int | None = None
+    val_crop: int = 256
+    name: str | None = None
+    default_nfe: int = 10
+    log: Path | None = None
+    state: Path | None = None
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class Model:
+    """The network to train and what it is for."""
+
+    config: UNetConfig
+    cond_x1: bool
+    task: str
+    """The checkpoint's task: a paper task or a family name."""
+    family: str
+    beta_max: float
+    ot_ode: bool
+    init_weights: dict[str, Tensor] | None
+    source: str
+    """How the architecture was chosen, for the recipe: a preset name, "config" or "init:..."."""
+
+
+def family_of_task(name: str) -> str:
+    """The family of a family name, a paper task or any degradation `degrade` knows."""
+    return name if name in FAMILIES else get_operator(name).family
+
+
+def checkpoint_task(tasks: tuple[str, ...]) -> str:
+    """What the checkpoint says it restores: the one paper task or family named, else the family
+    (a mixture, or a real-world variant such as jpeg-real-10, which restore knows by family)."""
+    if len(tasks) == 1 and (tasks[0] in TASKS or tasks[0] in FAMILIES):
+        return tasks[0]
+    families = {family_of_task(t) for t in tasks}
+    if len(families) != 1:
+        raise UsageError(f"the tasks {', '.join(tasks)} are not of one family")
+    return families.pop()
+
+
+def _custom_config(text: str, base_preset: str, cond_x1: bool) -> UNetConfig:
+    """--config: a JSON object (or a file holding one) of UNetConfig fields over a preset,
+    itself named by an optional "preset" key (default: --preset or tiny)."""
+    source = text if text.lstrip().startswith("{") else None
+    try:
+        if source is None:
+            source = Path(text).read_text(encoding="utf-8")
+        fields: dict[str, Any] = json.loads(source)
+        if not isinstance(fields, dict):
+            raise ValueError("not a JSON object")
+        base = preset(fields.pop("preset", base_preset), conditioned=cond_x1).to_dict()
+        channels = base["in_channels"]
+        if fields.get("in_channels", channels) != channels:
+            raise ValueError(f"in_channels follows --cond-x1/--no-cond-x1 ({channels})")
+        return UNetConfig.from_dict({**base, **fields})
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--config: {exc}") from None
+
+
+def resolve_network(job: TrainJob) -> Model:
+    """Architecture, initial weights and schedule of the run."""
+    task = checkpoint_task(job.tasks)
+    beta_max, ot_ode = schedule_defaults(task)
+    init_weights, cond_x1 = None, True if job.cond_x1 is None else job.cond_x1
+    if job.init is not None:
+        if job.config_json is not None or job.preset is not None:
+            raise UsageError("--init takes the architecture from its checkpoint: drop --preset")
+        try:
+            net, meta = load_checkpoint(resolve_model(job.init, None))
+        except CheckpointError as exc:
+            raise UsageError(f"--init: {exc}") from None
+        if job.cond_x1 is not None and job.cond_x1 != meta.cond_x1:
+            raise UsageError(f"--init {job.init} has cond_x1={meta.cond_x1}; drop --cond-x1")
+        config, cond_x1, source = meta.config, meta.cond_x1, f"init:{meta.name}"
+        init_weights = net.state_dict()
+    elif job.config_json is not None:
+        config, source = _custom_config(job.config_json, job.preset or "tiny", cond_x1), "config"
+    else:
+        try:
+            config, source = preset(job.preset or "tiny", conditioned=cond_x1), job.preset or "tiny"
+        except ValueError as exc:
+            raise UsageError(f"--preset: {exc}") from None
+    if job.crop % config.size_multiple:
+        raise UsageError(f"--crop must be a multiple of {config.size_multiple} for this network")
+    return Model(
+        config=config,
+        cond_x1=cond_x1,
+        task=task,
+        family=family_of_task(task),
+        beta_max=job.beta_max if job.beta_max is not None else beta_max,
+        ot_ode=job.ot_ode if job.ot_ode is not None else ot_ode,
+        init_weights=init_weights,
+        source=source,
+    )
+
+
+@dataclass(frozen=True)
+class Data:
+    batches: BatchSource
+    size: int
+    """How many photos or pairs feed it."""
+    description: str
+    degrader: Degrader | None = None
+    pairs: PairedCrops | None = None
+
+
+def training_data(job: TrainJob, model: Model, device: torch.device) -> Data:
+    """The batch source: photos degraded on the fly by the tasks, or pairs of pictures."""
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    def placed(x0: Tensor, x1: Tensor, mask: Tensor | None):
+        x0, x1 = (x.to(device, memory_format=layout) for x in (x0, x1))
+        return x0, x1, None if mask is None else mask.to(device)
+
+    if job.pairs is not None:
+        pairs = PairedCrops(*job.pairs, family=model.family, crop=job.crop)
+        described = f"{len(pairs)} pairs from {job.pairs[0]} and {job.pairs[1]}"
+        return Data(lambda g: placed(*pairs.batch(job.batch_size, g)), len(pairs), described)
+    if job.photos is None:
+        raise UsageError("give a folder of photos, or --pairs CLEAN_DIR DEGRADED_DIR")
+    degrader = Degrader(job.tasks)
+    size = job.degrade_size or job.crop
+    if size < job.crop:
+        raise UsageError("--degrade-size must be at least --crop")
+    photos = PhotoCrops(job.photos, crop=size)
+    align = 4 if degrader.family == "sr4x" else 1
+
+    def batches(generator: torch.Generator):
+        x0 = photos.batch(job.batch_size, generator).to(device)
+        x1, mask = degrader(x0, generator)
+        if size > job.crop:
+            x0, x1, mask = random_subcrop([x0, x1, mask], job.crop, generator, align=align)
+        return placed(x0, x1, mask)
+
+    described = f"{len(photos)} photos from {job.photos}, degraded by {', '.join(job.tasks)}"
+    return Data(batches, len(photos), described, degrader=degrader)
