@@ -3,7 +3,8 @@
 import typer
 
 from .. import __version__
-from . import degrade, restore, train
+from . import benchmark, degrade, export, restore, train
+from .evaluate import evaluate_command
 from .models import app as models_app
 
 app = typer.Typer(
@@ -38,6 +39,9 @@ EXIT_CODES = (
 app.command("restore", epilog=EXIT_CODES)(restore.restore)
 app.command("degrade")(degrade.degrade)
 app.command("train")(train.train_command)
+app.command("export")(export.export)
+app.command("benchmark")(benchmark.benchmark)
+app.command("evaluate")(evaluate_command)
 app.add_typer(models_app, name="models")
 
 

@@ -1,0 +1,108 @@
+"""Runtimes: whatever computes the network, behind one `denoise` callable (DESIGN.md decision 1).
+
+`load_model` is the one entry point. It picks the runtime by the file's suffix and the backend
+asked for:
+- a checkpoint (.safetensors) runs in PyTorch, or with `backend="onnxruntime"` is exported to
+  ONNX once and cached (see `export.cached_onnx`): the cache key is the checkpoint's sha256,
+  the precision and the i2sb and torch versions, so a changed file or upgrade exports afresh;
+- an `i2sb export` file runs directly: .onnx in ONNX Runtime, .pt (TorchScript) and .pt2
+  (torch.export) in PyTorch.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+from .metadata import default_tile
+from .torch_backend import LoadedModel, load_torch_model, resolve_device
+
+BACKENDS = ("torch", "onnxruntime")
+TORCH_EXPORTS = (".pt", ".pt2")
+
+__all__ = ["BACKENDS", "LoadedModel", "default_tile", "load_model", "resolve_device"]
+
+
+def load_model(
+    source: Path | str,
+    device: str | torch.device = "auto",
+    backend: str | None = None,
+    *,
+    precision: str | None = None,
+    compile: bool = False,
+    channels_last: bool | None = None,
+    clip_denoise: bool | None = None,
+    cache_dir: Path | None = None,
+) -> LoadedModel:
+    """A checkpoint or exported file as the sampler's model.
+
+    `backend` None picks by suffix (.onnx: onnxruntime, anything else: torch). `precision`
+    None means fp32 for a checkpoint and the file's own for an export. `compile` and
+    `channels_last` tune the torch backend on a checkpoint (see torch_backend.py).
+    """
+    path = Path(source)
+    suffix = path.suffix.lower()
+    chosen = backend or ("onnxruntime" if suffix == ".onnx" else "torch")
+    if chosen not in BACKENDS:
+        raise UsageError(f"--backend {chosen!r}: choose one of {', '.join(BACKENDS)}")
+    spec = str(device)
+    exported = suffix == ".onnx" or suffix in TORCH_EXPORTS
+    if exported and (compile or channels_last is not None):
+        raise UsageError("--compile and channels_last apply to checkpoints, not exported files")
+    if suffix == ".onnx":
+        if chosen != "onnxruntime":
+            raise UsageError(f"{path} is an ONNX file: run it with --backend onnxruntime")
+        from .onnx_backend import load_onnx_model
+
+        model = load_onnx_model(path, spec, clip_denoise=clip_denoise)
+    elif suffix in TORCH_EXPORTS:
+        if chosen != "torch":
+            raise UsageError(
+                f"{path} is a torch export: run it with --backend torch, or export the "
+                "checkpoint with i2sb export --format onnx"
+            )
+        from .exported import load_exported_model
+
+        model = load_exported_model(path, resolve_device(spec), clip_denoise=clip_denoise)
+    elif chosen == "torch":
+        return load_torch_model(
+            path,
+            resolve_device(spec),
+            clip_denoise=clip_denoise,
+            precision=precision or "fp32",
+            channels_last=channels_last,
+            compile=compile,
+        )
+    else:
+        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir)
+    if precision is not None and precision != model.precision:
+        raise UsageError(
+            f"{path} holds {model.precision} weights; --precision applies to checkpoints "
+            "(export again with or without --fp16)"
+        )
+    return model
+
+
+def _checkpoint_on_ort(
+    path: Path,
+    device: str,
+    precision: str | None,
+    compile: bool,
+    clip_denoise: bool | None,
+    cache_dir: Path | None,
+) -> LoadedModel:
+    if compile:
+        raise UsageError("--compile is torch.compile: it applies to --backend torch only")
+    if precision not in (None, "fp32", "fp16"):
+        raise UsageError(f"--precision {precision}: ONNX Runtime runs fp32 or fp16 exports")
+    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if precision == "fp16" and not on_cuda:
+        raise UsageError("--precision fp16 needs a CUDA GPU: add --device cuda, or use fp32")
+    from ..export import cached_onnx
+    from .onnx_backend import load_onnx_model
+
+    onnx_path, note = cached_onnx(path, fp16=precision == "fp16", cache_dir=cache_dir)
+    model = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
+    notes = (note, *model.notes) if note else model.notes
+    return dataclasses.replace(model, notes=notes)

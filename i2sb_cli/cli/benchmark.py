@@ -1,0 +1,212 @@
+"""`i2sb benchmark`: how fast restoring runs here, per backend, precision, size, batch and NFE."""
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..bench import Case, Measurement, Source, parse_config, run_benchmark
+from ..errors import UsageError
+from ..models.registry import resolve_model
+from ..nets.adm import PRESET_NAMES
+from .common import console, reports_errors
+
+_CONFIG_HELP = (
+    "torch (restore's default: channels_last on the CPU), torch+nchw (plain eager), torch+cl, "
+    "torch+compile, onnxruntime (or ort); :bf16 or :fp16 may follow"
+)
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width or height))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not N or HxW", param_hint="--size") from None
+    if min(size) < 1:
+        raise typer.BadParameter(f"{text!r} must be positive", param_hint="--size")
+    return size
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
+@reports_errors
+def benchmark(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A model name, checkpoint or exported file (default: the bundled sr4x model).",
+            show_default=False,
+        ),
+    ] = None,
+    preset_name: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help=f"Instead of --model, a network preset with random weights: "
+            f"{', '.join(PRESET_NAMES)}.",
+            show_default=False,
+        ),
+    ] = None,
+    cond_x1: Annotated[
+        bool, typer.Option("--cond-x1/--no-cond-x1", help="With --preset: also feed x1 to the net.")
+    ] = False,
+    backends: Annotated[
+        list[str] | None,
+        typer.Option("--backend", help=f"Repeatable (default torch): {_CONFIG_HELP}."),
+    ] = None,
+    precisions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--precision", help="fp32, bf16 or fp16 (CUDA only), repeatable (default fp32)."
+        ),
+    ] = None,
+    sizes: Annotated[
+        list[str] | None, typer.Option("--size", help="N or HxW, repeatable (default 256).")
+    ] = None,
+    batches: Annotated[
+        list[int] | None, typer.Option("--batch", min=1, help="Repeatable (default 1).")
+    ] = None,
+    nfes: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--nfe", min=1, max=999, help="Network calls per run, repeatable (default 10)."
+        ),
+    ] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first, per case.")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, help="Timed runs per case.")] = 5,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="CPU threads for torch and ONNX Runtime (default: torch's)."),
+    ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            min=16, help="Tile size, as restore's (default: the model's).", show_default=False
+        ),
+    ] = None,
+    tile_overlap: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Overlap between tiles (default: 64, at most tile/4).", show_default=False
+        ),
+    ] = None,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            help="Two configurations (e.g. torch+nchw onnxruntime) run alternately at each "
+            "case; prints how many times B's throughput is A's.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write the JSON report here instead of stdout."),
+    ] = None,
+) -> None:
+    """Measure restore's speed and memory: latency per NFE and per image (median, p90),
+    images/s, peak RSS and CUDA memory, and the share of time outside the network.
+
+    Every configuration runs at every size, batch and NFE: warm-up runs, then timed runs of
+    the bridge sampler on a synthetic picture through the same tiled denoise as restore. A
+    table goes to stderr; the JSON report, with a description of the machine, to stdout or
+    --output. Runs on the CPU and, unchanged, on CUDA.
+    """
+    if model is not None and preset_name is not None:
+        raise UsageError("give --model or --preset, not both")
+    if preset_name is not None and preset_name not in PRESET_NAMES:
+        raise UsageError(f"--preset {preset_name!r}: choose one of {', '.join(PRESET_NAMES)}")
+    if compare is not None and (backends or precisions):
+        raise UsageError("--compare names its two configurations; drop --backend/--precision")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if compare is not None:
+        configs = [parse_config(spec) for spec in compare]
+    else:
+        configs = [
+            parse_config(spec, precision)
+            for spec in backends or ["torch"]
+            for precision in precisions or ["fp32"]
+        ]
+    cases = [
+        Case(height, width, batch, nfe)
+        for height, width in map(_size, sizes or ["256"])
+        for batch in batches or [1]
+        for nfe in nfes or [10]
+    ]
+    if preset_name is not None:
+        source = Source(preset=preset_name, cond_x1=cond_x1)
+    else:
+        source = Source(path=resolve_model(model, None if model else "sr4x"))
+    with tempfile.TemporaryDirectory(prefix="i2sb-bench-") as workdir:
+        report = run_benchmark(
+            source,
+            configs,
+            cases,
+            device=device,
+            warmup=warmup,
+            repeat=repeat,
+            tile=tile,
+            overlap=tile_overlap,
+            compare=compare is not None,
+            workdir=Path(workdir),
+            on_result=_progress,
+        )
+    # A log file or pipe gets the whole table rather than one folded to 80 columns.
+    wide = console if console.is_terminal else Console(stderr=True, width=160)
+    wide.print(_table(report))
+    for ratio in report["comparison"] or []:
+        console.print(
+            f"{ratio['case']}: {ratio['b']} runs at {ratio['b_over_a']:.2f}x the throughput "
+            f"of {ratio['a']}",
+            markup=False,
+        )
+    text = json.dumps(report, indent=1)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"report written to {output}", markup=False)
+
+
+def _progress(measurement: Measurement, _said: set[str] = set()) -> None:  # noqa: B006
+    # The default set outlives calls on purpose: a model's notes are said once per process.
+    for note in measurement.notes:
+        if note not in _said:
+            _said.add(note)
+            console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
+    summary = measurement.summary()
+    console.print(
+        f"{summary['config']} on {measurement.device}, {measurement.case.label}: "
+        f"{summary['ms_per_nfe_median']:.1f} ms/NFE, {summary['images_per_s']:.3g} images/s",
+        markup=False,
+    )
+
+
+def _table(report: dict) -> Table:
+    table = Table(title=f"i2sb benchmark: {report['model']} (median, p90 in brackets)")
+    columns = ("config", "size", "batch", "NFE", "ms/NFE", "s/image", "img/s", "outside")
+    for column in (*columns, "RSS MiB", "CUDA MiB"):
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for r in report["results"]:
+        table.add_row(
+            f"{r['config']} {r['device']}",
+            f"{r['height']}x{r['width']}",
+            str(r["batch"]),
+            str(r["nfe"]),
+            f"{r['ms_per_nfe_median']:.1f} ({r['ms_per_nfe_p90']:.1f})",
+            f"{r['s_per_image_median']:.3f} ({r['s_per_image_p90']:.3f})",
+            f"{r['images_per_s']:.3g}",
+            f"{100 * r['outside_network_fraction']:.2f}%",
+            _mib(r["peak_rss_bytes"]),
+            _mib(r["cuda_peak_bytes"]),
+        )
+    return table

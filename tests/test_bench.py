@@ -1,0 +1,110 @@
+"""`i2sb benchmark` on a tiny model at tiny sizes: it runs, reports, and refuses bad options."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import make_checkpoint
+from typer.testing import CliRunner
+
+from i2sb_cli.bench import RunConfig, parse_config
+from i2sb_cli.cli.app import app
+from i2sb_cli.errors import UsageError
+from i2sb_cli.runtime.resources import peak_rss_bytes, reset_peak_rss
+
+FAST = ["--size", "16", "--nfe", "2", "--warmup", "1", "--repeat", "2", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """--threads sets torch's thread count for the process; later tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("bench") / "tiny.safetensors", cond_x1=True)
+
+
+def benchmark(*args: str | Path):
+    return CliRunner().invoke(app, ["benchmark", *map(str, args)])
+
+
+def test_benchmark_emits_a_table_and_valid_json(checkpoint):
+    result = benchmark("--model", checkpoint, "--backend", "torch+nchw", "--batch", "2", *FAST)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"machine", "model", "settings", "results", "comparison"} <= report.keys()
+    assert report["machine"]["torch"] == torch.__version__
+    assert report["machine"]["torch_threads"] == 1
+    (row,) = report["results"]
+    assert (row["config"], row["height"], row["batch"], row["nfe"]) == ("torch+nchw:fp32", 16, 2, 2)
+    assert row["runs"] == 2 and len(row["seconds"]) == 2
+    assert row["ms_per_nfe_p90"] >= row["ms_per_nfe_median"] > 0
+    assert row["s_per_image_median"] == pytest.approx(row["ms_per_nfe_median"] * 2 / 1e3 / 2)
+    assert row["images_per_s"] > 0
+    assert 0 <= row["outside_network_fraction"] < 1
+    assert row["peak_rss_bytes"] > 0 and row["cuda_peak_bytes"] is None
+    assert "torch+nchw:fp32" in result.stderr and "outside" in result.stderr
+
+
+def test_grid_covers_every_backend_size_and_nfe_and_writes_a_file(checkpoint, tmp_path):
+    out = tmp_path / "report.json"
+    result = benchmark(
+        "--model", checkpoint, "--backend", "torch", "--backend", "torch+cl", *FAST,
+        "--size", "8x24", "--nfe", "1", "-o", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 2 * 2 * 2
+    assert {(r["height"], r["width"]) for r in rows} == {(16, 16), (8, 24)}
+
+
+def test_compare_alternates_two_configurations_and_gives_the_ratio(checkpoint):
+    result = benchmark("--model", checkpoint, "--compare", "torch+nchw", "torch+cl", *FAST)
+    assert result.exit_code == 0, result.stderr
+    (ratio,) = json.loads(result.stdout)["comparison"]
+    assert ratio["a"] == "torch+nchw:fp32" and ratio["b"] == "torch+cl:fp32"
+    assert ratio["b_over_a"] > 0
+    assert "the throughput of torch+nchw:fp32" in result.stderr
+
+
+def test_preset_with_random_weights():
+    result = benchmark("--preset", "tiny", "--backend", "torch", *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == "preset tiny"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA GPU"),
+        (["--backend", "tflite"], "the backend is torch or onnxruntime"),
+        (["--backend", "ort:bf16"], "fp32 or fp16 exports"),
+        (["--backend", "torch+fast"], "unknown modifier +fast"),
+        (["--compare", "torch", "ort", "--backend", "torch"], "drop --backend"),
+        (["--size", "big"], "not N or HxW"),
+    ],
+)
+def test_benchmark_usage_errors(checkpoint, args, message):
+    result = benchmark("--model", checkpoint, "--device", "cpu", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_config_labels_round_trip():
+    config = parse_config("torch+cl+compile:bf16")
+    assert config == RunConfig("torch", "bf16", True, True)
+    assert parse_config(config.label) == config
+    assert parse_config("ort", "fp16") == RunConfig("onnxruntime", "fp16")
+    with pytest.raises(UsageError, match="torch options"):
+        parse_config("onnxruntime+cl")
+
+
+def test_peak_rss_is_measured():
+    reset_peak_rss()
+    assert peak_rss_bytes() > 10 * 2**20
