@@ -394,3 +394,47 @@ def test_python_dash_m_help():
     )
     assert done.returncode == 0, done.stderr
     assert "restore" in done.stdout
+
+
+def test_onnxruntime_backend_gives_the_torch_picture_for_the_same_seed(models, tmp_path):
+    pytest.importorskip("onnxruntime")
+    source = write_picture(tmp_path / "in.png", size=(16, 16))
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        outputs[backend] = tmp_path / f"{backend}.png"
+        result = restore(
+            source,
+            "-o",
+            outputs[backend],
+            "--model",
+            models["sr"],
+            "--backend",
+            backend,
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+        )
+        assert result.exit_code == 0, result.stderr
+    difference = abs(
+        read_pixels(outputs["torch"]).astype(int) - read_pixels(outputs["onnxruntime"])
+    )
+    assert difference.max() <= 2  # float rounding moves a pixel by a level or two at most
+
+
+def test_backend_and_precision_errors_are_usage_errors(models, tmp_path):
+    source = write_picture(tmp_path / "in.png", size=(16, 16))
+    for option, value in (("--backend", "tensorrt"), ("--precision", "fp16")):
+        result = restore(
+            source,
+            "-o",
+            tmp_path / "o.png",
+            "--model",
+            models["sr"],
+            "--device",
+            "cpu",
+            option,
+            value,
+        )
+        assert result.exit_code == 2, result.stderr
+        assert option in result.stderr

@@ -14,7 +14,8 @@ from ..images import FORMATS, default_max_pixels
 from ..inputs import PICTURE_EXTENSIONS, STDIO, collect_inputs, is_picture_name, plan_outputs
 from ..models.registry import resolve_model
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
-from ..runtime.torch_backend import LoadedModel, load_torch_model, resolve_device
+from ..runtime import load_model
+from ..runtime.torch_backend import LoadedModel
 from ..tasks import TASK_CHOICES, family_of
 from .common import EXIT_FAILED, console, reports_errors
 
@@ -99,6 +100,20 @@ def restore(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="torch or onnxruntime (default: by the model file's suffix; a checkpoint run "
+            "on onnxruntime is exported once into the cache)."
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only; default: fp32 or the export's)."),
+    ] = None,
+    compile_net: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the network (torch backend).")
+    ] = False,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Pictures of the same size sampled together.")
     ] = 1,
@@ -208,7 +223,7 @@ def restore(
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
 
     checkpoint = resolve_model(model, task)
-    loaded = load_torch_model(checkpoint, resolve_device(device))
+    loaded = load_model(checkpoint, device, backend, precision=precision, compile=compile_net)
     meta = loaded.meta
     family = family_of(task or meta.task)
     if family != family_of(meta.task):
