@@ -224,6 +224,10 @@ def restore(
 
     checkpoint = resolve_model(model, task)
     loaded = load_model(checkpoint, device, backend, precision=precision, compile=compile_net)
+    # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
+    # deprecation.
+    for note in loaded.notes:
+        console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     meta = loaded.meta
     family = family_of(task or meta.task)
     if family != family_of(meta.task):
@@ -265,7 +269,8 @@ def restore(
         for s, o in zip(sources, outputs, strict=True)
     ]
     console.print(
-        f"{meta.name} ({meta.task}) on {loaded.device}, NFE {settings.nfe}, "
+        f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
+        f"{loaded.precision}, NFE {settings.nfe}, "
         f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {seed}: {len(jobs)} picture(s)",
         markup=False,
         soft_wrap=True,

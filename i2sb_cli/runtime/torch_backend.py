@@ -2,12 +2,14 @@
 
 Fast paths, each on by default only where it was measured faster (README "Speed"):
 - `torch.inference_mode` around every network call (BridgeDenoiser);
-- channels_last memory format: on the CPU (1.3-1.7x, ../shared/STACK.md) and for bf16/fp16 on
-  CUDA, whose tensor-core convolutions want NHWC; `channels_last=False/True` forces it;
+- channels_last memory format: on the CPU (1.2x with sr4x-tiny, benchmarks/cpu.md) and for
+  bf16/fp16 on CUDA, whose tensor-core convolutions want NHWC; `channels_last=...` forces it;
 - `compile=True`: torch.compile, with CUDA graphs on CUDA ("reduce-overhead": tiles give the
   static shapes they need); off by default, since on the CPU it never repays its compile time;
 - `precision` bf16/fp16 casts the convolutions and linear layers, keeping GroupNorm in float32 as
-  ADM's own fp16 mode does; fp16 is refused on the CPU, bf16 runs there but is slower.
+  ADM's own fp16 mode does (casting weights, not autocast, which casts at every op). fp16 is
+  refused on the CPU; bf16 runs there, about 2x faster than fp32 on CPUs with AMX, and stays
+  opt-in because it changes the numbers (benchmarks/cpu.md).
 """
 
 from dataclasses import dataclass
@@ -69,9 +71,7 @@ def check_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision not in DTYPES:
         raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
-        raise UsageError(
-            "--precision fp16 needs a CUDA GPU; on the CPU use fp32 (bf16 runs, but slower)"
-        )
+        raise UsageError("--precision fp16 needs a CUDA GPU; on the CPU use fp32 or bf16")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError("--precision bf16: this GPU has no bfloat16 support; use fp16")
     return DTYPES[precision]
