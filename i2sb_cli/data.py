@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .degrade import get_operator, nearest_upsample4
+from .baselines import classical_baseline
+from .degrade import apply_hole, get_operator, nearest_upsample4
 from .errors import UsageError
 from .images import read_image
 from .inputs import collect_inputs
@@ -82,10 +83,11 @@ class Degrader:
     the task's degradation in the paper's form (sr4x: nearest-upsampled to full size) rounded
     to 8 bits as users' pictures are; for inpainting the hole is filled with standard normal
     noise, as the official runner feeds the network (I2SB_SPEC.md section 4), and each
-    picture gets its own mask.
+    picture gets its own mask. With `classical`, x1 is instead each task's classical
+    restoration of the 8-bit degraded picture (the checkpoint's start "classical").
     """
 
-    def __init__(self, tasks: Sequence[str]) -> None:
+    def __init__(self, tasks: Sequence[str], *, classical: bool = False) -> None:
         if not tasks:
             raise UsageError("name at least one --task")
         self.operators = [get_operator(task) for task in tasks]
@@ -97,6 +99,7 @@ class Degrader:
         if any(op.needs_mask for op in self.operators):
             raise UsageError("inpaint-mask needs your masks: train on --pairs instead")
         self.family = families.pop()
+        self.classical = classical
 
     @property
     def tasks(self) -> list[str]:
@@ -123,17 +126,35 @@ class Degrader:
         operator = self.operators[k]
         height, width = x0.shape[-2:]
         if operator.family != "inpaint":
-            degraded = operator(x0).picture
+            degraded = quantize8(operator(x0).picture)
+            if self.classical:
+                return self._classical(operator.name, degraded, (height, width), None), None
             if operator.family == "sr4x":
                 degraded = nearest_upsample4(degraded)[..., :height, :width]
-            return quantize8(degraded), None
+            return degraded, None
         holes = []
         for picture in x0.split(1):
             seed = int(torch.randint(2**62, (), generator=generator))
             holes.append(operator(picture, seed=seed).mask)
         mask = torch.cat(holes)
+        if self.classical:
+            known = quantize8(apply_hole(x0, mask))
+            return self._classical(operator.name, known, (height, width), mask), mask
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         return (1 - mask) * quantize8(x0) + mask * noise, mask
+
+    @staticmethod
+    def _classical(
+        task: str, degraded: Tensor, size: tuple[int, int], mask: Tensor | None
+    ) -> Tensor:
+        """The classical restoration of each degraded picture, on the pictures' device."""
+        restored = [
+            classical_baseline(
+                task, picture[None], size, mask=None if mask is None else mask[i : i + 1].cpu()
+            )
+            for i, picture in enumerate(degraded.cpu())
+        ]
+        return torch.cat(restored).to(degraded.device, degraded.dtype)
 
 
 def random_subcrop(

@@ -62,6 +62,8 @@ class RestoreSettings:
     """The format of a picture written to stdout (output `STDIO`)."""
     model_sha256: str | None = None
     """Recorded in each output's metadata when known."""
+    classical: str | None = None
+    """The degradation whose classical restoration is x1 (models with start "classical")."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ class Restorer:
             upsampled=settings.upsampled,
             mask=mask,
             noise=per_image_noise([generator]),
+            classical=settings.classical,
         )
         output, note = job.output, ""
         if picture.alpha is not None and job.output != STDIO:

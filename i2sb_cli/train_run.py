@@ -117,6 +117,7 @@ class _Run:
             "tasks": list(self.job.tasks),
             "beta_max": m.beta_max,
             "ot_ode": m.ot_ode,
+            "start": m.start,
         }
 
     def _resume_or_start(self) -> int:
@@ -127,7 +128,11 @@ class _Run:
                 self.say(f"no saved state at {self.state_path}: starting afresh")
             return 0
         saved = read_header(self.state_path)
-        changed = [k for k, v in self.run_info().items() if saved["run"].get(k) != v]
+        # States written before "start" existed trained on the paper's x1.
+        before = {"start": "degraded"}
+        changed = [
+            k for k, v in self.run_info().items() if saved["run"].get(k, before.get(k)) != v
+        ]
         if changed:
             raise UsageError(
                 f"{self.state_path} was trained with other {', '.join(changed)}; resume it with "
@@ -205,6 +210,8 @@ class _Run:
             ot_ode=m.ot_ode,
             cond_x1=m.cond_x1,
             default_nfe=job.default_nfe,
+            start=m.start,
+            degradation=m.degradation,
             licence="MIT",
             provenance="`i2sb train` (Algorithm 1 of I2SB) on the pictures in training.data",
             training={

@@ -17,7 +17,7 @@ from .data import Degrader, PhotoCrops, random_subcrop, schedule_defaults
 from .data_pairs import PairedCrops
 from .degrade import get_operator
 from .errors import CheckpointError, UsageError
-from .models.checkpoint import load_checkpoint
+from .models.checkpoint import STARTS, load_checkpoint
 from .models.registry import resolve_model
 from .nets.adm import UNetConfig, preset
 from .tasks import FAMILIES, TASKS
@@ -38,6 +38,9 @@ class TrainJob:
     cond_x1: bool | None = None
     beta_max: float | None = None
     ot_ode: bool | None = None
+    start: str | None = None
+    """x1's form, "degraded" or "classical" (CheckpointMeta.start); None: --init's, else
+    "degraded"."""
     steps: int = 2000
     batch_size: int = 16
     crop: int = 64
@@ -75,6 +78,9 @@ class Model:
     family: str
     beta_max: float
     ot_ode: bool
+    start: str
+    degradation: str
+    """The degradation a family request stands for, for start "classical" ("" otherwise)."""
     init_weights: dict[str, Tensor] | None
     source: str
     """How the architecture was chosen, for the recipe: a preset name, "config" or "init:..."."""
@@ -94,6 +100,13 @@ def checkpoint_task(tasks: tuple[str, ...]) -> str:
     if len(families) != 1:
         raise UsageError(f"the tasks {', '.join(tasks)} are not of one family")
     return families.pop()
+
+
+def assumed_degradation(tasks: tuple[str, ...]) -> str:
+    """The degradation a family request (`--task deblur`) stands for: the first real-world
+    variant trained on (blur-gauss-plain, jpeg-real-10...), else the first task."""
+    real = [t for t in tasks if not get_operator(t).paper]
+    return (real or list(tasks))[0]
 
 
 def _custom_config(text: str, base_preset: str, cond_x1: bool) -> UNetConfig:
@@ -120,6 +133,7 @@ def resolve_network(job: TrainJob) -> Model:
     task = checkpoint_task(job.tasks)
     beta_max, ot_ode = schedule_defaults(task)
     init_weights, cond_x1 = None, True if job.cond_x1 is None else job.cond_x1
+    start = job.start or "degraded"
     if job.init is not None:
         if job.config_json is not None or job.preset is not None:
             raise UsageError("--init takes the architecture from its checkpoint: drop --preset")
@@ -130,6 +144,7 @@ def resolve_network(job: TrainJob) -> Model:
         if job.cond_x1 is not None and job.cond_x1 != meta.cond_x1:
             raise UsageError(f"--init {job.init} has cond_x1={meta.cond_x1}; drop --cond-x1")
         config, cond_x1, source = meta.config, meta.cond_x1, f"init:{meta.name}"
+        start = job.start or meta.start
         init_weights = net.state_dict()
     elif job.config_json is not None:
         config, source = _custom_config(job.config_json, job.preset or "tiny", cond_x1), "config"
@@ -138,6 +153,10 @@ def resolve_network(job: TrainJob) -> Model:
             config, source = preset(job.preset or "tiny", conditioned=cond_x1), job.preset or "tiny"
         except ValueError as exc:
             raise UsageError(f"--preset: {exc}") from None
+    if start not in STARTS:
+        raise UsageError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
+    if start == "classical" and job.pairs is not None:
+        raise UsageError("--start classical forms x1 from known degradations: drop --pairs")
     if job.crop % config.size_multiple:
         raise UsageError(f"--crop must be a multiple of {config.size_multiple} for this network")
     return Model(
@@ -147,6 +166,8 @@ def resolve_network(job: TrainJob) -> Model:
         family=family_of_task(task),
         beta_max=job.beta_max if job.beta_max is not None else beta_max,
         ot_ode=job.ot_ode if job.ot_ode is not None else ot_ode,
+        start=start,
+        degradation=assumed_degradation(job.tasks) if start == "classical" else "",
         init_weights=init_weights,
         source=source,
     )
@@ -176,7 +197,7 @@ def training_data(job: TrainJob, model: Model, device: torch.device) -> Data:
         return Data(lambda g: placed(*pairs.batch(job.batch_size, g)), len(pairs), described)
     if job.photos is None:
         raise UsageError("give a folder of photos, or --pairs CLEAN_DIR DEGRADED_DIR")
-    degrader = Degrader(job.tasks)
+    degrader = Degrader(job.tasks, classical=model.start == "classical")
     size = job.degrade_size or job.crop
     if size < job.crop:
         raise UsageError("--degrade-size must be at least --crop")

@@ -34,6 +34,8 @@ def tiny_meta(
     cond_x1: bool = False,
     default_nfe: int = 2,
     interval: int = 1000,
+    start: str = "degraded",
+    degradation: str = "",
 ) -> CheckpointMeta:
     return CheckpointMeta(
         name=name,
@@ -44,6 +46,8 @@ def tiny_meta(
         cond_x1=cond_x1,
         default_nfe=default_nfe,
         interval=interval,
+        start=start,
+        degradation=degradation,
         licence="MIT",
         provenance="random weights for tests",
         training={"steps": 0},

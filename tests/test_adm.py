@@ -214,3 +214,17 @@ def test_conv_resampling_and_plain_norm_variant() -> None:
     assert keys["input_blocks.1.0.emb_layers.1.weight"].shape == (32, 128)
     with torch.no_grad():
         assert net(torch.randn(1, 3, 16, 24), torch.tensor(1.0)).shape == (1, 3, 16, 24)
+
+
+def test_an_untrained_network_outputs_zero_as_adm_initialises_it():
+    """ADM zeroes the last layer of every residual branch and of the network, so training
+    starts from x0 = x_t (the bridge's start) rather than from random corrections."""
+    torch.manual_seed(0)
+    net = ADMUNet(dataclasses.replace(preset("tiny"), attention_resolutions=(8,))).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net(x, torch.tensor([10.0, 500.0])), torch.zeros_like(x))
+    zero = [k for k, v in net.state_dict().items() if v.is_floating_point() and not v.any()]
+    assert "out.2.weight" in zero and any("proj_out" in k for k in zero)
+    assert any(k.endswith("out_layers.3.weight") for k in zero)
+    assert net.input_blocks[0][0].weight.abs().sum() > 0

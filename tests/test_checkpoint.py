@@ -173,6 +173,10 @@ def test_safetensors_without_i2sb_metadata(tmp_path):
         (_meta_json(t0=0.5, t1=0.1), "t0"),
         (_meta_json(default_nfe=1000), "default_nfe 1000 is out of range"),
         (_meta_json(cond_x1=True), "cond_x1=True but the network has 3 inputs"),
+        (_meta_json(start="nowhere"), "start must be one of degraded, classical"),
+        (_meta_json(start="classical"), "needs a degradation of the sr4x-bicubic family"),
+        (_meta_json(start="classical", degradation="jpeg-10"), "needs a degradation"),
+        (_meta_json(start="classical", degradation="blur-fast"), "needs a degradation"),
     ],
     ids=lambda v: v if len(v) < 40 else None,
 )

@@ -10,15 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, read_pixels, write_picture
+from helpers import make_checkpoint, read_pixels, tiny_meta, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
 from i2sb_cli import __version__
 from i2sb_cli.cli.app import app
+from i2sb_cli.degrade import svd_deblur, wiener_deblur
 from i2sb_cli.images import read_metadata
 from i2sb_cli.inputs import InputFile
 from i2sb_cli.models import registry
+from i2sb_cli.models.checkpoint import save_checkpoint
+from i2sb_cli.nets.adm import ADMUNet
 from i2sb_cli.restore import Job, Restorer, RestoreSettings, image_seed
 from i2sb_cli.runtime.torch_backend import load_torch_model
 
@@ -438,3 +441,34 @@ def test_backend_and_precision_errors_are_usage_errors(models, tmp_path):
         )
         assert result.exit_code == 2, result.stderr
         assert option in result.stderr
+
+
+# --- models that start from the classical restoration ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "classical"),
+    [("deblur", wiener_deblur), ("blur-gauss", svd_deblur)],
+)
+def test_classical_start_of_an_untrained_model_is_the_baseline(tmp_path, task, classical):
+    """An untrained network outputs zero (ADM's zeroed last layers), so the OT-ODE result is x1
+    itself: Wiener deconvolution for a family request (the model's real-world degradation),
+    the paper operator's own Tikhonov inverse for a paper task name."""
+    meta = tiny_meta(
+        name="tiny-deblur",
+        task="deblur",
+        beta_max=1.0,
+        ot_ode=True,
+        start="classical",
+        degradation="blur-gauss-plain",
+    )
+    checkpoint = tmp_path / "deblur.safetensors"
+    save_checkpoint(checkpoint, ADMUNet(meta.config).state_dict(), meta)
+    source = write_picture(tmp_path / "blurry.png", 24)
+    target = tmp_path / "out.png"
+    result = restore(source, "--model", checkpoint, "--task", task, "--nfe", "2", "-o", target)
+    assert result.exit_code == 0, result.stderr
+    pixels = torch.from_numpy(read_pixels(source).copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    expected = ((classical(pixels, "gauss").clamp(-1, 1) + 1) * 127.5).round()
+    expected = expected[0].permute(1, 2, 0).numpy()
+    assert np.abs(read_pixels(target).astype(int) - expected).max() <= 1

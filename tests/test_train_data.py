@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
+from i2sb_cli.baselines import classical_baseline
 from i2sb_cli.data import Degrader, quantize8, random_subcrop, schedule_defaults
 from i2sb_cli.data_pairs import PairedCrops
-from i2sb_cli.degrade import get_operator, jpeg_numerical, nearest_upsample4
+from i2sb_cli.degrade import apply_hole, get_operator, jpeg_numerical, nearest_upsample4
 from i2sb_cli.errors import UsageError
 
 
@@ -130,3 +131,34 @@ def test_paired_crops_for_inpainting_take_the_hole_from_transparency(tmp_path):
     _save(tmp_path / "opaque/a.png", rgba[..., :3].copy())
     with pytest.raises(UsageError, match="transparency"):
         PairedCrops(tmp_path / "clean", tmp_path / "opaque", family="inpaint", crop=24)
+
+
+@pytest.mark.parametrize("task", ["blur-gauss", "blur-gauss-plain", "sr4x-bicubic", "jpeg-10"])
+def test_classical_degrader_starts_from_the_baseline_of_the_8_bit_degraded_picture(task):
+    x0 = _pictures(count=2)
+    x1, mask = Degrader([task], classical=True)(x0, torch.Generator().manual_seed(1))
+    assert mask is None and x1.shape == x0.shape
+    for picture, start in zip(x0, x1, strict=True):
+        degraded = quantize8(get_operator(task)(picture[None]).picture)
+        expected = classical_baseline(task, degraded, tuple(x0.shape[-2:]))
+        assert torch.allclose(start[None], expected, atol=1e-6)
+
+
+def test_classical_inpainting_start_fills_the_hole_by_telea_and_keeps_known_pixels():
+    x0 = _pictures(count=2, size=48)
+    x1, mask = Degrader(["inpaint-freeform2030"], classical=True)(
+        x0, torch.Generator().manual_seed(2)
+    )
+    assert mask is not None and float(mask.mean()) > 0.1
+    known = mask == 0
+    assert torch.allclose(x1.expand_as(x0)[known.expand_as(x0)], quantize8(x0)[known.expand_as(x0)])
+    for i in range(2):
+        expected = classical_baseline(
+            "inpaint-freeform2030",
+            quantize8(apply_hole(x0[i : i + 1], mask[i : i + 1])),
+            (48, 48),
+            mask=mask[i : i + 1],
+        )
+        assert torch.equal(x1[i : i + 1], expected)
+    # Telea's fill is a smooth guess, not the white hole of the degraded picture.
+    assert float(x1[mask.expand_as(x1) == 1].mean()) < 0.9

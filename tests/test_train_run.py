@@ -42,7 +42,9 @@ def photos(tmp_path_factory):
 
 def _train(photos, out, *extra, config=SMALL):
     args = ["train", str(photos), "-o", str(out), "--crop", "32", "--batch-size", "2"]
-    args += ["--device", "cpu", "--log-every", "1", "--config", config, *extra]
+    args += ["--device", "cpu", "--log-every", "1", *extra]
+    if config is not None:
+        args += ["--config", config]
     return CliRunner().invoke(app, args)
 
 
@@ -212,3 +214,21 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     events = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "train"] == [1, 2, 3]
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [2, 3]
+
+
+def test_classical_start_is_recorded_and_refused_for_pairs(photos, tmp_path):
+    out = tmp_path / "deblur.safetensors"
+    tasks = ["--task", "blur-gauss", "--task", "blur-gauss-plain"]
+    result = _train(photos, out, "--steps", "1", "--start", "classical", *tasks)
+    assert result.exit_code == 0, result.output
+    meta = read_meta(out)
+    assert (meta.task, meta.start, meta.degradation) == ("deblur", "classical", "blur-gauss-plain")
+    tuned = _train(photos, tmp_path / "tuned.safetensors", "--steps", "1", "--init", str(out),
+                   *tasks, config=None)  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    assert read_meta(tmp_path / "tuned.safetensors").start == "classical"
+    pairs = ["--pairs", str(photos), str(photos), "--task", "deblur", "--start", "classical"]
+    refused = CliRunner().invoke(app, ["train", "-o", str(tmp_path / "p.safetensors"), *pairs])
+    assert refused.exit_code == 2 and "--pairs" in refused.stderr
+    unknown = _train(photos, tmp_path / "u.safetensors", "--start", "somewhere")
+    assert unknown.exit_code == 2 and "--start" in unknown.stderr

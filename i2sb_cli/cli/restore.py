@@ -16,7 +16,7 @@ from ..models.registry import resolve_model
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
 from ..runtime import load_model
 from ..runtime.torch_backend import LoadedModel
-from ..tasks import TASK_CHOICES, family_of
+from ..tasks import TASK_CHOICES, classical_degradation, family_of
 from .common import EXIT_FAILED, console, reports_errors
 
 _LIMIT = default_max_pixels()
@@ -249,6 +249,7 @@ def restore(
         tile_overlap = min(64, tile // 4)
     settings = RestoreSettings(
         family=family,
+        classical=classical_degradation(meta.start, meta.degradation, task),
         nfe=nfe or meta.default_nfe,
         seed=seed,
         ot_ode=meta.ot_ode if ot_ode is None else ot_ode,

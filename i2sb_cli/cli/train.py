@@ -123,6 +123,16 @@ def train_command(
             show_default="the task's",
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="x1, the bridge's start: degraded (the paper's form) or classical, its "
+            "classical restoration (Tikhonov/Wiener deconvolution, Telea inpainting...), which "
+            "an untrained network already matches.",
+            rich_help_panel=_MODEL,
+            show_default="degraded, or --init's",
+        ),
+    ] = None,
     default_nfe: Annotated[
         int,
         typer.Option(
@@ -273,6 +283,7 @@ def train_command(
         cond_x1=cond_x1,
         beta_max=beta_max,
         ot_ode=ot_ode,
+        start=start,
         steps=steps,
         batch_size=batch_size,
         crop=crop,

@@ -19,13 +19,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from ..errors import CheckpointError
+from ..degrade import get_operator
+from ..errors import CheckpointError, UsageError
 from ..nets.adm import ADMUNet, UNetConfig
 from ..tasks import FAMILIES, TASKS
 
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "i2sb"
+STARTS = ("degraded", "classical")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,14 @@ class CheckpointMeta:
     t1: float = 1.0
     default_nfe: int = 10
     clip_denoise: bool = False
+    start: str = "degraded"
+    """How x1 is formed: "degraded", the paper's form (tasks.make_x1), or "classical", the
+    classical restoration of the degraded picture (baselines.classical_baseline), which moves
+    the bridge's start closer to x0 and makes an untrained network (zero output) as good as
+    the baseline."""
+    degradation: str = ""
+    """For start "classical": the degradation (a `degrade` task name) that a family request
+    such as `--task deblur` is taken to be; a paper task name given to restore overrides it."""
     licence: str = "unknown"
     provenance: str = ""
     training: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +104,12 @@ class CheckpointMeta:
                 0 < self.default_nfe < self.interval,
                 f"default_nfe {self.default_nfe} is out of range",
             ),
+            (self.start in STARTS, f"start must be one of {', '.join(STARTS)}, not {self.start!r}"),
+            (
+                self.start == "degraded" or self._degradation_ok(),
+                f"start 'classical' needs a degradation of the {self.task} family, "
+                f"not {self.degradation!r}",
+            ),
             (
                 self.cond_x1 == self.config.conditioned,
                 f"cond_x1={self.cond_x1} but the network has {self.config.in_channels} inputs",
@@ -102,6 +118,14 @@ class CheckpointMeta:
         for ok, problem in checks:
             if not ok:
                 raise CheckpointError(f"{source}: {problem}")
+
+    def _degradation_ok(self) -> bool:
+        try:
+            operator = get_operator(self.degradation)
+        except UsageError:
+            return False
+        family = self.task if self.task in FAMILIES else TASKS[self.task].family
+        return operator.family == family and not operator.needs_mask
 
     def _type_problem(self) -> str | None:
         """What has the wrong type (JSON can hold anything), or None; checked before values."""
@@ -116,6 +140,8 @@ class CheckpointMeta:
             "t1": float,
             "default_nfe": int,
             "clip_denoise": bool,
+            "start": str,
+            "degradation": str,
             "licence": str,
             "provenance": str,
             "training": dict,

@@ -23,6 +23,7 @@ from .blocks import (
     ResBlock,
     Upsample,
     timestep_embedding,
+    zeroed,
 )
 
 OFFICIAL_PREFIX = "diffusion_model."
@@ -308,7 +309,7 @@ class ADMUNet(nn.Module):
         self.output_blocks = self._build_decoder(emb_dim, skip_widths)
         first = c.channel_mult[0] * c.model_channels
         self.out = nn.Sequential(
-            GroupNorm32(first), nn.SiLU(), nn.Conv2d(first, c.out_channels, 3, padding=1)
+            GroupNorm32(first), nn.SiLU(), zeroed(nn.Conv2d(first, c.out_channels, 3, padding=1))
         )
 
     def _res(self, ch: int, emb_dim: int, out: int, **resample: bool) -> ResBlock:

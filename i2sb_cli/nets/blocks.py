@@ -7,10 +7,13 @@ they become the state-dict keys of official checkpoints: a ResBlock holds `in_la
 """
 
 import math
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
 
 GROUPS = 32
 
@@ -98,7 +101,7 @@ class ResBlock(nn.Module):
             GroupNorm32(out_channels),
             nn.SiLU(),
             nn.Dropout(dropout),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            zeroed(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
         )
         if out_channels == channels:
             self.skip_connection: nn.Module = nn.Identity()
@@ -120,6 +123,15 @@ class ResBlock(nn.Module):
         return self.skip_connection(x) + h  # [B, C_out, H', W']
 
 
+def zeroed(module: M) -> M:
+    """`module` with its parameters set to zero, as ADM initialises the last layer of each
+    residual branch and of the network: every block starts as the identity and the untrained
+    network outputs zero, so the bridge's first prediction of x0 is x_t itself."""
+    for parameter in module.parameters():
+        nn.init.zeros_(parameter)
+    return module
+
+
 class AttentionBlock(nn.Module):
     """Self-attention over all spatial positions, with ADM's legacy QKV head layout."""
 
@@ -129,7 +141,7 @@ class AttentionBlock(nn.Module):
         self.norm = GroupNorm32(channels)
         # 1x1 Conv1d rather than Linear: official checkpoints store [3C, C, 1] weights.
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
-        self.proj_out = nn.Conv1d(channels, channels, 1)
+        self.proj_out = zeroed(nn.Conv1d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [B, C, H, W]

@@ -1,0 +1,103 @@
+"""Score restoration models on held-out photos, the way a user would: `i2sb degrade`, then
+`i2sb restore`, then `i2sb evaluate`, for each degradation, and print one table.
+
+    python benchmarks/evaluate_models.py data/val -o eval                # the bundled models
+    python benchmarks/evaluate_models.py data/val -o eval --task jpeg-10 --task jpeg-real-10 \
+        --model runs/jpeg-tiny.safetensors --nfe 1 2 5                   # a candidate, by NFE
+
+Each degradation restores with the task `degrade` records for it (jpeg-real-10 as `--task jpeg`,
+blur-gauss-plain as `--task deblur`), so the bundled model of its family answers unless --model
+names one. The perceptual column needs the `perceptual` extra (see README). Scores go to
+OUT/scores.json as well; degraded folders are reused when they exist (same seed, same pictures).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# The paper's operators and the real-world variants that the bundled models must restore.
+DEFAULT_TASKS = (
+    "sr4x-bicubic",
+    "blur-gauss",
+    "blur-gauss-plain",
+    "jpeg-10",
+    "jpeg-real-10",
+    "inpaint-freeform1020",
+)
+METRICS = ("psnr", "ssim", "stlpips")
+
+
+def i2sb(*args: str) -> str:
+    """Run the CLI of this Python environment; its stdout, or exit with its error."""
+    command = [sys.executable, "-m", "i2sb_cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
+    return done.stdout
+
+
+def degraded_folder(photos: Path, out: Path, task: str, seed: int) -> Path:
+    folder = out / task
+    if not (folder / "manifest.jsonl").is_file():
+        i2sb("degrade", str(photos), "-o", str(folder), "--task", task, "--seed", str(seed))
+    return folder
+
+
+def score(folder: Path, model: str | None, nfe: int | None, seed: int) -> dict:
+    """Restore `folder`/degraded and return evaluate's means for it."""
+    first = json.loads((folder / "manifest.jsonl").read_text().splitlines()[0])
+    label = f"{Path(model).stem if model else 'bundled'}-nfe{nfe or 'default'}"
+    restored = folder.parent / f"{folder.name}-{label}"
+    args = ["restore", str(folder / "degraded"), "-o", str(restored), "--overwrite"]
+    args += ["--task", first["restore_task"], "--seed", str(seed)]
+    if first.get("mask"):
+        args += ["--mask", str(folder / "masks")]
+    if model:
+        args += ["--model", model]
+    if nfe:
+        args += ["--nfe", str(nfe)]
+    i2sb(*args)
+    records = [json.loads(line) for line in i2sb("evaluate", str(folder), str(restored), "--json")
+               .splitlines()]  # fmt: skip
+    return {"restored": str(restored), "baseline_name": records[0]["baseline"], **records[-1]}
+
+
+def table(rows: list[dict]) -> str:
+    header = "| task | NFE | method | PSNR | SSIM | ST-LPIPS |\n|---|---|---|---|---|---|"
+    lines = [header]
+    for row in rows:
+        means = row["scores"]
+        for method in ("restored", "baseline", "degraded"):
+            cells = [
+                f"{means[m][method]:.{2 if m == 'psnr' else 4}f}" if m in means else "-"
+                for m in METRICS
+            ]
+            name = means["baseline_name"] if method == "baseline" else method
+            lines.append(f"| {row['task']} | {row['nfe']} | {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("photos", type=Path, help="held-out clean photos (data/val)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("eval"))
+    parser.add_argument("--task", action="append", help="degradations (default: all six)")
+    parser.add_argument("--model", help="checkpoint to score instead of the bundled model")
+    parser.add_argument("--nfe", type=int, nargs="*", default=[0], help="0: the model's own")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rows = []
+    for task in args.task or DEFAULT_TASKS:
+        folder = degraded_folder(args.photos, args.output, task, args.seed)
+        for nfe in args.nfe:
+            scores = score(folder, args.model, nfe or None, args.seed)
+            rows.append({"task": task, "nfe": nfe or "default", "scores": scores})
+            print("\n".join(table(rows[-1:]).splitlines()[-3:]), file=sys.stderr, flush=True)
+    (args.output / "scores.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
