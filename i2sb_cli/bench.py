@@ -218,7 +218,12 @@ class Runner:
     """Restore-path sampling runs of one loaded model at one case."""
 
     def __init__(
-        self, model: LoadedModel, case: Case, tile: int | None, overlap: int | None
+        self,
+        model: LoadedModel,
+        case: Case,
+        tile: int | None,
+        overlap: int | None,
+        tile_batch: int = 1,
     ) -> None:
         self.model, self.case = model, case
         # restore's defaults: the model's tile, and an overlap of 64 or a quarter tile.
@@ -231,7 +236,13 @@ class Runner:
         denoise = BridgeDenoiser(
             self.timer.wrap(base.net), base.schedule, clip_denoise=base.clip_denoise
         )
-        self.denoise = tiled(denoise, tile=tile, overlap=overlap, multiple=model.size_multiple)
+        self.denoise = tiled(
+            denoise,
+            tile=tile,
+            overlap=overlap,
+            multiple=model.size_multiple,
+            tile_batch=tile_batch,
+        )
         self.steps = nfe_steps(case.nfe, model.schedule.interval)
         generator = torch.Generator().manual_seed(0)
         channels = model.meta.config.out_channels
@@ -274,13 +285,14 @@ def _run_grid(
     repeat: int,
     tile: int | None,
     overlap: int | None,
+    tile_batch: int,
     on_result: Callable[[Measurement], None],
 ) -> list[Measurement]:
     results = []
     for config in configs:
         model = loader.load(config)
         for case in cases:
-            runner = Runner(model, case, tile, overlap)
+            runner = Runner(model, case, tile, overlap, tile_batch)
             measurement = Measurement(config, case, str(model.device), notes=model.notes)
             with memory_window(model.device) as window:
                 for _ in range(warmup):
@@ -306,13 +318,14 @@ def _run_compare(
     repeat: int,
     tile: int | None,
     overlap: int | None,
+    tile_batch: int,
     on_result: Callable[[Measurement], None],
 ) -> tuple[list[Measurement], list[dict]]:
     """Both configurations loaded side by side, their runs alternated so drift hits both."""
     models = [loader.load(config) for config in pair]
     results, ratios = [], []
     for case in cases:
-        runners = [Runner(m, case, tile, overlap) for m in models]
+        runners = [Runner(m, case, tile, overlap, tile_batch) for m in models]
         pairs = [
             Measurement(c, case, str(m.device), notes=m.notes)
             for c, m in zip(pair, models, strict=True)
@@ -355,6 +368,7 @@ def run_benchmark(
     repeat: int = 5,
     tile: int | None = None,
     overlap: int | None = None,
+    tile_batch: int = 1,
     compare: bool = False,
     workdir: Path,
     on_result: Callable[[Measurement], None] = lambda m: None,
@@ -367,7 +381,13 @@ def run_benchmark(
     if compare and len(configs) != 2:
         raise UsageError("--compare takes exactly two configurations")
     loader = Loader(source, device, workdir)
-    options = {"warmup": warmup, "repeat": repeat, "tile": tile, "overlap": overlap}
+    options = {
+        "warmup": warmup,
+        "repeat": repeat,
+        "tile": tile,
+        "overlap": overlap,
+        "tile_batch": tile_batch,
+    }
     comparison = None
     if compare:
         measurements, comparison = _run_compare(

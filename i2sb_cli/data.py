@@ -34,13 +34,15 @@ class PhotoCrops:
     def __init__(self, folder: Path, *, crop: int, recursive: bool = True) -> None:
         self.crop = crop
         self.photos: list[Tensor] = []
-        for source in collect_inputs([str(folder)], recursive=recursive):
+        sources = collect_inputs([str(folder)], recursive=recursive)
+        for source in sources:
             pixels = read_image(source.path).pixels
             self.photos.append(_to_uint8(pixels))
             if min(pixels.shape[-2:]) >= 4 * crop:
                 half = F.interpolate(pixels, scale_factor=0.5, mode="area")
                 self.photos.append(_to_uint8(half))
         self.photos = [p for p in self.photos if min(p.shape[-2:]) >= crop]
+        self.description = f"{len(sources)} photos ({len(self.photos)} with half-size copies)"
         if not self.photos:
             raise UsageError(f"{folder}: no photo is at least {crop}x{crop} pixels")
 

@@ -50,6 +50,8 @@ class RestoreSettings:
     batch_size: int = 1
     tile: int = 512
     tile_overlap: int = 64
+    tile_batch: int = 1
+    """Tiles per network call."""
     upsampled: bool = False
     overwrite: bool = False
     mask_threshold: float = 0.5
@@ -133,6 +135,7 @@ class Restorer:
             model.denoise,
             tile=settings.tile,
             overlap=settings.tile_overlap,
+            tile_batch=settings.tile_batch,
             multiple=model.size_multiple,
         )
 

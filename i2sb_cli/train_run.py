@@ -130,9 +130,7 @@ class _Run:
         saved = read_header(self.state_path)
         # States written before "start" existed trained on the paper's x1.
         before = {"start": "degraded"}
-        changed = [
-            k for k, v in self.run_info().items() if saved["run"].get(k, before.get(k)) != v
-        ]
+        changed = [k for k, v in self.run_info().items() if saved["run"].get(k, before.get(k)) != v]
         if changed:
             raise UsageError(
                 f"{self.state_path} was trained with other {', '.join(changed)}; resume it with "

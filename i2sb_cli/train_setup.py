@@ -211,5 +211,5 @@ def training_data(job: TrainJob, model: Model, device: torch.device) -> Data:
             x0, x1, mask = random_subcrop([x0, x1, mask], job.crop, generator, align=align)
         return placed(x0, x1, mask)
 
-    described = f"{len(photos)} photos from {job.photos}, degraded by {', '.join(job.tasks)}"
+    described = f"{photos.description} from {job.photos}, degraded by {', '.join(job.tasks)}"
     return Data(batches, len(photos), described, degrader=degrader)

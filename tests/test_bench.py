@@ -108,3 +108,12 @@ def test_config_labels_round_trip():
 def test_peak_rss_is_measured():
     reset_peak_rss()
     assert peak_rss_bytes() > 10 * 2**20
+
+
+def test_tile_batch_is_used_and_recorded(checkpoint):
+    args = ["--model", checkpoint, "--backend", "torch", *FAST, "--size", "40", "--tile", "16"]
+    result = benchmark(*args, "--tile-overlap", "4", "--tile-batch", "3")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["tile_batch"] == 3 and report["settings"]["tile"] == 16
+    assert benchmark(*args, "--tile-batch", "0").exit_code == 2

@@ -16,6 +16,7 @@ from i2sb_cli.cli.app import app
 from i2sb_cli.errors import UsageError
 from i2sb_cli.inputs import InputFile
 from i2sb_cli.models.checkpoint import load_checkpoint
+from i2sb_cli.models.registry import bundled_models
 from i2sb_cli.restore import Job, Restorer, RestoreSettings
 from i2sb_cli.runtime import load_model
 
@@ -160,3 +161,16 @@ def test_explicit_cuda_without_a_usable_provider_is_a_usage_error(onnx_file):
         pytest.skip("this machine has CUDA")
     with pytest.raises(UsageError, match="CUDA"):
         load_model(onnx_file[0], "cuda")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_every_bundled_model_exports_and_passes_the_parity_check(fmt, tmp_path):
+    bundled = bundled_models()
+    assert {m.family for m in bundled} >= {"sr4x"}
+    for entry in bundled:
+        path = tmp_path / f"{entry.name}.{'onnx' if fmt == 'onnx' else 'pt'}"
+        result = export("--model", entry.name, "--format", fmt, "-o", path)
+        assert result.exit_code == 0, result.stderr
+        assert "parity ok" in result.stderr
+        model = load_model(path, "cpu")
+        assert model.meta.name == entry.name and model.meta.task in (entry.family, *entry.tasks)

@@ -218,6 +218,12 @@ def test_tiles_on_an_upsampled_picture(tmp_path, models):
     )
     assert result.exit_code == 0, result.stderr
     assert Image.open(tmp_path / "out.png").size == (48, 48)
+    tiles = ["--upsampled", "--tile", 16, "--tile-overlap", 4, "--nfe", 1]
+    batched = restore(source, "--model", models["sr"], "-o", tmp_path / "b.png", *tiles,
+                      "--tile-batch", 4)  # fmt: skip
+    assert batched.exit_code == 0, batched.stderr
+    one, four = read_pixels(tmp_path / "out.png"), read_pixels(tmp_path / "b.png")
+    assert np.abs(one.astype(int) - four.astype(int)).max() <= 1
 
 
 def test_task_resolves_the_bundled_model(tmp_path, models, monkeypatch):

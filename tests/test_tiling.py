@@ -197,3 +197,30 @@ def test_pad_to_multiple_reflects_or_repeats_at_the_bottom_right() -> None:
         [3.0, 4.0, 5.0, 4.0],
         [3.0, 4.0, 5.0, 4.0],
     ]
+
+
+@pytest.mark.parametrize("tile_batch", [2, 3, 100])
+def test_batched_tiles_give_the_one_at_a_time_result_in_fewer_calls(tile_batch: int) -> None:
+    net = _conv_stack()
+    x = torch.randn(2, 3, 70, 93)
+    cond = torch.randn_like(x)
+    calls: list[int] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        assert c is not None and c.shape == x_t.shape
+        calls.append(x_t.shape[0])
+        return net(x_t + c) * (n + 1)
+
+    with torch.no_grad():
+        single = tiled(denoise, tile=32, overlap=12)(x, 5, cond)
+        tiles = len(calls)
+        calls.clear()
+        batched = tiled(denoise, tile=32, overlap=12, tile_batch=tile_batch)(x, 5, cond)
+    assert tiles == len(tile_starts(70, 32, 12)) * len(tile_starts(93, 32, 12))
+    assert len(calls) == -(-tiles // tile_batch) and sum(calls) == 2 * tiles
+    assert torch.allclose(batched, single, atol=1e-6)
+
+
+def test_tile_batch_below_one_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--tile-batch"):
+        tiled(lambda x, n, c: x, tile=32, overlap=8, tile_batch=0)

@@ -99,6 +99,10 @@ def benchmark(
             min=0, help="Overlap between tiles (default: 64, at most tile/4).", show_default=False
         ),
     ] = None,
+    tile_batch: Annotated[
+        int,
+        typer.Option(min=1, help="Tiles per network call, as restore's --tile-batch."),
+    ] = 1,
     compare: Annotated[
         tuple[str, str] | None,
         typer.Option(
@@ -156,6 +160,7 @@ def benchmark(
             repeat=repeat,
             tile=tile,
             overlap=tile_overlap,
+            tile_batch=tile_batch,
             compare=compare is not None,
             workdir=Path(workdir),
             on_result=_progress,

@@ -169,6 +169,14 @@ def restore(
             min=0, help="Overlap between tiles, blended smoothly (default: 64, at most tile/4)."
         ),
     ] = None,
+    tile_batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Tiles of a large picture per network call: faster on a GPU that one tile "
+            "leaves idle, more memory (measure with i2sb benchmark --tile-batch).",
+        ),
+    ] = 1,
     recursive: Annotated[
         bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")
     ] = False,
@@ -256,6 +264,7 @@ def restore(
         batch_size=batch_size,
         tile=tile,
         tile_overlap=tile_overlap,
+        tile_batch=tile_batch,
         upsampled=upsampled,
         overwrite=overwrite,
         mask_threshold=0.5 if mask_threshold is None else mask_threshold,

@@ -58,6 +58,8 @@ def export_metadata(meta: CheckpointMeta, *, fmt: str, precision: str, device: s
         "i2sb.t1": repr(float(meta.t1)),
         "i2sb.default_nfe": str(meta.default_nfe),
         "i2sb.clip_denoise": json.dumps(meta.clip_denoise),
+        "i2sb.start": meta.start,
+        "i2sb.degradation": meta.degradation,
         "i2sb.size_multiple": str(meta.config.size_multiple),
         "i2sb.tile": str(default_tile(meta.config)),
         "i2sb.precision": precision,
