@@ -474,6 +474,8 @@ def test_classical_start_of_an_untrained_model_is_the_baseline(tmp_path, task, c
     target = tmp_path / "out.png"
     result = restore(source, "--model", checkpoint, "--task", task, "--nfe", "2", "-o", target)
     assert result.exit_code == 0, result.stderr
+    named = "blur-gauss" if task == "blur-gauss" else "blur-gauss-plain"
+    assert f"from the classical restoration of {named}" in result.stderr
     pixels = torch.from_numpy(read_pixels(source).copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
     expected = ((classical(pixels, "gauss").clamp(-1, 1) + 1) * 127.5).round()
     expected = expected[0].permute(1, 2, 0).numpy()

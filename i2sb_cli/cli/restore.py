@@ -278,9 +278,12 @@ def restore(
         Job(s, o, _find_mask(mask, s.relative), stdin if s.path == STDIO else None)
         for s, o in zip(sources, outputs, strict=True)
     ]
+    start = (
+        f", from the classical restoration of {settings.classical}" if settings.classical else ""
+    )
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
-        f"{loaded.precision}, NFE {settings.nfe}, "
+        f"{loaded.precision}, NFE {settings.nfe}{start}, "
         f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {seed}: {len(jobs)} picture(s)",
         markup=False,
         soft_wrap=True,
