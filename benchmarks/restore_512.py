@@ -1,0 +1,76 @@
+"""Wall time of `i2sb restore` on one 512x512 picture at NFE 10, per bundled model and backend:
+the speed bar of the bundled models, measured the way a user meets it (process start, model
+load, x1, sampling, writing the file; ONNX Runtime's export is made once and cached first).
+
+    python benchmarks/restore_512.py [--backend torch --backend onnxruntime] [--repeat 2]
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from i2sb_cli.models.registry import bundled_models
+
+SIZE = 512
+
+
+def picture(folder: Path, family: str) -> tuple[Path, list[str]]:
+    """A smooth 512x512 test picture (128x128 for sr4x, whose output is 512x512), and the
+    options its family needs."""
+    side = SIZE // 4 if family == "sr4x" else SIZE
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (side // 16, side // 16, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize((side, side), Image.BICUBIC)
+    path = folder / f"{family}.png"
+    image.save(path)
+    if family != "inpaint":
+        return path, []
+    mask = np.zeros((side, side), np.uint8)
+    mask[side // 4 : side // 2, side // 3 : 2 * side // 3] = 255
+    Image.fromarray(mask).save(folder / "mask.png")
+    return path, ["--mask", str(folder / "mask.png")]
+
+
+def timed(args: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "i2sb_cli", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"i2sb {' '.join(args)} failed:\n{done.stderr.strip()}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", action="append", choices=["torch", "onnxruntime"])
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--nfe", type=int, default=10)
+    args = parser.parse_args()
+    print("| model | backend | NFE | wall s (median) | runs |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as workdir:
+        folder = Path(workdir)
+        for entry in bundled_models():
+            source, extra = picture(folder, entry.family)
+            for backend in args.backend or ["torch", "onnxruntime"]:
+                command = ["restore", str(source), "-o", str(folder / "out.png"), "--overwrite"]
+                command += ["--model", entry.name, "--nfe", str(args.nfe), "--backend", backend]
+                command += extra
+                if backend == "onnxruntime":
+                    timed(command)  # the export, made once and cached
+                runs = [timed(command) for _ in range(args.repeat)]
+                print(
+                    f"| {entry.name} | {backend} | {args.nfe} | {statistics.median(runs):.1f} | "
+                    f"{', '.join(f'{r:.1f}' for r in runs)} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
