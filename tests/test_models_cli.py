@@ -87,7 +87,9 @@ def test_model_without_recorded_hash_is_not_trusted(cache_dir):
     assert registry.resolve_model("copied", None) == path
 
 
-def test_task_without_bundled_model_uses_an_imported_one(cache_dir):
+def test_task_without_bundled_model_uses_an_imported_one(cache_dir, monkeypatch):
+    without_deblur = tuple(m for m in registry.bundled_models() if m.family != "deblur")
+    monkeypatch.setattr(registry, "bundled_models", lambda: without_deblur)
     with pytest.raises(registry.ModelNotFoundError, match="--model"):
         registry.resolve_model(None, "deblur")
     path = _store(cache_dir, "official-blur-uni", task="blur-uni", beta_max=1.0, ot_ode=True)
