@@ -18,7 +18,7 @@ import torch
 
 from i2sb_cli.models.checkpoint import load_checkpoint, save_checkpoint
 from i2sb_cli.nets.adm import PRESET_NAMES, preset
-from i2sb_cli.tasks import FAMILIES, TASKS
+from i2sb_cli.tasks import TASKS, family_of
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 LIMIT = 16 * 2**20  # the bundled-model size limit
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     net, meta = load_checkpoint(args.checkpoint)
-    family = meta.task if meta.task in FAMILIES else TASKS[meta.task].family
+    family = family_of(meta.task)
     if any(TASKS[t].family != family for t in args.task):
         raise SystemExit(f"--task must be paper tasks of the {family} family")
     meta = dataclasses.replace(meta, name=args.name, default_nfe=args.default_nfe)

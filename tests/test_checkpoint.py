@@ -177,6 +177,7 @@ def test_safetensors_without_i2sb_metadata(tmp_path):
         (_meta_json(start="classical"), "needs a degradation of the sr4x-bicubic family"),
         (_meta_json(start="classical", degradation="jpeg-10"), "needs a degradation"),
         (_meta_json(start="classical", degradation="blur-fast"), "needs a degradation"),
+        (_meta_json(start="classical", task="denoise", degradation="jpeg-10"), "unknown task"),
     ],
     ids=lambda v: v if len(v) < 40 else None,
 )

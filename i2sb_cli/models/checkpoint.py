@@ -22,7 +22,7 @@ from torch import Tensor
 from ..degrade import get_operator
 from ..errors import CheckpointError, UsageError
 from ..nets.adm import ADMUNet, UNetConfig
-from ..tasks import FAMILIES, TASKS
+from ..tasks import FAMILIES, TASKS, family_of
 
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1
@@ -122,9 +122,9 @@ class CheckpointMeta:
     def _degradation_ok(self) -> bool:
         try:
             operator = get_operator(self.degradation)
+            family = family_of(self.task)  # an unknown task is reported by its own check
         except UsageError:
             return False
-        family = self.task if self.task in FAMILIES else TASKS[self.task].family
         return operator.family == family and not operator.needs_mask
 
     def _type_problem(self) -> str | None:
