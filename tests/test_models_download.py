@@ -299,7 +299,9 @@ def test_cli_download_by_url_then_restore_verify_and_rm(server, tmp_path, monkey
     assert not path.exists() and cache.names_on_disk(path.parent) == []
 
 
-def test_manifest_download_entry_is_fetched_on_first_use(server, tmp_path, monkeypatch):
+@pytest.fixture
+def remote_model(server, tmp_path, monkeypatch):
+    """A manifest whose only model, tiny-remote (sr4x), is downloaded from the test server."""
     model = make_checkpoint(tmp_path / "tiny.safetensors").read_bytes()
     url = server.add("/remote.safetensors", model)
     weights = tmp_path / "weights"
@@ -318,15 +320,49 @@ def test_manifest_download_entry_is_fetched_on_first_use(server, tmp_path, monke
     (weights / registry.MANIFEST).write_text(json.dumps({"models": [entry]}))
     monkeypatch.setattr(registry, "weights_dir", lambda: weights)
     registry.bundled_models.cache_clear()
+    yield model, url
+    registry.bundled_models.cache_clear()
+
+
+def test_manifest_download_entry_is_fetched_on_first_use(
+    server, remote_model, tmp_path, monkeypatch
+):
+    model, _ = remote_model
     monkeypatch.setenv("I2SB_CACHE_DIR", str(tmp_path / "cache"))
-    try:
-        with pytest.raises(cache.OfflineError, match="remote"):
-            registry.resolve_model("tiny-remote", None, offline=True)
-        path = registry.resolve_model("tiny-remote", None)
-        assert path.read_bytes() == model
-        assert registry.resolve_model(None, "sr4x") == path  # the family's model in the cache
-        assert server.hits("/remote.safetensors") == [None]
-        listed = _cli("models", "list", "--json")
-        assert json.loads(listed.stdout)[0]["status"] == "downloaded"
-    finally:
-        registry.bundled_models.cache_clear()
+    with pytest.raises(cache.OfflineError, match="remote"):
+        registry.resolve_model("tiny-remote", None, offline=True)
+    path = registry.resolve_model("tiny-remote", None)
+    assert path.read_bytes() == model
+    assert registry.resolve_model(None, "sr4x") == path  # the family's model in the cache
+    assert server.hits("/remote.safetensors") == [None]
+    listed = _cli("models", "list", "--json")
+    assert json.loads(listed.stdout)[0]["status"] == "downloaded"
+
+
+def test_restore_export_and_benchmark_take_cache_dir_and_offline(server, remote_model, tmp_path):
+    model, url = remote_model
+    folder = tmp_path / "elsewhere"
+    picture = write_picture(tmp_path / "in.png", 8)
+    out = tmp_path / "out.png"
+    restore = ("restore", picture, "--model", "tiny-remote", "-o", out, "--nfe", 1)
+    refused = _cli(*restore, "--cache-dir", folder, "--offline")
+    assert refused.exit_code == 1 and url in refused.stderr and str(folder) in refused.stderr
+    assert server.requests == [] and not out.exists()
+
+    done = _cli(*restore, "--cache-dir", folder, "--online", "--backend", "onnxruntime")
+    assert done.exit_code == 0, done.stderr
+    assert (folder / "models" / "tiny-remote.safetensors").read_bytes() == model
+    assert len(list((folder / "onnx").glob("*.onnx"))) == 1  # the export is cached there too
+    assert out.is_file()
+
+    exported = tmp_path / "net.onnx"
+    export = _cli(
+        "export", "--model", "tiny-remote", "-o", exported, "--cache-dir", folder, "--offline"
+    )
+    assert export.exit_code == 0, export.stderr
+    bench = ("benchmark", "--model", "tiny-remote", "--size", 16, "--nfe", 1, "--repeat", 1)
+    measured = _cli(*bench, "--warmup", 0, "--cache-dir", folder, "--offline")
+    assert measured.exit_code == 0, measured.stderr
+    assert server.hits("/remote.safetensors") == [None]  # fetched once, then read from the cache
+    elsewhere = _cli(*bench, "--cache-dir", tmp_path / "empty", "--offline")
+    assert elsewhere.exit_code == 1 and "tiny-remote" in elsewhere.stderr

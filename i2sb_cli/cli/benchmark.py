@@ -14,7 +14,7 @@ from ..bench import Case, Measurement, Source, parse_config, run_benchmark
 from ..errors import UsageError
 from ..models.registry import resolve_model
 from ..nets.adm import PRESET_NAMES
-from .common import console, reports_errors
+from .common import CacheDir, Offline, console, reports_errors
 
 _CONFIG_HELP = (
     "torch (restore's default: channels_last on the CPU), torch+nchw (plain eager), torch+cl, "
@@ -103,6 +103,8 @@ def benchmark(
         int,
         typer.Option(min=1, help="Tiles per network call, as restore's --tile-batch."),
     ] = 1,
+    cache_dir: CacheDir = None,
+    offline: Offline = None,
     compare: Annotated[
         tuple[str, str] | None,
         typer.Option(
@@ -149,7 +151,8 @@ def benchmark(
     if preset_name is not None:
         source = Source(preset=preset_name, cond_x1=cond_x1)
     else:
-        source = Source(path=resolve_model(model, None if model else "sr4x"))
+        path = resolve_model(model, None if model else "sr4x", cache_dir=cache_dir, offline=offline)
+        source = Source(path=path)
     with tempfile.TemporaryDirectory(prefix="i2sb-bench-") as workdir:
         report = run_benchmark(
             source,

@@ -3,7 +3,8 @@
 import functools
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +23,25 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some pictures failed, or the model could not be loaded
 EXIT_USAGE = 2  # as Typer's own usage errors: a bad option or argument, nothing was done
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+
+# Where models and ONNX exports live, and whether a missing model may be downloaded: every
+# command that loads a model by name takes these two.
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Cache folder (default: $I2SB_CACHE_DIR, else the user cache folder).",
+        show_default=False,
+    ),
+]
+Offline = Annotated[
+    bool | None,
+    typer.Option(
+        "--offline/--online",
+        help="Make no network call (default: on when I2SB_OFFLINE=1).",
+        show_default=False,
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:

@@ -13,7 +13,7 @@ from ..models.checkpoint import load_checkpoint
 from ..models.registry import resolve_model
 from ..runtime import resolve_device
 from ..runtime.metadata import FORMATS, SUFFIXES
-from .common import console, fail, reports_errors
+from .common import CacheDir, Offline, console, fail, reports_errors
 
 
 def _check_format(value: str) -> str:
@@ -37,6 +37,8 @@ def export(
             show_default=False,
         ),
     ],
+    cache_dir: CacheDir = None,
+    offline: Offline = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -85,7 +87,7 @@ def export(
     """
     check_output_name(output, fmt)
     torch_device = resolve_device(device)
-    checkpoint = resolve_model(model, None)
+    checkpoint = resolve_model(model, None, cache_dir=cache_dir, offline=offline)
     if checkpoint.suffix.lower() in SUFFIXES.values():
         raise UsageError(f"--model {checkpoint} is an export already; give its checkpoint")
     net, meta = load_checkpoint(checkpoint)

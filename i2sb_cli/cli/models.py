@@ -22,7 +22,7 @@ from ..models.convert import (
 from ..models.download import DownloadSettings
 from ..models.manifest import ModelEntry, is_valid_name
 from ..nets.adm import PRESET_NAMES
-from .common import EXIT_FAILED, console, reports_errors
+from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
 
 app = typer.Typer(
     help="Known models, the download cache, and importing official I2SB checkpoints.",
@@ -33,14 +33,6 @@ app = typer.Typer(
 # official sampler's default is interval - 1 (999), far too slow for a command line.
 IMPORT_NFE = 100
 
-CacheDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache-dir",
-        help="Cache folder (default: $I2SB_CACHE_DIR, else the user cache folder).",
-        show_default=False,
-    ),
-]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
@@ -186,14 +178,7 @@ def download(
         str | None, typer.Option(help="Name to store a URL's model under (required with a URL).")
     ] = None,
     cache_dir: CacheDir = None,
-    offline: Annotated[
-        bool | None,
-        typer.Option(
-            "--offline/--online",
-            help="Make no network call (default: on when I2SB_OFFLINE=1).",
-            show_default=False,
-        ),
-    ] = None,
+    offline: Offline = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for data.")] = 30.0,
     retries: Annotated[int, typer.Option(min=0, help="Attempts after the first.")] = 4,
 ) -> None:

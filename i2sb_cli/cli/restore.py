@@ -17,7 +17,7 @@ from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
 from ..runtime import load_model
 from ..runtime.torch_backend import LoadedModel
 from ..tasks import TASK_CHOICES, classical_degradation, family_of
-from .common import EXIT_FAILED, console, reports_errors
+from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
 
 _LIMIT = default_max_pixels()
 _DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"
@@ -84,6 +84,8 @@ def restore(
         str | None,
         typer.Option(help="A model name or checkpoint file (default: the task's bundled model)."),
     ] = None,
+    cache_dir: CacheDir = None,
+    offline: Offline = None,
     nfe: Annotated[
         int | None,
         typer.Option(min=1, max=999, help="Network calls per picture (default: the model's)."),
@@ -230,8 +232,10 @@ def restore(
     _check_stdout(outputs, json_lines)
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
 
-    checkpoint = resolve_model(model, task)
-    loaded = load_model(checkpoint, device, backend, precision=precision, compile=compile_net)
+    checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
+    loaded = load_model(
+        checkpoint, device, backend, precision=precision, compile=compile_net, cache_dir=cache_dir
+    )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.
     for note in loaded.notes:
