@@ -249,9 +249,11 @@ class _Run:
                 seed=self.job.seed,
             ),
         }
+        # psnr_input is x1's: with --start classical that is the classical restoration.
+        start = "classical start" if self.model.start == "classical" else "input"
         self.say(
             f"validation at step {state.step}: PSNR {self.last_val['psnr']:.2f} dB "
-            f"(input {self.last_val['psnr_input']:.2f} dB) on {self.last_val['pictures']} "
+            f"({start} {self.last_val['psnr_input']:.2f} dB) on {self.last_val['pictures']} "
             f"pictures at NFE {self.last_val['nfe']}, {time.monotonic() - started:.0f} s"
         )
         self.log("val", **self.last_val)

@@ -3,8 +3,9 @@
 The pictures are centre crops of held-out photos, each degraded once (seeded) by every
 training task, or centre crops of held-out pairs. They are restored by the sampler (Algorithm
 2) at a given NFE, exactly as `i2sb restore` would with the checkpoint being written, and
-scored in PSNR on 8-bit pixels, as a file would hold them, beside the degraded input (for
-sr4x its nearest-upsampled form, for inpainting the picture with a white hole).
+scored in PSNR on 8-bit pixels, as a file would hold them, beside x1: the degraded input (for
+sr4x its nearest-upsampled form, for inpainting the picture with a white hole), or for a
+classical start the classical restoration the bridge starts from.
 """
 
 from collections.abc import Iterable

@@ -162,6 +162,7 @@ def test_inpainting_mixture_on_the_fly_with_validation(photos, tmp_path):
     assert meta.training["tasks"] == ["inpaint-freeform1020", "inpaint-center"]
     val = [json.loads(x) for x in metrics.read_text().splitlines() if '"val"' in x]
     assert len(val) == 1 and val[0]["pictures"] == 6
+    assert f"(input {val[0]['psnr_input']:.2f} dB)" in result.output
     assert set(val[0]["by_task"]) == {"inpaint-freeform1020", "inpaint-center"}
     assert meta.training["validation"]["psnr"] == val[0]["psnr"]
 
@@ -219,8 +220,10 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
 def test_classical_start_is_recorded_and_refused_for_pairs(photos, tmp_path):
     out = tmp_path / "deblur.safetensors"
     tasks = ["--task", "blur-gauss", "--task", "blur-gauss-plain"]
-    result = _train(photos, out, "--steps", "1", "--start", "classical", *tasks)
+    val = ["--val", str(photos), "--val-every", "1", "--val-nfe", "1", "--val-crop", "32"]
+    result = _train(photos, out, "--steps", "1", "--start", "classical", *tasks, *val)
     assert result.exit_code == 0, result.output
+    assert "(classical start " in result.output  # x1 is Tikhonov/Wiener's, not the input's
     meta = read_meta(out)
     assert (meta.task, meta.start, meta.degradation) == ("deblur", "classical", "blur-gauss-plain")
     tuned = _train(photos, tmp_path / "tuned.safetensors", "--steps", "1", "--init", str(out),
