@@ -1,0 +1,11 @@
+# Sourced by the scripts that run on a lent GPU machine (benchmarks/gpu_check.sh,
+# scripts/gpu_train.sh), from the repository root: run i2sb from this checkout without
+# installing it, after installing the wheels of any package that machine lacks from .whl/
+# (it reaches no index). Sets PY, the interpreter.
+PY=${PYTHON:-python3}
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
