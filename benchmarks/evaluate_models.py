@@ -4,6 +4,8 @@
     python benchmarks/evaluate_models.py data/val -o eval                # the bundled models
     python benchmarks/evaluate_models.py data/val -o eval --task jpeg-10 --task jpeg-real-10 \
         --model runs/jpeg-tiny.safetensors --nfe 1 2 5                   # a candidate, by NFE
+    python benchmarks/evaluate_models.py data/val -o eval --task jpeg-10 --model M --nfe 10 \
+        --detail 1 0.6 0.4                                             # and by restore --detail
 
 Each degradation restores with the task `degrade` records for it (jpeg-real-10 as `--task jpeg`,
 blur-gauss-plain as `--task deblur`), so the bundled model of its family answers unless --model
@@ -45,10 +47,14 @@ def degraded_folder(photos: Path, out: Path, task: str, seed: int) -> Path:
     return folder
 
 
-def score(folder: Path, model: str | None, nfe: int | None, seed: int) -> dict:
+def score(
+    folder: Path, model: str | None, nfe: int | None, detail: float | None, seed: int
+) -> dict:
     """Restore `folder`/degraded and return evaluate's means for it."""
     first = json.loads((folder / "manifest.jsonl").read_text().splitlines()[0])
     label = f"{Path(model).stem if model else 'bundled'}-nfe{nfe or 'default'}"
+    if detail is not None:
+        label += f"-detail{detail:g}"
     restored = folder.parent / f"{folder.name}-{label}"
     args = ["restore", str(folder / "degraded"), "-o", str(restored), "--overwrite"]
     args += ["--task", first["restore_task"], "--seed", str(seed)]
@@ -58,6 +64,8 @@ def score(folder: Path, model: str | None, nfe: int | None, seed: int) -> dict:
         args += ["--model", model]
     if nfe:
         args += ["--nfe", str(nfe)]
+    if detail is not None:
+        args += ["--detail", str(detail)]
     i2sb(*args)
     records = [json.loads(line) for line in i2sb("evaluate", str(folder), str(restored), "--json")
                .splitlines()]  # fmt: skip
@@ -65,7 +73,7 @@ def score(folder: Path, model: str | None, nfe: int | None, seed: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    header = "| task | NFE | method | PSNR | SSIM | ST-LPIPS |\n|---|---|---|---|---|---|"
+    header = "| task | NFE | detail | method | PSNR | SSIM | ST-LPIPS |\n" + "|---" * 7 + "|"
     lines = [header]
     for row in rows:
         means = row["scores"]
@@ -75,7 +83,8 @@ def table(rows: list[dict]) -> str:
                 for m in METRICS
             ]
             name = means["baseline_name"] if method == "baseline" else method
-            lines.append(f"| {row['task']} | {row['nfe']} | {name} | {' | '.join(cells)} |")
+            setting = f"| {row['task']} | {row['nfe']} | {row['detail']} |"
+            lines.append(f"{setting} {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -86,15 +95,21 @@ def main() -> None:
     parser.add_argument("--task", action="append", help="degradations (default: all six)")
     parser.add_argument("--model", help="checkpoint to score instead of the bundled model")
     parser.add_argument("--nfe", type=int, nargs="*", default=[0], help="0: the model's own")
+    parser.add_argument(
+        "--detail", type=float, nargs="*", default=[None], help="restore --detail values"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = []
     for task in args.task or DEFAULT_TASKS:
         folder = degraded_folder(args.photos, args.output, task, args.seed)
         for nfe in args.nfe:
-            scores = score(folder, args.model, nfe or None, args.seed)
-            rows.append({"task": task, "nfe": nfe or "default", "scores": scores})
-            print("\n".join(table(rows[-1:]).splitlines()[-3:]), file=sys.stderr, flush=True)
+            for detail in args.detail:
+                scores = score(folder, args.model, nfe or None, detail, args.seed)
+                shown = "default" if detail is None else detail
+                setting = {"nfe": nfe or "default", "detail": shown}
+                rows.append({"task": task, **setting, "scores": scores})
+                print("\n".join(table(rows[-1:]).splitlines()[-3:]), file=sys.stderr, flush=True)
     (args.output / "scores.json").write_text(json.dumps(rows, indent=1) + "\n")
     print(table(rows))
 

@@ -47,6 +47,8 @@ class RestoreSettings:
     nfe: int
     seed: int = 0
     ot_ode: bool = False
+    detail: float = 1.0
+    """The sampler's mix of its sample with its one-step estimate (bridge.sample)."""
     batch_size: int = 1
     tile: int = 512
     tile_overlap: int = 64
@@ -269,6 +271,7 @@ class Restorer:
                 mask=mask,
                 cond=x1 if self.model.meta.cond_x1 else None,
                 callback=self.on_step,
+                detail=self.settings.detail,
             ).cpu()
         except (RuntimeError, MemoryError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -292,6 +295,7 @@ class Restorer:
             "i2sb:task": meta.task,
             "i2sb:nfe": str(settings.nfe),
             "i2sb:sampler": "ot-ode" if settings.ot_ode else "stochastic",
+            "i2sb:detail": f"{settings.detail:g}",
             "i2sb:seed": str(settings.seed),
             "i2sb:image-seed": str(item.seed),
         }

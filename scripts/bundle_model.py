@@ -1,5 +1,5 @@
 """Ship a trained checkpoint as a bundled model: copy it into weights/ under its model name,
-with the default NFE chosen by measurement, in float16, and pin it in weights/models.json.
+with the default NFE and detail chosen by measurement, in float16, and pin it in models.json.
 
     python scripts/bundle_model.py runs/jpeg-tiny.safetensors --name jpeg-tiny \
         --default-nfe 2 --task jpeg-10 --summary "JPEG artefact removal, ..."
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--default-nfe", type=int, required=True)
+    parser.add_argument("--default-detail", type=float, default=1.0, help="see restore --detail")
     parser.add_argument("--task", action="append", required=True, help="paper tasks it does")
     parser.add_argument("--summary", required=True)
     args = parser.parse_args()
@@ -42,7 +43,10 @@ def main() -> None:
     family = family_of(meta.task)
     if any(TASKS[t].family != family for t in args.task):
         raise SystemExit(f"--task must be paper tasks of the {family} family")
-    meta = dataclasses.replace(meta, name=args.name, default_nfe=args.default_nfe)
+    meta = dataclasses.replace(
+        meta, name=args.name, default_nfe=args.default_nfe, default_detail=args.default_detail
+    )
+    meta.validate(str(args.checkpoint))
     target = WEIGHTS / f"{args.name}.safetensors"
     save_checkpoint(target, net.state_dict(), meta, dtype=torch.float16)
     data = target.read_bytes()

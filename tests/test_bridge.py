@@ -222,6 +222,37 @@ def test_callback_reports_every_step_and_cond_is_passed():
     assert seen[-1].prev == 0
 
 
+def test_detail_mixes_the_sample_with_the_first_one_step_estimate():
+    schedule = make_schedule(0.3)
+    x1 = torch.rand(2, 3, 8, 8) * 2 - 1
+    estimates: list[torch.Tensor] = []
+
+    def denoise(x, n, cond):
+        estimates.append(0.5 * x + 0.1)
+        return estimates[-1]
+
+    def run(detail, mask=None):
+        estimates.clear()
+        noise = per_image_noise([torch.Generator().manual_seed(i) for i in range(2)])
+        return sample(
+            denoise, x1, schedule, nfe_steps(4), ot_ode=False, noise=noise, mask=mask,
+            detail=detail,
+        )  # fmt: skip
+
+    full = run(1.0)
+    first = estimates[0]
+    torch.testing.assert_close(run(0.0), first)
+    torch.testing.assert_close(run(0.3), 0.3 * full + 0.7 * first)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1
+    masked_full, masked_mix = run(1.0, mask), run(0.3, mask)
+    torch.testing.assert_close(masked_mix * (1 - mask), masked_full * (1 - mask))
+    torch.testing.assert_close(masked_mix * mask, (0.3 * masked_full + 0.7 * first) * mask)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="detail"):
+            run(bad)
+
+
 def test_sampler_validates_its_inputs():
     schedule = make_schedule(0.3)
     x1 = torch.zeros(1, 3, 4, 4)

@@ -172,6 +172,8 @@ def test_safetensors_without_i2sb_metadata(tmp_path):
         (_meta_json(task="denoise-everything"), "unknown task"),
         (_meta_json(t0=0.5, t1=0.1), "t0"),
         (_meta_json(default_nfe=1000), "default_nfe 1000 is out of range"),
+        (_meta_json(default_detail=1.2), "default_detail must be between 0 and 1"),
+        (_meta_json(default_detail="1"), "default_detail must be float"),
         (_meta_json(cond_x1=True), "cond_x1=True but the network has 3 inputs"),
         (_meta_json(start="nowhere"), "start must be one of degraded, classical"),
         (_meta_json(start="classical"), "needs a degradation of the sr4x-bicubic family"),

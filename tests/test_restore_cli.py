@@ -200,6 +200,32 @@ def test_seeds_and_batch_size_do_not_change_a_pictures_result(tmp_path, models):
     )
 
 
+def test_detail_zero_gives_the_one_step_picture_and_is_recorded(tmp_path, models):
+    source = write_picture(tmp_path / "small.png", 8)
+    outputs = {}
+    for label, options in {
+        "nfe1": ["--nfe", "1"],
+        "nfe3-detail0": ["--nfe", "3", "--detail", "0"],
+        "nfe3": ["--nfe", "3"],
+        "nfe3-detail0.5": ["--nfe", "3", "--detail", "0.5"],
+    }.items():
+        target = tmp_path / f"{label}.png"
+        result = restore(source, "--model", models["sr"], "-o", target, "--seed", "4", *options)
+        assert result.exit_code == 0, result.stderr
+        outputs[label] = read_pixels(target).astype(int)
+    # NFE 1 returns the posterior mean at step 0, whose tiny std_fwd[0] leaves ~1e-4 of x1 in it.
+    assert np.abs(outputs["nfe3-detail0"] - outputs["nfe1"]).max() <= 1
+    assert not np.array_equal(outputs["nfe3"], outputs["nfe1"])
+    halfway = (outputs["nfe3"] + outputs["nfe1"]) / 2
+    inside = [(o > 0) & (o < 255) for o in (outputs["nfe3"], outputs["nfe1"])]
+    unclipped = inside[0] & inside[1]  # the mix is taken before the clip to 8 bits
+    assert unclipped.mean() > 0.5
+    assert np.abs(outputs["nfe3-detail0.5"] - halfway)[unclipped].max() <= 1.5
+    assert read_metadata(tmp_path / "nfe3-detail0.5.png")["i2sb:detail"] == "0.5"
+    assert read_metadata(tmp_path / "nfe3.png")["i2sb:detail"] == "1"
+    assert "detail 0.5" in result.stderr
+
+
 def test_tiles_on_an_upsampled_picture(tmp_path, models):
     source = write_picture(tmp_path / "wide.png", 48)
     result = restore(
@@ -346,6 +372,7 @@ def test_inpainting_mask_from_alpha_and_missing_mask(tmp_path, models):
     [
         (["--nfe", "0"], "--nfe"),
         (["--nfe", "1000"], "--nfe"),
+        (["--detail", "1.5"], "--detail"),
         (["--task", "nope"], "--task"),
         (["--device", "tpu"], "--device"),
         (["--batch-size", "0"], "--batch-size"),

@@ -151,6 +151,7 @@ def info(
                 "cond_x1": meta.cond_x1,
                 "interval": meta.interval,
                 "default_nfe": meta.default_nfe,
+                "default_detail": meta.default_detail,
                 "image_size": meta.config.image_size,
             }
         except CheckpointError as exc:

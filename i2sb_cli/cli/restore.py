@@ -101,6 +101,16 @@ def restore(
             show_default=False,
         ),
     ] = None,
+    detail: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="How much of the sampler's generated detail to keep: 1 the bridge's sample, "
+            "0 the network's one-step estimate (smoother, closer to the original on average), "
+            "between them a mix; costs nothing (default: the model's).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     backend: Annotated[
         str | None,
@@ -265,6 +275,7 @@ def restore(
         nfe=nfe or meta.default_nfe,
         seed=seed,
         ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
+        detail=meta.default_detail if detail is None else detail,
         batch_size=batch_size,
         tile=tile,
         tile_overlap=tile_overlap,
@@ -288,6 +299,7 @@ def restore(
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
         f"{loaded.precision}, NFE {settings.nfe}{start}, "
+        f"{f'detail {settings.detail:g}, ' if settings.detail < 1 else ''}"
         f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {seed}: {len(jobs)} picture(s)",
         markup=False,
         soft_wrap=True,

@@ -44,6 +44,9 @@ class CheckpointMeta:
     t0: float = 1e-4
     t1: float = 1.0
     default_nfe: int = 10
+    default_detail: float = 1.0
+    """The sampler's `detail` unless the user gives one: 1 returns the bridge's sample, less
+    mixes in its one-step estimate (bridge.sample), chosen by measurement like default_nfe."""
     clip_denoise: bool = False
     start: str = "degraded"
     """How x1 is formed: "degraded", the paper's form (tasks.make_x1), or "classical", the
@@ -104,6 +107,10 @@ class CheckpointMeta:
                 0 < self.default_nfe < self.interval,
                 f"default_nfe {self.default_nfe} is out of range",
             ),
+            (
+                0 <= self.default_detail <= 1,
+                f"default_detail must be between 0 and 1, not {self.default_detail}",
+            ),
             (self.start in STARTS, f"start must be one of {', '.join(STARTS)}, not {self.start!r}"),
             (
                 self.start == "degraded" or self._degradation_ok(),
@@ -139,6 +146,7 @@ class CheckpointMeta:
             "t0": float,
             "t1": float,
             "default_nfe": int,
+            "default_detail": float,
             "clip_denoise": bool,
             "start": str,
             "degradation": str,
