@@ -46,7 +46,6 @@ def main() -> None:
     meta = dataclasses.replace(
         meta, name=args.name, default_nfe=args.default_nfe, default_detail=args.default_detail
     )
-    meta.validate(str(args.checkpoint))
     target = WEIGHTS / f"{args.name}.safetensors"
     save_checkpoint(target, net.state_dict(), meta, dtype=torch.float16)
     data = target.read_bytes()
