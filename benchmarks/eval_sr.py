@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from i2sb_cli.bridge import nfe_steps, per_image_noise, sample
-from i2sb_cli.data import quantize8
 from i2sb_cli.degrade import bicubic_downsample4, nearest_upsample4, pool_downsample4
-from i2sb_cli.images import read_image
-from i2sb_cli.inputs import collect_inputs
+from i2sb_cli.pictures.files import read_image
+from i2sb_cli.pictures.inputs import collect_inputs
 from i2sb_cli.runtime.torch_backend import load_torch_model
+from i2sb_cli.training.data import quantize8
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .bridge import StepInfo, nfe_steps, per_image_noise, sample
 from .errors import I2SBError, ImageError
-from .images import (
+from .pictures.files import (
     ALPHA_FORMATS,
     Picture,
     alpha_safe_path,
@@ -33,7 +33,7 @@ from .images import (
     read_mask,
     write_image,
 )
-from .inputs import STDIO, InputFile
+from .pictures.inputs import STDIO, InputFile
 from .runtime.torch_backend import LoadedModel
 from .tasks import make_x1
 from .tiling import tiled

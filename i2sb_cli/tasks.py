@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from .baselines import classical_baseline
 from .bridge import NoiseSource, fill_hole
 from .degrade import nearest_upsample4
 from .errors import UsageError
+from .evaluation.baselines import classical_baseline
 
 FAMILIES = ("sr4x", "deblur", "jpeg", "inpaint")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from i2sb_cli.inputs import collect_inputs
+from i2sb_cli.pictures.inputs import collect_inputs
 
 
 def main() -> None:

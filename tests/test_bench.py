@@ -8,9 +8,9 @@ import torch
 from helpers import make_checkpoint
 from typer.testing import CliRunner
 
-from i2sb_cli.bench import RunConfig, parse_config
 from i2sb_cli.cli.app import app
 from i2sb_cli.errors import UsageError
+from i2sb_cli.runtime.bench import RunConfig, parse_config
 from i2sb_cli.runtime.resources import peak_rss_bytes, reset_peak_rss
 
 FAST = ["--size", "16", "--nfe", "2", "--warmup", "1", "--repeat", "2", "--threads", "1"]

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from i2sb_cli.baselines import bicubic_upsample, classical_baseline, telea_inpaint
 from i2sb_cli.cli.app import app
-from i2sb_cli.data import quantize8
 from i2sb_cli.degrade import plain_blur, svd_blur, svd_deblur, wiener_deblur
-from i2sb_cli.metrics import PSNR_CAP, psnr, ssim
+from i2sb_cli.evaluation.baselines import bicubic_upsample, classical_baseline, telea_inpaint
+from i2sb_cli.evaluation.metrics import PSNR_CAP, psnr, ssim
+from i2sb_cli.training.data import quantize8
 
 
 def _smooth(size: int = 48, seed: int = 0) -> torch.Tensor:

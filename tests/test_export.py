@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from i2sb_cli.bridge import nfe_steps, per_image_noise, sample
 from i2sb_cli.cli.app import app
 from i2sb_cli.errors import UsageError
-from i2sb_cli.inputs import InputFile
 from i2sb_cli.models.checkpoint import load_checkpoint
 from i2sb_cli.models.registry import bundled_models
+from i2sb_cli.pictures.inputs import InputFile
 from i2sb_cli.restore import Job, Restorer, RestoreSettings
 from i2sb_cli.runtime import load_model
 

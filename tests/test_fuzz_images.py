@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from i2sb_cli.errors import ImageError
-from i2sb_cli.images import Picture, read_image
+from i2sb_cli.pictures.files import Picture, read_image
 
 EXAMPLES = int(os.environ.get("I2SB_FUZZ_EXAMPLES", "40"))
 SECONDS_PER_READ = 5

@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from i2sb_cli.errors import ImageError
-from i2sb_cli.image_formats import encode_png16
-from i2sb_cli.images import (
+from i2sb_cli.pictures.encode import encode_png16
+from i2sb_cli.pictures.files import (
     Picture,
     alpha_safe_path,
     mask_from_alpha,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from i2sb_cli.errors import UsageError
-from i2sb_cli.inputs import STDIO, InputFile, collect_inputs, plan_outputs
+from i2sb_cli.pictures.inputs import STDIO, InputFile, collect_inputs, plan_outputs
 
 
 def _touch(root: Path, *names: str) -> None:

@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 from i2sb_cli import __version__
 from i2sb_cli.cli.app import app
 from i2sb_cli.degrade import svd_deblur, wiener_deblur
-from i2sb_cli.images import read_metadata
-from i2sb_cli.inputs import InputFile
 from i2sb_cli.models import registry
 from i2sb_cli.models.checkpoint import save_checkpoint
 from i2sb_cli.nets.adm import ADMUNet
+from i2sb_cli.pictures.files import read_metadata
+from i2sb_cli.pictures.inputs import InputFile
 from i2sb_cli.restore import Job, Restorer, RestoreSettings, image_seed
 from i2sb_cli.runtime.torch_backend import load_torch_model
 

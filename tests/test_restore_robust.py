@@ -12,9 +12,9 @@ from helpers import make_checkpoint, read_pixels, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
-from i2sb_cli import images
 from i2sb_cli.cli.app import app
-from i2sb_cli.images import read_image
+from i2sb_cli.pictures import files as images
+from i2sb_cli.pictures.files import read_image
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from i2sb_cli import images
 from i2sb_cli.errors import ImageError, UsageError
-from i2sb_cli.images import default_max_pixels, encode_image, read_image, write_image
+from i2sb_cli.pictures import files as images
+from i2sb_cli.pictures.files import default_max_pixels, encode_image, read_image, write_image
 
 
 def _rgb8(height: int = 12, width: int = 17, seed: int = 0) -> np.ndarray:

@@ -8,10 +8,10 @@ import torch
 from helpers import make_checkpoint, tiny_meta
 
 from i2sb_cli.errors import CheckpointError, UsageError
-from i2sb_cli.export import export_network
 from i2sb_cli.models.checkpoint import load_checkpoint
 from i2sb_cli.nets.adm import ADMUNet
 from i2sb_cli.runtime import default_tile, load_model
+from i2sb_cli.runtime.export import export_network
 from i2sb_cli.runtime.metadata import export_metadata, parse_extra_file, read_metadata
 from i2sb_cli.runtime.onnx_backend import import_ort
 from i2sb_cli.runtime.torch_backend import check_precision, wrap_network

@@ -10,11 +10,19 @@ from typer.testing import CliRunner
 from i2sb_cli.bridge import make_schedule
 from i2sb_cli.bridge.objective import bridge_loss, bridge_sample, bridge_target, time_input
 from i2sb_cli.cli.app import app
-from i2sb_cli.data import PhotoCrops, quantize8
 from i2sb_cli.errors import UsageError
 from i2sb_cli.models.checkpoint import load_checkpoint
 from i2sb_cli.nets import ADMUNet
-from i2sb_cli.train import EMA, Hooks, TrainSettings, learning_rate, new_state, step_seed, train
+from i2sb_cli.training.data import PhotoCrops, quantize8
+from i2sb_cli.training.step import (
+    EMA,
+    Hooks,
+    TrainSettings,
+    learning_rate,
+    new_state,
+    step_seed,
+    train,
+)
 
 
 def test_bridge_sample_is_the_analytic_posterior():

@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from i2sb_cli.baselines import classical_baseline
-from i2sb_cli.data import Degrader, quantize8, random_subcrop, schedule_defaults
-from i2sb_cli.data_pairs import PairedCrops
 from i2sb_cli.degrade import apply_hole, get_operator, jpeg_numerical, nearest_upsample4
 from i2sb_cli.errors import UsageError
+from i2sb_cli.evaluation.baselines import classical_baseline
+from i2sb_cli.training.data import Degrader, quantize8, random_subcrop, schedule_defaults
+from i2sb_cli.training.pairs import PairedCrops
 
 
 def _pictures(count: int = 4, size: int = 32) -> torch.Tensor:

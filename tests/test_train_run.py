@@ -15,12 +15,12 @@ from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from i2sb_cli import train_run
 from i2sb_cli.cli.app import app
 from i2sb_cli.models.checkpoint import load_checkpoint, read_meta
 from i2sb_cli.nets import ADMUNet
-from i2sb_cli.train import TrainSettings, new_state
-from i2sb_cli.train_state import load_state, read_header, save_state, state_path_for
+from i2sb_cli.training import run as train_run
+from i2sb_cli.training.state import load_state, read_header, save_state, state_path_for
+from i2sb_cli.training.step import TrainSettings, new_state
 
 SMALL = json.dumps(
     {k: v for k, v in tiny_config(cond_x1=True).to_dict().items() if k != "in_channels"}

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..bench import Case, Measurement, Source, parse_config, run_benchmark
 from ..errors import UsageError
 from ..models.registry import resolve_model
 from ..nets.adm import PRESET_NAMES
+from ..runtime.bench import Case, Measurement, Source, parse_config, run_benchmark
 from .common import CacheDir, Offline, console, reports_errors
 
 _CONFIG_HELP = (

@@ -22,8 +22,8 @@ from rich.markup import escape
 
 from ..degrade import PAPER_TASKS, Operator, get_operator, nearest_upsample4
 from ..errors import I2SBError, UsageError
-from ..images import _atomic_write, read_image, read_mask, write_image
-from ..inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
+from ..pictures.files import _atomic_write, read_image, read_mask, write_image
+from ..pictures.inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
 from ..restore import image_seed
 from .common import EXIT_FAILED, console, reports_errors
 

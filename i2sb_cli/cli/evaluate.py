@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..evaluate import METHODS, PERCEPTUAL, Failure, Summary, evaluate
-from ..metrics import load_perceptual
+from ..evaluation.metrics import load_perceptual
+from ..evaluation.score import METHODS, PERCEPTUAL, Failure, Summary, evaluate
 from ..runtime.torch_backend import resolve_device
 from .common import EXIT_FAILED, console, reports_errors
 

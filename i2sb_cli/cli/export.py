@@ -8,10 +8,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UsageError
-from ..export import ParityReport, check_output_name, export_network
 from ..models.checkpoint import load_checkpoint
 from ..models.registry import resolve_model
 from ..runtime import resolve_device
+from ..runtime.export import ParityReport, check_output_name, export_network
 from ..runtime.metadata import FORMATS, SUFFIXES
 from .common import CacheDir, Offline, console, fail, reports_errors
 

@@ -10,9 +10,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UsageError
-from ..images import FORMATS, default_max_pixels
-from ..inputs import PICTURE_EXTENSIONS, STDIO, collect_inputs, is_picture_name, plan_outputs
 from ..models.registry import resolve_model
+from ..pictures.files import FORMATS, default_max_pixels
+from ..pictures.inputs import (
+    PICTURE_EXTENSIONS,
+    STDIO,
+    collect_inputs,
+    is_picture_name,
+    plan_outputs,
+)
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
 from ..runtime import load_model
 from ..runtime.torch_backend import LoadedModel

@@ -7,8 +7,8 @@ import typer
 from rich.markup import escape
 
 from ..nets.adm import PRESET_NAMES
-from ..train_run import run
-from ..train_setup import TrainJob
+from ..training.run import run
+from ..training.setup import TrainJob
 from .common import console, reports_errors
 
 _DATA = "Data"

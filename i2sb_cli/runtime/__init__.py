@@ -99,7 +99,7 @@ def _checkpoint_on_ort(
     on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if precision == "fp16" and not on_cuda:
         raise UsageError("--precision fp16 needs a CUDA GPU: add --device cuda, or use fp32")
-    from ..export import cached_onnx
+    from .export import cached_onnx
     from .onnx_backend import load_onnx_model
 
     onnx_path, note = cached_onnx(path, fp16=precision == "fp16", cache_dir=cache_dir)

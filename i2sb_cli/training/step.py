@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .bridge.objective import bridge_loss, bridge_sample, bridge_target, time_input
-from .bridge.schedule import Schedule
+from ..bridge.objective import bridge_loss, bridge_sample, bridge_target, time_input
+from ..bridge.schedule import Schedule
 
 # batch_source(generator) -> (x0, x1, mask or None), all [B, C, H, W] on the training device.
 BatchSource = Callable[[torch.Generator], tuple[Tensor, Tensor, Tensor | None]]

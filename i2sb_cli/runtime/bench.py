@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bridge import nfe_steps, per_image_noise, sample
-from .errors import UsageError
-from .models.checkpoint import CheckpointMeta
-from .nets.adm import ADMUNet, preset
-from .nets.denoiser import BridgeDenoiser, NetFn
-from .runtime import default_tile, load_model
-from .runtime.resources import machine_info, memory_window
-from .runtime.torch_backend import LoadedModel, check_precision, resolve_device, wrap_network
-from .tiling import tiled
+from ..bridge import nfe_steps, per_image_noise, sample
+from ..errors import UsageError
+from ..models.checkpoint import CheckpointMeta
+from ..nets.adm import ADMUNet, preset
+from ..nets.denoiser import BridgeDenoiser, NetFn
+from ..tiling import tiled
+from . import default_tile, load_model
+from .resources import machine_info, memory_window
+from .torch_backend import LoadedModel, check_precision, resolve_device, wrap_network
 
 MODIFIERS = {"cl": ("channels_last", True), "nchw": ("channels_last", False)}
 

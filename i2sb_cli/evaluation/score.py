@@ -16,11 +16,11 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ..degrade import get_operator, nearest_upsample4
+from ..errors import I2SBError, ImageError, UsageError
+from ..pictures.files import read_image, read_mask
+from ..pictures.inputs import PICTURE_EXTENSIONS
 from .baselines import baseline_name, classical_baseline, low_resolution
-from .degrade import get_operator, nearest_upsample4
-from .errors import I2SBError, ImageError, UsageError
-from .images import read_image, read_mask
-from .inputs import PICTURE_EXTENSIONS
 from .metrics import Perceptual, psnr, ssim
 
 MANIFEST = "manifest.jsonl"

@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .bridge import Schedule, nfe_steps, per_image_noise, sample
+from ..bridge import Schedule, nfe_steps, per_image_noise, sample
+from ..degrade import apply_hole
+from ..evaluation.metrics import psnr
+from ..nets.denoiser import BridgeDenoiser
+from ..pictures.files import read_image
+from ..pictures.inputs import collect_inputs
+from ..restore import image_seed
 from .data import Degrader, quantize8
-from .data_pairs import PairedCrops
-from .degrade import apply_hole
-from .images import read_image
-from .inputs import collect_inputs
-from .metrics import psnr
-from .nets.denoiser import BridgeDenoiser
-from .restore import image_seed
+from .pairs import PairedCrops
 
 
 @dataclass(frozen=True)

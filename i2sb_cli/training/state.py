@@ -25,9 +25,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from .errors import CheckpointError
-from .images import _atomic_write
-from .train import TrainState
+from ..errors import CheckpointError
+from ..pictures.files import _atomic_write
+from .step import TrainState
 
 FORMAT = "i2sb-train-state"
 FORMAT_VERSION = 1

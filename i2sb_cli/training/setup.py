@@ -13,15 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..degrade import get_operator
+from ..errors import CheckpointError, UsageError
+from ..models.checkpoint import STARTS, load_checkpoint
+from ..models.registry import resolve_model
+from ..nets.adm import UNetConfig, preset
+from ..tasks import FAMILIES, TASKS
 from .data import Degrader, PhotoCrops, random_subcrop, schedule_defaults
-from .data_pairs import PairedCrops
-from .degrade import get_operator
-from .errors import CheckpointError, UsageError
-from .models.checkpoint import STARTS, load_checkpoint
-from .models.registry import resolve_model
-from .nets.adm import UNetConfig, preset
-from .tasks import FAMILIES, TASKS
-from .train import BatchSource
+from .pairs import PairedCrops
+from .step import BatchSource
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .errors import UsageError
-from .runtime.torch_backend import resolve_device
+from ..errors import UsageError
+from ..runtime.torch_backend import resolve_device
 
 
 @dataclass(frozen=True)

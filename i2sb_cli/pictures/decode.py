@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin
 
-from .errors import ImageError
-from .image_meta import icc_space
+from ..errors import ImageError
+from .meta import icc_space
 
 READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 """Pillow formats read (the JPEG plugin also opens cameras' multi-picture MPO files). Limiting

@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import __version__
-from .bridge import make_schedule
-from .errors import CheckpointError, UsageError
-from .models.cache import cache_root, sha256_file
-from .models.checkpoint import CheckpointMeta, load_checkpoint
-from .nets.adm import ADMUNet
-from .runtime.metadata import EXTRA_FILE, FORMATS, SUFFIXES, export_metadata, extra_file
-from .runtime.torch_backend import cast_network
+from .. import __version__
+from ..bridge import make_schedule
+from ..errors import CheckpointError, UsageError
+from ..models.cache import cache_root, sha256_file
+from ..models.checkpoint import CheckpointMeta, load_checkpoint
+from ..nets.adm import ADMUNet
+from .metadata import EXTRA_FILE, FORMATS, SUFFIXES, export_metadata, extra_file
+from .torch_backend import cast_network
 
 # Relative to the largest output value. fp32 leaves room for TF32 convolutions on CUDA (the CPU
 # runtimes agree to about 1e-6); fp16 weights and activations carry about 3 significant digits.
@@ -233,11 +233,11 @@ def check_parity(
 ) -> ParityReport:
     """Compare the exported file, run by its runtime on `device`, with float32 `net` on the CPU."""
     if fmt == "onnx":
-        from .runtime.onnx_backend import open_onnx
+        from .onnx_backend import open_onnx
 
         exported, _ = open_onnx(path, device)
     else:
-        from .runtime.exported import open_exported
+        from .exported import open_exported
 
         exported, _ = open_exported(path, device)
     results = []

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
+from ..errors import ImageError
 
 ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769

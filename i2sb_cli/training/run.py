@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 
+from ..bridge import make_schedule
+from ..errors import UsageError
+from ..models.checkpoint import CheckpointMeta, save_checkpoint
+from ..nets.adm import ADMUNet, count_parameters
 from . import distributed
-from .bridge import make_schedule
-from .data_pairs import PairedCrops
-from .errors import UsageError
-from .models.checkpoint import CheckpointMeta, save_checkpoint
-from .nets.adm import ADMUNet, count_parameters
-from .train import Hooks, TrainLog, TrainSettings, TrainState, new_state, train
-from .train_setup import Data, Model, TrainJob, resolve_network, training_data
-from .train_state import load_state, read_header, save_state, state_path_for
+from .pairs import PairedCrops
+from .setup import Data, Model, TrainJob, resolve_network, training_data
+from .state import load_state, read_header, save_state, state_path_for
+from .step import Hooks, TrainLog, TrainSettings, TrainState, new_state, train
 from .validate import ValItem, pair_items, photo_items, validate
 
 EXIT_INTERRUPTED = 130

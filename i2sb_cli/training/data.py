@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .baselines import classical_baseline
-from .degrade import apply_hole, get_operator, nearest_upsample4
-from .errors import UsageError
-from .images import read_image
-from .inputs import collect_inputs
-from .tasks import FAMILIES, TASKS
+from ..degrade import apply_hole, get_operator, nearest_upsample4
+from ..errors import UsageError
+from ..evaluation.baselines import classical_baseline
+from ..pictures.files import read_image
+from ..pictures.inputs import collect_inputs
+from ..tasks import FAMILIES, TASKS
 
 
 def _to_uint8(pixels: Tensor) -> Tensor:

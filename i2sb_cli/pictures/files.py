@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from PIL import UnidentifiedImageError
 from torch import Tensor
 
-from .errors import ImageError, UsageError
-from .image_decode import GREY_MODES, decode, default_max_pixels, open_picture, sniff
-from .image_formats import JPEG_QUALITY, encode_picture
-from .image_meta import (
+from ..errors import ImageError, UsageError
+from .decode import GREY_MODES, decode, default_max_pixels, open_picture, sniff
+from .encode import JPEG_QUALITY, encode_picture
+from .meta import (
     CODEC_ERRORS,
     exif_for_output,
     exif_of,

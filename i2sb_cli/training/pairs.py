@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .degrade import nearest_upsample4
-from .errors import UsageError
-from .images import mask_from_alpha, read_image
-from .inputs import collect_inputs
+from ..degrade import nearest_upsample4
+from ..errors import UsageError
+from ..pictures.files import mask_from_alpha, read_image
+from ..pictures.inputs import collect_inputs
 
 
 def _levels(pixels: Tensor) -> Tensor:
