@@ -228,3 +228,52 @@ def test_an_untrained_network_outputs_zero_as_adm_initialises_it():
     assert "out.2.weight" in zero and any("proj_out" in k for k in zero)
     assert any(k.endswith("out_layers.3.weight") for k in zero)
     assert net.input_blocks[0][0].weight.abs().sum() > 0
+
+
+def test_a_patched_network_folds_pixels_into_channels() -> None:
+    """patch_size p: the layers run at 1/p of the size on p*p times the channels, the output
+    is the picture's size again, and each output pixel depends on its own patch of the input."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(preset("tiny", conditioned=True), patch_size=4)
+    assert config.size_multiple == 4 * 8
+    net = ADMUNet(config).eval()
+    keys = net.state_dict()
+    assert keys["input_blocks.0.0.weight"].shape == (32, 6 * 16, 3, 3)
+    assert keys["out.2.weight"].shape == (3 * 16, 32, 3, 3)
+    for p in net.out.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, cond = torch.randn(2, 3, 32, 64), torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        out = net(x, torch.tensor([3.0, 700.0]), cond)
+    assert out.shape == x.shape
+    # The pixel shuffle puts output channel c*p*p + i*p + j of patch (Y, X) at (pY+i, pX+j).
+    with torch.no_grad():
+        folded = net.out(_trunk(net, x, torch.tensor([3.0, 700.0]), cond))
+    assert torch.allclose(out[:, 1, 4 * 2 + 3, 4 * 5 + 1], folded[:, 1 * 16 + 3 * 4 + 1, 2, 5])
+    with pytest.raises(ValueError, match="multiples of 32"):
+        net(torch.zeros(1, 3, 16, 32), torch.tensor(1.0), torch.zeros(1, 3, 16, 32))
+
+
+def _trunk(net: ADMUNet, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """Everything of a patched net but its output layer and pixel shuffle (test helper)."""
+    from i2sb_cli.nets.blocks import timestep_embedding
+
+    h = torch.nn.functional.pixel_unshuffle(torch.cat([x, cond], 1), net.config.patch_size)
+    emb = net.time_embed(timestep_embedding(t, net.config.model_channels))
+    skips = []
+    for block in net.input_blocks:
+        h = block(h, emb)
+        skips.append(h)
+    h = net.middle_block(h, emb)
+    for block in net.output_blocks:
+        h = block(torch.cat([h, skips.pop()], 1), emb)
+    return h
+
+
+def test_configs_written_before_patch_size_load_as_unpatched() -> None:
+    d = preset("tiny").to_dict()
+    assert d["patch_size"] == 1
+    del d["patch_size"]
+    assert UNetConfig.from_dict(d) == preset("tiny")
+    with pytest.raises(ValueError, match="patch_size"):
+        UNetConfig.from_dict({**d, "patch_size": 0})

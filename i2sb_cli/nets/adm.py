@@ -5,6 +5,13 @@ State-dict keys and shapes are exactly those of guided-diffusion's `UNetModel.st
 every key; loaders strip or add it. The network takes I2SB's float time levels
 (`noise_levels[n]`), not integer steps, and in the conditioned variant the input is
 `cat([x_t, x1], dim=1)`.
+
+Bundled CPU models may set `patch_size` p > 1: the input is folded space-to-depth (pixel
+unshuffle) into p*p times the channels at 1/p of the size, and the output unfolded back
+(pixel shuffle), the "patching" of simple diffusion (Hoogeboom et al., 2023). Every layer then
+runs on p*p times fewer pixels, so a wider network costs what a narrow full-size one did; for
+4x super-resolution the information of x1 lives on the low-resolution grid anyway. Official
+checkpoints are p = 1, where nothing changes.
 """
 
 import dataclasses
@@ -37,7 +44,8 @@ class UNetConfig:
     """Architecture of an ADM UNet; `attention_resolutions` are downsample rates (1 = full size).
 
     `image_size` is the training size only: the network runs at any H, W that are multiples
-    of `size_multiple`. `num_head_channels = -1` means "use num_heads heads"; otherwise each
+    of `size_multiple`. `patch_size` p folds p x p pixels into channels before the first
+    layer (see the module's docstring); 1 is guided-diffusion's network. `num_head_channels = -1` means "use num_heads heads"; otherwise each
     attention block has width // num_head_channels heads. `num_heads_upsample = -1` means
     num_heads in the decoder.
     """
@@ -55,11 +63,13 @@ class UNetConfig:
     use_scale_shift_norm: bool = True
     resblock_updown: bool = True
     dropout: float = 0.0
+    patch_size: int = 1
 
     def __post_init__(self) -> None:
         for name in ("image_size", "in_channels", "out_channels", "model_channels"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("num_res_blocks", self.num_res_blocks, minimum=0)
+        _check_int("patch_size", self.patch_size, minimum=1)
         for name in ("num_heads", "num_head_channels", "num_heads_upsample"):
             value = getattr(self, name)
             _check_int(name, value, minimum=-1)
@@ -118,8 +128,9 @@ class UNetConfig:
 
     @property
     def size_multiple(self) -> int:
-        """Height and width must be multiples of this (one halving per level but the last)."""
-        return 2 ** (len(self.channel_mult) - 1)
+        """Height and width must be multiples of this: the patch, then one halving per level
+        but the last."""
+        return self.patch_size * 2 ** (len(self.channel_mult) - 1)
 
     @property
     def conditioned(self) -> bool:
@@ -152,15 +163,20 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "UNetConfig":
-        """Build from `to_dict` output; every field is required and no other key is allowed."""
+        """Build from `to_dict` output; every field is required and no other key is allowed,
+        except the fields added later (`patch_size`), which checkpoints written before them
+        lack and which default to guided-diffusion's value."""
         if not isinstance(d, Mapping):
             raise ValueError(f"UNetConfig.from_dict needs a mapping, got {type(d).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
-        missing = [n for n in names if n not in d]
+        missing = [n for n in names if n not in d and n not in _ADDED_FIELDS]
         if unknown or missing:
             raise ValueError(f"UNetConfig: unknown keys {unknown}, missing keys {missing}")
-        return cls(**{n: d[n] for n in names})
+        return cls(**{n: d[n] for n in names if n in d})
+
+
+_ADDED_FIELDS = ("patch_size",)
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
@@ -308,8 +324,9 @@ class ADMUNet(nn.Module):
         )
         self.output_blocks = self._build_decoder(emb_dim, skip_widths)
         first = c.channel_mult[0] * c.model_channels
+        folded_out = c.out_channels * c.patch_size**2
         self.out = nn.Sequential(
-            GroupNorm32(first), nn.SiLU(), zeroed(nn.Conv2d(first, c.out_channels, 3, padding=1))
+            GroupNorm32(first), nn.SiLU(), zeroed(nn.Conv2d(first, folded_out, 3, padding=1))
         )
 
     def _res(self, ch: int, emb_dim: int, out: int, **resample: bool) -> ResBlock:
@@ -327,7 +344,8 @@ class ADMUNet(nn.Module):
         """Input blocks, and the width of each one's output (the skips the decoder consumes)."""
         c = self.config
         ch = c.channel_mult[0] * c.model_channels
-        blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(c.in_channels, ch, 3, padding=1))])
+        stem = nn.Conv2d(c.in_channels * c.patch_size**2, ch, 3, padding=1)
+        blocks = nn.ModuleList([EmbedSequential(stem)])
         widths = [ch]
         for level, mult in enumerate(c.channel_mult):
             rate = 2**level
@@ -375,18 +393,22 @@ class ADMUNet(nn.Module):
         Returns the network output [B, out_channels, H, W] (I2SB: (x_t - x0) / std_fwd[n]).
         """
         x = self._input(x, cond)  # [B, in_channels, H, W]
+        p = self.config.patch_size
+        if p > 1:
+            x = nn.functional.pixel_unshuffle(x, p)  # [B, in_channels * p^2, H / p, W / p]
         t = self._times(t, x)  # [B]
         emb_in = timestep_embedding(t, self.config.model_channels)  # [B, C]
         emb = self.time_embed(emb_in.to(self.time_embed[0].weight.dtype))  # [B, 4C]
         skips = []
         h = x
         for block in self.input_blocks:
-            h = block(h, emb)  # [B, C_l, H / 2^l, W / 2^l]
+            h = block(h, emb)  # [B, C_l, H / (p 2^l), W / (p 2^l)]
             skips.append(h)
         h = self.middle_block(h, emb)  # [B, C_last, H / m, W / m], m = size_multiple
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb)  # skip concat on channels
-        return self.out(h)  # [B, out_channels, H, W]
+        h = self.out(h)  # [B, out_channels * p^2, H / p, W / p]
+        return nn.functional.pixel_shuffle(h, p) if p > 1 else h  # [B, out_channels, H, W]
 
     def _input(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         c = self.config
