@@ -46,8 +46,9 @@ class UNetConfig:
     `image_size` is the training size only: the network runs at any H, W that are multiples
     of `size_multiple`. `patch_size` p folds p x p pixels into channels before the first
     layer (see the module's docstring); 1 is guided-diffusion's network.
-    `num_head_channels = -1` means "use num_heads heads"; otherwise each attention block has width // num_head_channels heads. `num_heads_upsample = -1` means
-    num_heads in the decoder.
+    `num_head_channels = -1` means "use num_heads heads"; otherwise each attention block
+    has width // num_head_channels heads. `num_heads_upsample = -1` means num_heads in the
+    decoder.
     """
 
     image_size: int
