@@ -8,8 +8,9 @@ describe the operator for a manifest.
 Paper names (I2SB_SPEC.md section 4): sr4x-pool, sr4x-bicubic, blur-uni, blur-gauss, jpeg-5,
 jpeg-10, inpaint-center, inpaint-freeform1020, inpaint-freeform2030. Beside them: jpeg-Q for any
 quality, inpaint-freeform3040 (Palette's third band), and real-world variants under their own
-names: blur-uni-plain and blur-gauss-plain (a true convolution), jpeg-real-Q (a real JPEG file),
-inpaint-mask (the user's own mask).
+names: blur-uni-plain and blur-gauss-plain (a true convolution), blur-blind (a photographic blur
+drawn from the seed, see blind.py), jpeg-real-Q (a real JPEG file), inpaint-mask (the user's own
+mask).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from torch import Tensor
 
 from ..errors import UsageError
+from .blind import DEFOCUS_RADIUS, GAUSSIAN_SIGMA, SHARP_FRACTION, blind_blur
 from .blur import ZERO, plain_blur, svd_blur
 from .jpeg import jpeg_numerical, jpeg_real
 from .masks import FREEFORM_BANDS, apply_hole, center_mask, freeform_mask, palette_mask
@@ -43,6 +45,7 @@ OTHER_TASKS = (
     "inpaint-freeform3040",
     "blur-uni-plain",
     "blur-gauss-plain",
+    "blur-blind",
     "jpeg-real-Q",
     "inpaint-mask",
 )
@@ -74,14 +77,18 @@ class Operator:
     """Whether official checkpoints were trained on exactly this operator."""
     params: Mapping[str, object]
     apply: Callable[[Tensor, int, Tensor | None], Degraded]
+    seeded: bool = False
+    """Whether the seed changes the degradation (masks, blind blurs): a batch of independent
+    pictures is then degraded one picture and seed at a time."""
 
     @property
     def needs_mask(self) -> bool:
         return self.name == "inpaint-mask"
 
     def __call__(self, x: Tensor, *, seed: int = 0, mask: Tensor | None = None) -> Degraded:
-        """Degrade x ([B, 3, H, W] in [-1, 1]). The seed picks the free-form mask, one for the
-        whole batch; `mask` ([B or 1, 1, H, W], 1 = hole) is the user's, for `inpaint-mask`."""
+        """Degrade x ([B, 3, H, W] in [-1, 1]). The seed picks the free-form mask or the blind
+        blur, one for the whole batch; `mask` ([B or 1, 1, H, W], 1 = hole) is the user's, for
+        `inpaint-mask`."""
         if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(f"expected a floating-point [B, 3, H, W] tensor, got {x.shape}")
         if (mask is not None) != self.needs_mask:
@@ -101,6 +108,8 @@ def get_operator(name: str, *, palette_masks: str | Path | None = None) -> Opera
         return _sr4x(name)
     if name in ("blur-uni", "blur-gauss", "blur-uni-plain", "blur-gauss-plain"):
         return _blur(name)
+    if name == "blur-blind":
+        return _blind()
     if match := _JPEG.fullmatch(name):
         return _jpeg(name, int(match[2]), real=bool(match[1]))
     if name == "inpaint-center":
@@ -134,6 +143,21 @@ def _blur(name: str) -> Operator:
     return Operator(name, "deblur", True, params, lambda x, s, m: Degraded(svd_blur(x, kernel)))
 
 
+def _blind() -> Operator:
+    params = {
+        "kernel": f"none ({SHARP_FRACTION:.0%}), Gaussian sigma {GAUSSIAN_SIGMA} px (elongated, "
+        f"rotated) or defocus disc radius {DEFOCUS_RADIUS} px, drawn per seed",
+        "method": "convolution",
+        "borders": "mirrored",
+    }
+
+    def apply(x: Tensor, seed: int, mask: Tensor | None) -> Degraded:
+        blurred, kernel = blind_blur(x, seed)
+        return Degraded(blurred, details=kernel)
+
+    return Operator("blur-blind", "deblur", False, params, apply, seeded=True)
+
+
 def _jpeg(name: str, quality: int, *, real: bool) -> Operator:
     if not 1 <= quality <= 100:
         raise UsageError(f"{name}: the JPEG quality must be 1..100")
@@ -160,7 +184,7 @@ def _inpaint(name: str, params: dict[str, object], masks: MaskSource) -> Operato
         return Degraded(apply_hole(x, hole), hole, details)
 
     paper = name in PAPER_TASKS
-    return Operator(name, "inpaint", paper, {**params, "hole_value": 1.0}, apply)
+    return Operator(name, "inpaint", paper, {**params, "hole_value": 1.0}, apply, seeded=True)
 
 
 def _center(x: Tensor, seed: int, mask: Tensor | None) -> tuple[Tensor, dict[str, object]]:

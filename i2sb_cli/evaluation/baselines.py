@@ -6,6 +6,8 @@
   operator's own SVD (`degrade.blur.svd_deblur`); the operator is linear, known and noiseless, so
   this is a strong baseline.
 - blur-*-plain (true convolutions): Wiener deconvolution with the known kernel.
+- blur-blind (a kernel nobody knows): the blurred picture itself; a blind deblurrer must at
+  least never make it worse.
 - jpeg-Q / jpeg-real-Q: the decoded picture itself.
 - inpainting: OpenCV's `cv2.inpaint` with Telea's method (radius 3).
 """
@@ -27,6 +29,8 @@ def baseline_name(task: str) -> str:
     operator = get_operator(task)
     if operator.family == "sr4x":
         return "bicubic"
+    if task == "blur-blind":
+        return "input"
     if operator.family == "deblur":
         return "wiener" if task.endswith("-plain") else "tikhonov"
     if operator.family == "jpeg":
@@ -71,6 +75,8 @@ def classical_baseline(
     family = get_operator(task).family
     if family == "sr4x":
         return bicubic_upsample(low_resolution(degraded, upsampled=upsampled), size)
+    if task == "blur-blind":
+        return degraded.clamp(-1, 1)
     if family == "deblur":
         kernel = task.split("-")[1]
         restore = wiener_deblur if task.endswith("-plain") else svd_deblur

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..degrade import apply_hole, get_operator, nearest_upsample4
+from ..degrade import Operator, apply_hole, get_operator, nearest_upsample4
 from ..errors import UsageError
 from ..evaluation.baselines import classical_baseline
 from ..pictures.files import read_image
@@ -128,7 +128,7 @@ class Degrader:
         operator = self.operators[k]
         height, width = x0.shape[-2:]
         if operator.family != "inpaint":
-            degraded = quantize8(operator(x0).picture)
+            degraded = quantize8(self._apply(operator, x0, generator))
             if self.classical:
                 return self._classical(operator.name, degraded, (height, width), None), None
             if operator.family == "sr4x":
@@ -144,6 +144,15 @@ class Degrader:
             return self._classical(operator.name, known, (height, width), mask), mask
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         return (1 - mask) * quantize8(x0) + mask * noise, mask
+
+    @staticmethod
+    def _apply(operator: Operator, x0: Tensor, generator: torch.Generator) -> Tensor:
+        """The operator's picture for x0; a seeded operator draws a seed per picture."""
+        if not operator.seeded:
+            return operator(x0).picture
+        seeds = torch.randint(2**62, (x0.shape[0],), generator=generator).tolist()
+        pictures = [operator(p, seed=s).picture for p, s in zip(x0.split(1), seeds, strict=True)]
+        return torch.cat(pictures)
 
     @staticmethod
     def _classical(
