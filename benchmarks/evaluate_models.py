@@ -6,6 +6,8 @@
         --model runs/jpeg-tiny.safetensors --nfe 1 2 5                   # a candidate, by NFE
     python benchmarks/evaluate_models.py data/val -o eval --task jpeg-10 --model M --nfe 10 \
         --detail 1 0.6 0.4                                             # and by restore --detail
+    python benchmarks/evaluate_models.py data/val -o eval --task sr4x-bicubic --model M \
+        --nfe 1 2 5 10 --sampler stochastic ot-ode                     # and by sampler
 
 Each degradation restores with the task `degrade` records for it (jpeg-real-10 as `--task jpeg`,
 blur-gauss-plain as `--task deblur`), so the bundled model of its family answers unless --model
@@ -14,6 +16,7 @@ OUT/scores.json as well; degraded folders are reused when they exist (same seed,
 """
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -48,13 +51,20 @@ def degraded_folder(photos: Path, out: Path, task: str, seed: int) -> Path:
 
 
 def score(
-    folder: Path, model: str | None, nfe: int | None, detail: float | None, seed: int
+    folder: Path,
+    model: str | None,
+    nfe: int | None,
+    detail: float | None,
+    sampler: str | None,
+    seed: int,
 ) -> dict:
     """Restore `folder`/degraded and return evaluate's means for it."""
     first = json.loads((folder / "manifest.jsonl").read_text().splitlines()[0])
     label = f"{Path(model).stem if model else 'bundled'}-nfe{nfe or 'default'}"
     if detail is not None:
         label += f"-detail{detail:g}"
+    if sampler is not None:
+        label += f"-{sampler}"
     restored = folder.parent / f"{folder.name}-{label}"
     args = ["restore", str(folder / "degraded"), "-o", str(restored), "--overwrite"]
     args += ["--task", first["restore_task"], "--seed", str(seed)]
@@ -66,6 +76,8 @@ def score(
         args += ["--nfe", str(nfe)]
     if detail is not None:
         args += ["--detail", str(detail)]
+    if sampler is not None:
+        args += [f"--{sampler}"]
     i2sb(*args)
     records = [json.loads(line) for line in i2sb("evaluate", str(folder), str(restored), "--json")
                .splitlines()]  # fmt: skip
@@ -73,7 +85,8 @@ def score(
 
 
 def table(rows: list[dict]) -> str:
-    header = "| task | NFE | detail | method | PSNR | SSIM | ST-LPIPS |\n" + "|---" * 7 + "|"
+    columns = ("task", "NFE", "sampler", "detail", "method", "PSNR", "SSIM", "ST-LPIPS")
+    header = f"| {' | '.join(columns)} |\n" + "|---" * len(columns) + "|"
     lines = [header]
     for row in rows:
         means = row["scores"]
@@ -83,7 +96,7 @@ def table(rows: list[dict]) -> str:
                 for m in METRICS
             ]
             name = means["baseline_name"] if method == "baseline" else method
-            setting = f"| {row['task']} | {row['nfe']} | {row['detail']} |"
+            setting = f"| {row['task']} | {row['nfe']} | {row['sampler']} | {row['detail']} |"
             lines.append(f"{setting} {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -98,18 +111,21 @@ def main() -> None:
     parser.add_argument(
         "--detail", type=float, nargs="*", default=[None], help="restore --detail values"
     )
+    parser.add_argument(
+        "--sampler", nargs="*", choices=["stochastic", "ot-ode"], default=[None],
+        help="restore --stochastic / --ot-ode (default: the model's)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = []
     for task in args.task or DEFAULT_TASKS:
         folder = degraded_folder(args.photos, args.output, task, args.seed)
-        for nfe in args.nfe:
-            for detail in args.detail:
-                scores = score(folder, args.model, nfe or None, detail, args.seed)
-                shown = "default" if detail is None else detail
-                setting = {"nfe": nfe or "default", "detail": shown}
-                rows.append({"task": task, **setting, "scores": scores})
-                print("\n".join(table(rows[-1:]).splitlines()[-3:]), file=sys.stderr, flush=True)
+        for nfe, detail, sampler in itertools.product(args.nfe, args.detail, args.sampler):
+            scores = score(folder, args.model, nfe or None, detail, sampler, args.seed)
+            shown = "default" if detail is None else detail
+            setting = {"nfe": nfe or "default", "detail": shown, "sampler": sampler or "default"}
+            rows.append({"task": task, **setting, "scores": scores})
+            print("\n".join(table(rows[-1:]).splitlines()[-3:]), file=sys.stderr, flush=True)
     (args.output / "scores.json").write_text(json.dumps(rows, indent=1) + "\n")
     print(table(rows))
 
