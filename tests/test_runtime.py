@@ -87,13 +87,13 @@ def test_pt2_export_runs_on_the_torch_backend(checkpoint, tmp_path):
     net, meta = load_checkpoint(checkpoint)
     report = export_network(net, meta, "pt2", tmp_path / "tiny.pt2")
     assert report.ok and len(report.cases) == 4
-    model = load_model(tmp_path / "tiny.pt2", "cpu")
+    model = load_model(tmp_path / "tiny.pt2", "cpu", trust_pickle=True)
     x = torch.randn(3, 3, 10, 14)
     with torch.inference_mode():
         want = net(x, torch.full((3,), 250.0))
     assert torch.allclose(model.denoise.net(x, torch.full((3,), 250.0), None), want, atol=1e-5)
     with pytest.raises(UsageError, match="holds fp32 weights"):
-        load_model(tmp_path / "tiny.pt2", "cpu", precision="bf16")
+        load_model(tmp_path / "tiny.pt2", "cpu", precision="bf16", trust_pickle=True)
 
 
 def test_metadata_round_trip_and_refusals():
@@ -113,7 +113,7 @@ def test_a_file_that_is_not_an_export_is_a_checkpoint_error(tmp_path):
     bogus = tmp_path / "bogus.pt2"
     bogus.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match=r"not a readable torch\.export program"):
-        load_model(bogus, "cpu")
+        load_model(bogus, "cpu", trust_pickle=True)
 
 
 def test_missing_onnxruntime_says_how_to_install_it(monkeypatch):

@@ -1,5 +1,8 @@
 """The `i2sb` command: one Typer app, one small module per subcommand."""
 
+import signal
+from types import FrameType
+
 import typer
 
 from .. import __version__
@@ -45,5 +48,12 @@ app.command("evaluate")(evaluate_command)
 app.add_typer(models_app, name="models")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # A SIGTERM (kill, a job scheduler, a container stopping) is a Ctrl-C: partial downloads
+    # are kept for resuming and outputs stay whole, where the default would just die.
+    signal.signal(signal.SIGTERM, _interrupt)
     app()

@@ -144,7 +144,9 @@ def degrade(
             record = _degrade_one(settings, source, target)
         except I2SBError as exc:
             failed += 1
-            console.print(f"[red]failed[/] {escape(str(source.path))}: {escape(str(exc))}")
+            console.print(
+                f"[red]failed[/] {escape(str(source.path))}: {escape(str(exc))}", soft_wrap=True
+            )
             continue
         records.append(record)
         console.print(f"degraded {escape(str(source.path))} -> {escape(str(target))}")

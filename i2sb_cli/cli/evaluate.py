@@ -69,7 +69,9 @@ def evaluate_command(
     for row in evaluate(degrade_dir, restored_dir, distance):
         if isinstance(row, Failure):
             summary.failed += 1
-            console.print(f"[red]failed[/] {escape(row.name)}: {escape(row.reason)}")
+            console.print(
+                f"[red]failed[/] {escape(row.name)}: {escape(row.reason)}", soft_wrap=True
+            )
             continue
         summary.add(row)
         rows.append(row)

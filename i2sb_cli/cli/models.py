@@ -87,6 +87,18 @@ def _records(folder: Path) -> list[dict[str, Any]]:
     return [_describe(m, folder) for m in known] + [_describe_cached(n, folder) for n in extra]
 
 
+def _checked_names(names: list[str]) -> list[str]:
+    """Names double as file names in the cache: one with a separator or a leading dot would
+    reach outside it (`../../x`), so it is refused before any file is looked at."""
+    for name in names:
+        if not is_valid_name(name):
+            raise UsageError(
+                f"{name!r} is not a model name (letters, digits, . _ -, no leading dot); "
+                "see i2sb models list"
+            )
+    return names
+
+
 def _size(size: int | None) -> str:
     return "-" if size is None else f"{size / 1e6:,.1f} MB"
 
@@ -120,6 +132,7 @@ def info(
     json_out: JsonFlag = False,
 ) -> None:
     """Show what is known about a model, and how to get it."""
+    _checked_names([name])
     folder = cache.models_dir(cache_dir)
     entry = registry.find_model(name)
     if entry is not None:
@@ -190,9 +203,13 @@ def download(
             raise UsageError("a URL needs --sha256 HASH and --name NAME")
         if not is_valid_name(name) or registry.find_model(name) is not None:
             raise UsageError(f"--name {name!r}: use letters, digits, . _ - and a name not listed")
-        url, digest, size = target, sha256, None
+        try:
+            digest = cache.check_sha256(sha256)
+        except I2SBError as exc:
+            raise UsageError(f"--sha256: {exc}") from None
+        url, size = target, None
     else:
-        entry = registry.find_model(target)
+        entry = registry.find_model(_checked_names([target])[0])
         if entry is None:
             raise ModelNotFoundError(f"no model named {target!r} (see i2sb models list)")
         if entry.kind != "download":
@@ -297,7 +314,7 @@ def verify(
     """Re-hash models on disk against their pinned sha256 and check they load as checkpoints."""
     folder = cache.models_dir(cache_dir)
     failed = 0
-    for name, entry in _targets(names or [], folder):
+    for name, entry in _targets(_checked_names(names or []), folder):
         try:
             if entry is not None:
                 path = registry.entry_file(entry, cache_dir=cache_dir, offline=True)
@@ -317,7 +334,7 @@ def path(
     name: Annotated[str, typer.Argument(help="A model name.")], cache_dir: CacheDir = None
 ) -> None:
     """Print where a model's file is (fails when it is not on disk)."""
-    entry = registry.find_model(name)
+    entry = registry.find_model(_checked_names([name])[0])
     if entry is not None and entry.kind == "bundled":
         found = registry.weights_dir() / (entry.file or "")
     else:
@@ -341,8 +358,13 @@ def rm(
     folder = cache.models_dir(cache_dir)
     if all_models:
         names = cache.names_on_disk(folder)
+        if not names:
+            console.print(f"nothing to remove: the cache {escape(str(folder))} is empty")
+            return
     if not names:
         raise UsageError("name the models to remove, or pass --all")
+    # Names found on disk under --all stay inside the cache folder; typed ones are checked.
+    _checked_names([] if all_models else names)
     failed = 0
     for name in names:
         entry = registry.find_model(name)
@@ -350,7 +372,7 @@ def rm(
             console.print(f"[red]kept[/] {escape(name)}: it is bundled with i2sb")
             failed += 1
             continue
-        freed = cache.remove(cache.model_path(name, folder)) if is_valid_name(name) else 0
+        freed = cache.remove(cache.model_path(name, folder))
         if freed:
             console.print(f"removed {escape(name)} ({_size(freed)})")
         elif not all_models:

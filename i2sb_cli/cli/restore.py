@@ -132,6 +132,22 @@ def restore(
     compile_net: Annotated[
         bool, typer.Option("--compile", help="torch.compile the network (torch backend).")
     ] = False,
+    clip_denoise: Annotated[
+        bool,
+        typer.Option(
+            "--clip-denoise",
+            help="Clamp the network's estimate of the clean picture to [-1, 1] at every step "
+            "(off, as in the official sample.py).",
+        ),
+    ] = False,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle",
+            help="Load a torch.export .pt2 file, which torch unpickles and which can therefore "
+            "run code: only for files you made or trust (refused otherwise).",
+        ),
+    ] = False,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Pictures of the same size sampled together.")
     ] = 1,
@@ -250,7 +266,14 @@ def restore(
 
     checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
     loaded = load_model(
-        checkpoint, device, backend, precision=precision, compile=compile_net, cache_dir=cache_dir
+        checkpoint,
+        device,
+        backend,
+        precision=precision,
+        compile=compile_net,
+        clip_denoise=clip_denoise,
+        cache_dir=cache_dir,
+        trust_pickle=trust_pickle,
     )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.

@@ -184,9 +184,14 @@ def fetch(
             # Whoever held the lock before us may have fetched the file meanwhile.
             if dest.is_file() and sha256_file(dest) == sha256:
                 return dest
-            for _ in range(2):
+            # Without a pinned size, a connection cut in a response without Content-Length
+            # looks like the end of the file: on a wrong sha256, ask once for the bytes after
+            # it (HTTP Range) before calling the file wrong.
+            may_be_cut = size is None
+            started_fresh = False  # a partial found on disk may hold some other file's bytes
+            for _ in range(3):
                 work = _claim_partial(dest, adopt_orphans=lock.held)
-                resumed = work.stat().st_size > 0
+                started_fresh = started_fresh or work.stat().st_size == 0
                 try:
                     digest = transfer(
                         url, work, expected_size=size, settings=settings, progress=progress
@@ -197,8 +202,12 @@ def fetch(
                 if digest == sha256:
                     _publish(work, dest, digest)
                     return dest
+                if may_be_cut:
+                    may_be_cut = False
+                    _keep_partial(work, dest)
+                    continue
                 work.unlink(missing_ok=True)
-                if not resumed:
+                if started_fresh:
                     break  # a fresh download with the wrong bytes: retrying will not help
     raise DownloadError(
         f"{url}: the downloaded file has sha256 {digest[:12]}..., expected "

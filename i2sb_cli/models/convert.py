@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import math
 import pickle
+import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -171,21 +173,36 @@ def read_official(source: Path, *, preset_name: str | None = None) -> OfficialCh
 
 def _load_tensors(path: Path) -> Mapping[str, Any]:
     try:
-        # Memory-mapped where the format allows: latest.pt also holds the optimiser state
-        # (several GB for adm256), which is never read.
-        blob = torch.load(
-            path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
-        )
+        # torch warns on stderr before it fails on some files (a TorchScript archive); the
+        # failure is reported in one line, so the warning would only add lines before it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Memory-mapped where the format allows: latest.pt also holds the optimiser state
+            # (several GB for adm256), which is never read.
+            blob = torch.load(
+                path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
+            )
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
         raise CheckpointError(
-            f"{path}: holds more than tensors and plain data, which i2sb does not load ({first})"
+            f"{path}: holds more than tensors and plain data, which i2sb does not load "
+            f"({_first_line(exc)})"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
+        ) from None
     if not isinstance(blob, Mapping):
         raise CheckpointError(f"{path}: not an I2SB latest.pt (a {type(blob).__name__})")
     return blob
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes
+
+
+def _first_line(exc: BaseException) -> str:
+    """torch's messages span lines and carry terminal colour codes; the first line says it."""
+    text = _ANSI.sub("", str(exc)).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 def _our_key(key: str) -> str:
@@ -239,7 +256,9 @@ def official_meta(
         t0=float(o["t0"]),
         t1=float(o["T"]),
         default_nfe=min(default_nfe, o["interval"] - 1),
-        clip_denoise=o["clip_denoise"],
+        # The official sample.py clamps x0_hat only when asked (--clip-denoise, off by
+        # default), whatever the training options say: restore --clip-denoise asks.
+        clip_denoise=False,
         licence=licence,
         provenance=provenance,
         training=training,

@@ -11,10 +11,12 @@ import http.client
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .. import __version__
 from ..errors import I2SBError
@@ -28,6 +30,8 @@ CHUNK = 256 * 1024
 _PROGRESS = 1 << 20
 # Worth another try: the server or a proxy may recover. Other 4xx codes will not change.
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+# urllib reports a redirect loop, or a redirect it will not follow, as an HTTPError of a 3xx.
+_REDIRECT_STATUS = range(300, 400)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -37,7 +41,9 @@ class DownloadError(I2SBError):
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    """How patient a transfer is. `timeout` bounds each connect and each read, in seconds;
+    """How patient a transfer is. `timeout` bounds each connect and each read, in seconds, and
+    a stall: an attempt that receives less than `min_rate` bytes per second over `timeout`
+    seconds is given up (a server that trickles a byte at a time never hits the read timeout);
     `retries` counts the attempts after the first (reset after an attempt that fetched 1 MiB);
     the wait before retry k is `backoff * 2**(k-1)`, at most `max_backoff`."""
 
@@ -45,10 +51,36 @@ class DownloadSettings:
     retries: int = 4
     backoff: float = 1.0
     max_backoff: float = 30.0
+    min_rate: int = 1024
 
 
 class _Transient(Exception):
     """An attempt failed in a way that another attempt may fix."""
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects to ftp:// too; a model comes over http(s) or not at all."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(
+                f"{req.full_url}: the server redirects to {newurl}, which is not http(s); "
+                "refused (ask for an http(s) address)"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+# Proxies from the environment and the usual handlers, as urlopen's, but http(s)-only redirects.
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
 class _Partial:
@@ -116,7 +148,7 @@ def _attempt(
         headers["Range"] = f"bytes={partial.done}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=settings.timeout)
+        response = _OPENER.open(request, timeout=settings.timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and partial.done:
@@ -125,9 +157,13 @@ def _attempt(
             # Our partial file does not fit what the server has now: download it whole.
             partial.restart()
             raise _Transient("the server refused to resume (HTTP 416)") from None
+        # urllib's reasons can span lines (a redirect loop's is three): the first says it.
+        reason = str(exc.reason).strip().splitlines()[0] if str(exc.reason).strip() else ""
         if exc.code in _RETRY_STATUS:
-            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+            raise _Transient(f"HTTP {exc.code} {reason}") from None
+        if exc.code in _REDIRECT_STATUS:
+            raise DownloadError(f"{url}: too many redirects (HTTP {exc.code})") from None
+        raise DownloadError(f"{url}: HTTP {exc.code} {reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         raise _Transient(_reason(exc)) from None
     with response:
@@ -140,7 +176,14 @@ def _attempt(
         total = total if total is not None else expected_size
         if progress:
             progress(partial.done, total)
-        _stream(response, partial, progress, total)
+        _stream(response, partial, settings, progress, total)
+    if expected_size is not None and partial.done > expected_size:
+        # Nothing of it is worth resuming from: the next attempt starts afresh.
+        partial.restart()
+        raise DownloadError(
+            f"{url}: the server sent more than the {expected_size:,} bytes this model pins; "
+            "it is not the file expected, and nothing was kept"
+        )
     return total is None or partial.done >= total
 
 
@@ -161,13 +204,20 @@ def _start(response: http.client.HTTPResponse, partial: _Partial) -> int | None:
 def _stream(
     response: http.client.HTTPResponse,
     partial: _Partial,
+    settings: DownloadSettings,
     progress: Progress | None,
     total: int | None,
 ) -> None:
+    """Append the body to the working file, up to one byte past `total` (enough to tell that
+    a server sends more than it should, without writing what it sends on)."""
+    window_start, window_bytes = time.monotonic(), 0
     with partial.path.open("ab") as handle:
         while True:
+            wanted = CHUNK if total is None else min(CHUNK, total - partial.done + 1)
+            if wanted <= 0:
+                return
             try:
-                chunk = response.read1(CHUNK)  # what has arrived: a stall loses nothing
+                chunk = response.read1(wanted)  # what has arrived: a stall loses nothing
             except (OSError, http.client.HTTPException) as exc:
                 raise _Transient(_reason(exc)) from None
             if not chunk:
@@ -178,6 +228,15 @@ def _stream(
             partial.done += len(chunk)
             if progress:
                 progress(partial.done, total)
+            window_bytes += len(chunk)
+            elapsed = time.monotonic() - window_start
+            if elapsed >= settings.timeout:
+                if window_bytes < settings.min_rate * elapsed:
+                    raise _Transient(
+                        f"too slow: {window_bytes:,} bytes in {elapsed:.0f} s, under "
+                        f"{settings.min_rate:,} bytes/s"
+                    )
+                window_start, window_bytes = time.monotonic(), 0
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,6 +22,9 @@ READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 """Pillow formats read (the JPEG plugin also opens cameras' multi-picture MPO files). Limiting
 Pillow to these keeps exotic plugins (some call external programs) away from untrusted files."""
 
+ANIMATED_FORMATS = {"GIF": "GIF", "WEBP": "WebP"}
+"""Formats whose files may hold several frames: refused when they do (`open_picture`)."""
+
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 """Pillow modes (before any ";16"-style suffix) that hold grey pictures."""
 
@@ -63,6 +66,14 @@ def open_picture(file: BinaryIO, name: str, max_pixels: int | None) -> Image.Ima
             f"cannot read {name}: {width}x{height} is {width * height:,} pixels, over the "
             f"limit of {max_pixels:,} that guards against decompression bombs; if the file is "
             f"trusted, raise the limit with --max-pixels {width * height}"
+        )
+    # Pillow would decode the first frame only; the others would be lost without a word.
+    if image.format in ANIMATED_FORMATS and getattr(image, "is_animated", False):
+        kind, frames = ANIMATED_FORMATS[image.format], image.n_frames
+        image.close()
+        raise ImageError(
+            f"cannot read {name}: an animated {kind} of {frames} frames; i2sb restores still "
+            "pictures: save the frame you want as a PNG and give that"
         )
     return image
 

@@ -34,12 +34,14 @@ def load_model(
     channels_last: bool | None = None,
     clip_denoise: bool | None = None,
     cache_dir: Path | None = None,
+    trust_pickle: bool = False,
 ) -> LoadedModel:
     """A checkpoint or exported file as the sampler's model.
 
     `backend` None picks by suffix (.onnx: onnxruntime, anything else: torch). `precision`
     None means fp32 for a checkpoint and the file's own for an export. `compile` and
-    `channels_last` tune the torch backend on a checkpoint (see torch_backend.py).
+    `channels_last` tune the torch backend on a checkpoint (see torch_backend.py). A .pt2
+    export, which torch loads with pickle, is refused unless `trust_pickle` (exported.py).
     """
     path = Path(source)
     suffix = path.suffix.lower()
@@ -64,7 +66,9 @@ def load_model(
             )
         from .exported import load_exported_model
 
-        model = load_exported_model(path, resolve_device(spec), clip_denoise=clip_denoise)
+        model = load_exported_model(
+            path, resolve_device(spec), clip_denoise=clip_denoise, trust_pickle=trust_pickle
+        )
     elif chosen == "torch":
         return load_torch_model(
             path,

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..bridge import make_schedule
 from ..errors import CheckpointError, UsageError
-from ..models.cache import cache_root, sha256_file
+from ..models.cache import cache_root, record_sha256, recorded_sha256, sha256_file
 from ..models.checkpoint import CheckpointMeta, load_checkpoint
 from ..nets.adm import ADMUNet
 from .metadata import EXTRA_FILE, FORMATS, SUFFIXES, export_metadata, extra_file
@@ -239,7 +239,8 @@ def check_parity(
     else:
         from .exported import open_exported
 
-        exported, _ = open_exported(path, device)
+        # The file was written a moment ago by this process, from the network in hand.
+        exported, _ = open_exported(path, device, trust_pickle=True)
     results = []
     with torch.inference_mode():
         for x, t, cond in parity_inputs(meta):
@@ -257,13 +258,16 @@ def cached_onnx(
 ) -> tuple[Path, str | None]:
     """An ONNX export of `checkpoint` from the cache, made now if missing; and a note if made.
 
-    Keyed by the checkpoint's sha256, the precision, and the i2sb and torch versions.
+    Keyed by the checkpoint's sha256, the precision, and the i2sb and torch versions. Like a
+    cached model, an export is used only while its files match the sha256 recorded beside
+    them when it was made; one that does not is made again.
     """
     precision = "fp16" if fp16 else "fp32"
     digest = sha256_file(checkpoint)
     name = f"{digest[:16]}-{precision}-i2sb{__version__}-torch{torch.__version__}.onnx"
     path = cache_root(cache_dir) / "onnx" / name
-    if path.is_file():
+    damaged = path.is_file() and not _intact(path)
+    if path.is_file() and not damaged:
         return path, None
     net, meta = load_checkpoint(checkpoint)
     report = export_network(net, meta, "onnx", path, fp16=fp16)
@@ -273,4 +277,21 @@ def cached_onnx(
             f"{checkpoint}: its ONNX export differs from PyTorch (relative error {worst:.2g} "
             f"> {report.tolerance:g}); use --backend torch"
         )
+    for part in _onnx_parts(path):
+        record_sha256(part, sha256_file(part))
+    if damaged:
+        return path, (
+            f"the cached ONNX export {path} did not match its recorded sha256 (modified, "
+            "corrupt, or made before exports were verified); exported it again"
+        )
     return path, f"exported {checkpoint.name} to ONNX once; cached at {path}"
+
+
+def _onnx_parts(path: Path) -> list[Path]:
+    """The export and, for a large model, its weights beside it (FILE.data)."""
+    data = path.with_name(path.name + ".data")
+    return [path, data] if data.is_file() else [path]
+
+
+def _intact(path: Path) -> bool:
+    return all(recorded_sha256(part) == sha256_file(part) for part in _onnx_parts(path))

@@ -4,6 +4,11 @@ Both take float32 (x_t, t[, x1]) and return float32, whatever their weights' pre
 export.py), and carry the checkpoint's metadata in an extra file (metadata.py). A .pt2 program
 is moved to the requested device on load; a TorchScript trace keeps the device it was traced on
 baked into some of its constants, so it runs only on that device type.
+
+A .pt2 archive cannot be loaded without unpickling: `torch.export.load` reads its example
+inputs (and any pickled weights or constants) with `torch.load`, falling back to
+`weights_only=False` when the restricted load fails, so a crafted archive runs code as it
+loads. Such files are refused unless the caller trusts them (`--trust-pickle`).
 """
 
 import warnings
@@ -22,7 +27,15 @@ TORCHSCRIPT_NOTE = (
 )
 
 
-def _load_pt2(path: Path, device: torch.device) -> tuple[torch.nn.Module, ExportInfo]:
+def _load_pt2(
+    path: Path, device: torch.device, trust_pickle: bool
+) -> tuple[torch.nn.Module, ExportInfo]:
+    if not trust_pickle:
+        raise CheckpointError(
+            f"{path}: a torch.export (.pt2) file is loaded with pickle, which can run code "
+            "from the file; if you made it yourself or trust it, pass --trust-pickle, else "
+            "use an .onnx export"
+        )
     files = {EXTRA_FILE: ""}
     try:
         with warnings.catch_warnings():
@@ -56,10 +69,14 @@ def _load_torchscript(path: Path, device: torch.device) -> tuple[torch.nn.Module
     return module.eval(), info
 
 
-def open_exported(path: Path, device: torch.device) -> tuple[NetFn, ExportInfo]:
-    """The program in `path` (.pt2 or TorchScript .pt) as a NetFn on `device`, with its info."""
+def open_exported(
+    path: Path, device: torch.device, *, trust_pickle: bool = False
+) -> tuple[NetFn, ExportInfo]:
+    """The program in `path` (.pt2 or TorchScript .pt) as a NetFn on `device`, with its info.
+
+    A .pt2 file is refused unless `trust_pickle` (see the module notes)."""
     if path.suffix.lower() == ".pt2":
-        module, info = _load_pt2(path, device)
+        module, info = _load_pt2(path, device, trust_pickle)
     else:
         module, info = _load_torchscript(path, device)
 
@@ -71,10 +88,15 @@ def open_exported(path: Path, device: torch.device) -> tuple[NetFn, ExportInfo]:
 
 
 def load_exported_model(
-    path: Path, device: torch.device, *, clip_denoise: bool | None = None
+    path: Path,
+    device: torch.device,
+    *,
+    clip_denoise: bool | None = None,
+    trust_pickle: bool = False,
 ) -> LoadedModel:
-    """An exported .pt or .pt2 file as the sampler's model on `device`."""
-    net, info = open_exported(path, device)
+    """An exported .pt or .pt2 file as the sampler's model on `device` (.pt2 only when
+    `trust_pickle`)."""
+    net, info = open_exported(path, device, trust_pickle=trust_pickle)
     if info.precision == "fp16" and device.type != "cuda":
         raise UsageError(f"{path} holds fp16 weights, which run on a CUDA GPU only")
     meta = info.meta
