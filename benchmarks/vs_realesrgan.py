@@ -149,9 +149,9 @@ def main() -> None:
         args.output / "side-by-side.png",
     )
     rows = [
-        ("bicubic", scores["i2sb"]["scores"], "baseline", None),
-        ("Real-ESRGAN x4plus", scores["realesrgan"]["scores"], "restored", timing["realesrgan"]),
-        (f"i2sb {args.model or 'bundled'}", scores["i2sb"]["scores"], "restored", timing["i2sb"]),
+        ("bicubic", scores["i2sb"], "baseline", None),
+        ("Real-ESRGAN x4plus", scores["realesrgan"], "restored", timing["realesrgan"]),
+        (f"i2sb {args.model or 'bundled'}", scores["i2sb"], "restored", timing["i2sb"]),
     ]
     print("| method | PSNR | SSIM | ST-LPIPS | s per 512x512 output |\n|---|---|---|---|---|")
     for name, means, column, seconds in rows:
