@@ -507,3 +507,29 @@ def test_classical_start_of_an_untrained_model_is_the_baseline(tmp_path, task, c
     expected = ((classical(pixels, "gauss").clamp(-1, 1) + 1) * 127.5).round()
     expected = expected[0].permute(1, 2, 0).numpy()
     assert np.abs(read_pixels(target).astype(int) - expected).max() <= 1
+
+
+def test_a_picture_too_wide_for_the_paper_blur_fails_alone(tmp_path):
+    """Issue 16: the Tikhonov start of --task blur-gauss needs the SVD of a side x side matrix;
+    a 3 x 100,000 strip fails on one line instead of allocating 80 GB, the next picture goes on."""
+    meta = tiny_meta(
+        name="tiny-deblur",
+        task="deblur",
+        beta_max=1.0,
+        ot_ode=True,
+        start="classical",
+        degradation="blur-gauss-plain",
+    )
+    checkpoint = tmp_path / "deblur.safetensors"
+    save_checkpoint(checkpoint, ADMUNet(meta.config).state_dict(), meta)
+    strip = np.random.default_rng(0).integers(0, 256, (3, 100_000, 3), dtype=np.uint8)
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    good = write_picture(tmp_path / "good.png", 24)
+    out = tmp_path / "out"
+    args = ("--model", checkpoint, "--task", "blur-gauss", "--nfe", "1", "-o", out)
+    result = restore(tmp_path / "strip.png", good, *args)
+    assert result.exit_code == 1, result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and "strip.png" in failed[0] and "up to 4096" in failed[0]
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
