@@ -120,7 +120,7 @@ def test_inpainting_round_trip_through_restore(tmp_path: Path, photos: Path) -> 
         ot_ode=True,
         cond_x1=True,
     )
-    common = ("--task", "inpaint", "--model", model, "--nfe", 1, "-r")
+    common = ("--task", "inpaint", "--model", model, "--nfe", 1, "-r", "--backend", "torch")
     flagged = run(
         "restore", out / "degraded", "--mask", out / "masks", "-o", tmp_path / "r1", *common
     )

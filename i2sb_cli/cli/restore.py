@@ -119,12 +119,13 @@ def restore(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     backend: Annotated[
-        str | None,
+        str,
         typer.Option(
-            help="torch or onnxruntime (default: by the model file's suffix; a checkpoint run "
-            "on onnxruntime is exported once into the cache)."
+            help="auto, torch or onnxruntime. auto: a checkpoint runs in ONNX Runtime on the "
+            "CPU in fp32 when it is installed (faster; exported once into the cache), else in "
+            "torch; an exported file by its suffix. --backend torch is the exact reference."
         ),
-    ] = None,
+    ] = "auto",
     precision: Annotated[
         str | None,
         typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only; default: fp32 or the export's)."),
@@ -250,7 +251,13 @@ def restore(
 
     checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
     loaded = load_model(
-        checkpoint, device, backend, precision=precision, compile=compile_net, cache_dir=cache_dir
+        checkpoint,
+        device,
+        backend,
+        precision=precision,
+        compile=compile_net,
+        cache_dir=cache_dir,
+        on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
     )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.
