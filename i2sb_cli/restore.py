@@ -298,6 +298,7 @@ class Restorer:
             "i2sb:detail": f"{settings.detail:g}",
             "i2sb:seed": str(settings.seed),
             "i2sb:image-seed": str(item.seed),
+            "i2sb:backend": f"{self.model.backend} {self.model.precision}",
         }
         if settings.model_sha256:
             metadata["i2sb:model-sha256"] = settings.model_sha256

@@ -47,11 +47,12 @@ def tiled(
 ) -> Denoise:
     """Wrap `denoise` so that each call runs on tiles of at most tile x tile pixels.
 
-    A picture that fits in one tile is evaluated in one call. A larger one is covered by tiles
-    with stride tile - overlap, the last tile of each row/column shifted inward so that no tile
-    reaches outside the picture. Each tile's x0_hat is weighted by a raised-cosine ramp that
-    falls towards 0 over `overlap` pixels at edges shared with a neighbour (never at the
-    picture's own border) and is 1 elsewhere; the weighted sum is divided by the weight sum.
+    A picture that fits in one tile is evaluated in one call. A larger one is covered, side by
+    side, by the fewest equal tiles of at most `tile` pixels that overlap by at least `overlap`
+    (`tile_spans`): a picture just over the tile costs its pixels and overlaps, not four tiles.
+    Each tile's x0_hat is weighted by a raised-cosine ramp that falls towards 0 across each
+    stretch shared with a neighbour (never at the picture's own border) and is 1 elsewhere; the
+    weighted sum is divided by the weight sum.
     Every tile of a picture has the same size, so `tile_batch` of them at a time are stacked
     along the batch axis into one network call (fewer, larger calls: faster where the device
     is not saturated by one tile; memory grows with it). Sides shorter than a tile are padded
@@ -74,7 +75,7 @@ def tiled(
         if height <= tile and width <= tile:
             return net(x_t, n, cond)
 
-        tiles = _evaluate_tiles(net, x_t, n, cond, tile, overlap, tile_batch)
+        tiles = _evaluate_tiles(net, x_t, n, cond, (tile, overlap, multiple), tile_batch)
         first = next(tiles)
         out = first[1]
         # Accumulate in float32 so that half-precision nets blend without rounding.
@@ -93,17 +94,17 @@ def _evaluate_tiles(
     x_t: Tensor,
     n: int,
     cond: Tensor | None,
-    tile: int,
-    overlap: int,
+    plan: tuple[int, int, int],
     tile_batch: int,
 ) -> Iterator[tuple[tuple[EllipsisType, slice, slice], Tensor, Tensor]]:
     """Yield (window, x0_hat, 2-D blending weights), running the net lazily on `tile_batch`
     tiles a call."""
     height, width = x_t.shape[-2:]
+    tile, overlap, multiple = plan
     tiles = [
         ((..., slice(top, bottom), slice(left, right)), w_rows[:, None] * w_cols)
-        for top, bottom, w_rows in _spans(height, tile, overlap)
-        for left, right, w_cols in _spans(width, tile, overlap)
+        for top, bottom, w_rows in _spans(height, tile, overlap, multiple)
+        for left, right, w_cols in _spans(width, tile, overlap, multiple)
     ]
     for first in range(0, len(tiles), tile_batch):
         group = tiles[first : first + tile_batch]
@@ -114,31 +115,42 @@ def _evaluate_tiles(
             yield window, out, weight.to(out.device)
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Where tiles begin along a side of `length` pixels (one tile, at 0, when it fits)."""
+def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """The (start, end) of each tile along a side of `length` pixels.
+
+    A side that fits in one tile is one span, the whole side (padded up to `multiple` by the
+    caller). A longer side gets the fewest tiles of at most `tile` pixels that cover it with at
+    least `overlap` pixels shared by neighbours, all of one size: the smallest multiple of
+    `multiple` that n tiles need, n s - (n - 1) overlap >= length. Starts are spread evenly, so
+    every overlap is at least `overlap` and the first and last tiles touch the borders. A side
+    of 520 with tile 512 and overlap 64 is two tiles of 296 (multiple 8), not two of 512.
+    """
     if length <= tile:
-        return [0]
-    stride = tile - overlap
-    count = math.ceil((length - tile) / stride) + 1
-    # The last tile is shifted inward to end at the border instead of reaching past it.
-    return sorted({min(i * stride, length - tile) for i in range(count)})
+        return [(0, length)]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length + (count - 1) * overlap) / count)
+    size = -(-size // multiple) * multiple  # still at most `tile`, itself a multiple
+    # Rounded even spacing: each stride is the floor or ceiling of (length - size) / (count - 1),
+    # which is at most size - overlap because count tiles of `size` cover the side.
+    starts = [round(i * (length - size) / (count - 1)) for i in range(count)]
+    return [(start, start + size) for start in starts]
 
 
-def _spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, Tensor]]:
+def _spans(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, Tensor]]:
     """(start, end, 1-D blending weights) of each tile along one side."""
-    size = min(length, tile)
-    ramp = _ramp(overlap)
-    spans = []
-    for start in tile_starts(length, tile, overlap):
-        end = start + size
-        weights = torch.ones(size)
-        # Ramps only where a neighbouring tile takes over; the picture's border keeps weight 1.
-        if start > 0 and overlap > 0:
-            weights[:overlap] *= ramp
-        if end < length and overlap > 0:
-            weights[-overlap:] *= ramp.flip(0)
-        spans.append((start, end, weights))
-    return spans
+    spans = tile_spans(length, tile, overlap, multiple)
+    weights = [torch.ones(end - start) for start, end in spans]
+    # Each shared stretch gets a ramp on one tile and its mirror image on the other, over the
+    # whole stretch (at least `overlap` pixels), so the two weights sum to 1 there; the
+    # picture's own border keeps weight 1.
+    for i, ((_, end), (start, _)) in enumerate(itertools.pairwise(spans)):
+        shared = end - start
+        if shared == 0:  # no overlap asked, and none left by rounding
+            continue
+        ramp = _ramp(shared)
+        weights[i][-shared:] *= ramp.flip(0)
+        weights[i + 1][:shared] *= ramp
+    return [(start, end, w) for (start, end), w in zip(spans, weights, strict=True)]
 
 
 def _ramp(overlap: int) -> Tensor:

@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from i2sb_cli.degrade import blur_gauss, blur_uni, plain_blur, svd_blur
+from i2sb_cli.degrade import (
+    blur,
+    blur_gauss,
+    blur_uni,
+    plain_blur,
+    svd_blur,
+    svd_deblur,
+    wiener_deblur,
+)
 from i2sb_cli.degrade.blur import gaussian_kernel, official_blur_matrix, uniform_kernel
+from i2sb_cli.errors import ImageError
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +178,56 @@ def test_moderately_large_non_square_picture() -> None:
     direct = 2 * (rows @ ((x[0, 0] + 1) / 2) @ cols.T) - 1
     assert (out[0, 0] - direct).abs().max() < 0.02
     assert (out[0, 0] - direct).abs().mean() < 3e-3
+
+
+def _wiener_on_the_extension(y: torch.Tensor, kernel: torch.Tensor, nsr: float) -> torch.Tensor:
+    """Wiener deconvolution by the definition: the FFT of the whole 2H x 2W mirrored extension,
+    the centred kernel laid out circularly, conj(K) / (|K|^2 + nsr), the top-left quarter."""
+    height, width = y.shape[-2:]
+    half = len(kernel) // 2
+    extended = torch.cat([y, y.flip(-2)], dim=-2)
+    extended = torch.cat([extended, extended.flip(-1)], dim=-1)
+    rows = torch.zeros(2 * height, dtype=torch.float64)
+    cols = torch.zeros(2 * width, dtype=torch.float64)
+    rows.index_add_(0, torch.arange(-half, half + 1).remainder(2 * height), kernel)
+    cols.index_add_(0, torch.arange(-half, half + 1).remainder(2 * width), kernel)
+    response = torch.fft.fft(rows)[:, None] * torch.fft.fft(cols)[None, :]
+    gain = response.conj() / (response.abs().square() + nsr)
+    return torch.fft.ifft2(torch.fft.fft2(extended) * gain).real[..., :height, :width]
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 20])
+@pytest.mark.parametrize("name", ["uni", "gauss"])
+def test_wiener_by_blocks_of_lines_is_the_whole_picture_filter(
+    photo: torch.Tensor, name: str, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of one line, of a few lines (not dividing the sides) and the whole picture.
+    monkeypatch.setattr(blur, "_BLOCK", block)
+    kernel = uniform_kernel() if name == "uni" else gaussian_kernel()
+    blurred = plain_blur(photo, name)
+    expected = _wiener_on_the_extension(blurred, kernel, 5e-4)
+    np.testing.assert_allclose(wiener_deblur(blurred, name).numpy(), expected, rtol=0, atol=1e-9)
+    out32 = wiener_deblur(blurred.float(), name)
+    assert out32.dtype == torch.float32
+    np.testing.assert_allclose(out32.numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_svd_operators_refuse_a_side_over_the_limit_before_allocating() -> None:
+    # A 3 x 100,000 strip: the SVD of its long side would be 80 GB of float64 (issue 16).
+    strip = torch.zeros(1, 3, 3, 100_000)
+    for operator in (svd_blur, svd_deblur):
+        with pytest.raises(ImageError, match="sides up to 4096"):
+            operator(strip, "gauss")
+
+
+def test_tikhonov_plane_by_plane_is_the_batched_formula(photo: torch.Tensor) -> None:
+    y = svd_blur(photo, "gauss")
+    u_h, _, v_h = blur._svd("gauss", 23)
+    u_w, _, v_w = blur._svd("gauss", 34)
+    multipliers = blur._spectrum("gauss", 23, 34, 3).double()
+    gain = multipliers / (multipliers.square() + 5e-4)
+    expected = 2 * (v_h @ (gain * (u_h.T @ ((y + 1) / 2) @ u_w)) @ v_w.T) - 1
+    np.testing.assert_allclose(svd_deblur(y, "gauss").numpy(), expected, rtol=0, atol=1e-12)
+    out32 = svd_deblur(y.float(), "gauss")
+    assert out32.dtype == torch.float32
+    np.testing.assert_allclose(out32.numpy(), expected, rtol=0, atol=1e-5)

@@ -120,7 +120,7 @@ def test_inpainting_round_trip_through_restore(tmp_path: Path, photos: Path) -> 
         ot_ode=True,
         cond_x1=True,
     )
-    common = ("--task", "inpaint", "--model", model, "--nfe", 1, "-r")
+    common = ("--task", "inpaint", "--model", model, "--nfe", 1, "-r", "--backend", "torch")
     flagged = run(
         "restore", out / "degraded", "--mask", out / "masks", "-o", tmp_path / "r1", *common
     )
@@ -162,3 +162,17 @@ def test_usage_errors_and_broken_files(tmp_path: Path, photos: Path) -> None:
     args = ("degrade", photos / "a.png", "-o", out, "--task", "blur-uni", "--overwrite")
     assert run(*args).exit_code == 0
     assert _manifest(out)[0]["task"] == "blur-uni"
+
+
+def test_a_picture_too_wide_for_the_svd_blur_fails_alone(tmp_path: Path, photos: Path) -> None:
+    # Issue 16: a 3 x 100,000 strip would need the SVD of a 100,000 x 100,000 matrix (80 GB).
+    strip = np.random.default_rng(0).integers(0, 256, (3, 100_000, 3), dtype=np.uint8)
+    Image.fromarray(strip).save(photos / "strip.png")
+    out = tmp_path / "out"
+    result = run("degrade", photos, "-o", out, "--task", "blur-gauss")
+    assert result.exit_code == 1
+    # The message itself, wherever the console wraps it (one line: issue 16 item 10).
+    words = " ".join(result.stderr.split())
+    assert "strip.png: blur-gauss: the paper's operator needs the SVD of a 100000 x" in words
+    assert "Traceback" not in result.output
+    assert [r["name"] for r in _manifest(out)] == ["a.png"]

@@ -144,7 +144,7 @@ def test_restore_runs_on_the_import_as_on_the_original(tmp_path):
     for model in ("official-sr4x-pool", direct):
         out = tmp_path / f"out-{len(outputs)}.png"
         # The net has attention, so it runs on tiles of its training size (32 here).
-        tiles = ("--tile", 32, "--tile-overlap", 8)
+        tiles = ("--tile", 32, "--tile-overlap", 8, "--backend", "torch")
         result = _cli("restore", picture, "--model", model, "-o", out, "--nfe", 2, *tiles, env=env)
         assert result.exit_code == 0, result.stderr
         outputs.append(read_pixels(out))

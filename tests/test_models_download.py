@@ -286,7 +286,8 @@ def test_cli_download_by_url_then_restore_verify_and_rm(server, tmp_path, monkey
     path = tmp_path / "cache" / "models" / "tiny.safetensors"
     assert result.stdout.strip() == str(path)
     picture = write_picture(tmp_path / "in.png", 8)
-    restored = _cli("restore", picture, "--model", "tiny", "-o", tmp_path / "out.png", "--nfe", 1)
+    args = ("--model", "tiny", "-o", tmp_path / "out.png", "--nfe", 1, "--backend", "torch")
+    restored = _cli("restore", picture, *args)
     assert restored.exit_code == 0, restored.stderr
     assert "ok" in _cli("models", "verify", "tiny").stdout
     path.write_bytes(model[:-1] + bytes([model[-1] ^ 1]))
@@ -345,6 +346,7 @@ def test_restore_export_and_benchmark_take_cache_dir_and_offline(server, remote_
     picture = write_picture(tmp_path / "in.png", 8)
     out = tmp_path / "out.png"
     restore = ("restore", picture, "--model", "tiny-remote", "-o", out, "--nfe", 1)
+    restore += ("--backend", "torch")  # the reference; auto would export the model to ONNX
     refused = _cli(*restore, "--cache-dir", folder, "--offline")
     assert refused.exit_code == 1 and url in refused.stderr and str(folder) in refused.stderr
     assert server.requests == [] and not out.exists()

@@ -43,8 +43,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def restore(*args: str | Path):
-    """Run `i2sb restore ARGS` in-process; stdout and stderr come back separately."""
-    return CliRunner().invoke(app, ["restore", *map(str, args)])
+    """Run `i2sb restore ARGS` in-process; stdout and stderr come back separately.
+
+    On the torch backend, whose results the tests compute in-process, unless ARGS name another
+    (the last --backend counts): the default, auto, would export every model to ONNX."""
+    return CliRunner().invoke(app, ["restore", "--backend", "torch", *map(str, args)])
 
 
 def _lines_with(text: str, word: str) -> list[str]:
@@ -507,3 +510,47 @@ def test_classical_start_of_an_untrained_model_is_the_baseline(tmp_path, task, c
     expected = ((classical(pixels, "gauss").clamp(-1, 1) + 1) * 127.5).round()
     expected = expected[0].permute(1, 2, 0).numpy()
     assert np.abs(read_pixels(target).astype(int) - expected).max() <= 1
+
+
+def test_a_picture_too_wide_for_the_paper_blur_fails_alone(tmp_path):
+    """Issue 16: the Tikhonov start of --task blur-gauss needs the SVD of a side x side matrix;
+    a 3 x 100,000 strip fails on one line instead of allocating 80 GB, the next picture goes on."""
+    meta = tiny_meta(
+        name="tiny-deblur",
+        task="deblur",
+        beta_max=1.0,
+        ot_ode=True,
+        start="classical",
+        degradation="blur-gauss-plain",
+    )
+    checkpoint = tmp_path / "deblur.safetensors"
+    save_checkpoint(checkpoint, ADMUNet(meta.config).state_dict(), meta)
+    strip = np.random.default_rng(0).integers(0, 256, (3, 100_000, 3), dtype=np.uint8)
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    good = write_picture(tmp_path / "good.png", 24)
+    out = tmp_path / "out"
+    args = ("--model", checkpoint, "--task", "blur-gauss", "--nfe", "1", "-o", out)
+    result = restore(tmp_path / "strip.png", good, *args)
+    assert result.exit_code == 1, result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and "strip.png" in failed[0] and "up to 4096" in failed[0]
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+
+
+def test_the_default_backend_is_auto_and_the_output_records_it(models, tmp_path):
+    pytest.importorskip("onnxruntime")
+    source = write_picture(tmp_path / "in.png", size=(16, 16))
+    target = tmp_path / "out.png"
+    args = ["restore", source, "-o", target, "--model", models["sr"], "--device", "cpu"]
+    result = CliRunner().invoke(app, list(map(str, args)))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    announced = next(i for i, line in enumerate(lines) if "in ONNX Runtime" in line)
+    assert announced < next(i for i, line in enumerate(lines) if "with onnxruntime fp32" in line)
+    assert read_metadata(target)["i2sb:backend"] == "onnxruntime fp32"
+    torch_run = restore(
+        source, "-o", tmp_path / "t.png", "--model", models["sr"], "--device", "cpu"
+    )
+    assert read_metadata(tmp_path / "t.png")["i2sb:backend"] == "torch fp32"
+    assert "with torch fp32" in torch_run.stderr

@@ -44,7 +44,8 @@ def inpaint(tmp_path_factory) -> Path:
 
 
 def restore(*args: str | Path, stdin: bytes | None = None):
-    return CliRunner().invoke(app, ["restore", *map(str, args)], input=stdin)
+    """`i2sb restore ARGS` on the torch backend (auto would export each model to ONNX)."""
+    return CliRunner().invoke(app, ["restore", "--backend", "torch", *map(str, args)], input=stdin)
 
 
 def _records(result) -> list[dict]:

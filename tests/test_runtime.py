@@ -70,7 +70,7 @@ def test_wrap_network_serves_random_weights_without_a_file():
         ("m.pt", "onnxruntime", "--backend torch"),
         ("m.pt2", "onnxruntime", "--backend torch"),
         ("m.onnx", "torch", "--backend onnxruntime"),
-        ("m.safetensors", "tensorrt", "choose one of torch, onnxruntime"),
+        ("m.safetensors", "tensorrt", "choose one of auto, torch, onnxruntime"),
     ],
 )
 def test_suffix_and_backend_must_agree(tmp_path, name, backend, message):
@@ -120,3 +120,38 @@ def test_missing_onnxruntime_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(UsageError, match=r"pip install 'i2sb\[onnx\]'"):
         import_ort()
+
+
+def test_auto_runs_a_checkpoint_in_onnxruntime_on_the_cpu_and_announces_the_export(
+    checkpoint, tmp_path
+):
+    pytest.importorskip("onnxruntime")
+    steps: list[str] = []
+    model = load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path, on_step=steps.append)
+    assert (model.backend, model.precision) == ("onnxruntime", "fp32")
+    # Told before the export starts, then noted once it is made and cached.
+    assert len(steps) == 1 and "ONNX" in steps[0] and checkpoint.name in steps[0]
+    assert any("cached" in note for note in model.notes)
+    again = load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path)
+    assert again.backend == "onnxruntime" and again.notes == model.notes[1:]
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"precision": "bf16"}, "bf16 is a torch precision"),
+        ({"channels_last": True}, "a torch option"),
+        ({}, "onnxruntime missing"),
+    ],
+)
+def test_auto_falls_back_to_torch(checkpoint, monkeypatch, options, why):
+    if why == "onnxruntime missing":
+        monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    model = load_model(checkpoint, "cpu", "auto", **options)
+    assert model.backend == "torch"
+
+
+def test_auto_runs_an_export_by_its_suffix(checkpoint, tmp_path):
+    net, meta = load_checkpoint(checkpoint)
+    export_network(net, meta, "torchscript", tmp_path / "m.pt")
+    assert load_model(tmp_path / "m.pt", "cpu", "auto").backend == "torch"

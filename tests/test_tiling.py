@@ -1,11 +1,13 @@
 """Tiled network calls: tiled and untiled denoisers agree away from tile edges, without seams."""
 
+import itertools
+
 import pytest
 import torch
 from torch import Tensor, nn
 
 from i2sb_cli.errors import UsageError
-from i2sb_cli.tiling import pad_to_multiple, tile_starts, tiled
+from i2sb_cli.tiling import pad_to_multiple, tile_spans, tiled
 
 
 def _conv_stack(layers: int = 3, seed: int = 0) -> nn.Module:
@@ -23,8 +25,7 @@ def _conv_stack(layers: int = 3, seed: int = 0) -> nn.Module:
 def _edge_rows(length: int, tile: int, overlap: int, radius: int) -> Tensor:
     """True for positions within `radius` of a tile edge that is not the picture's border."""
     near = torch.zeros(length, dtype=torch.bool)
-    for start in tile_starts(length, tile, overlap):
-        end = min(start + tile, length)
+    for start, end in tile_spans(length, tile, overlap):
         if start > 0:
             near[start : start + radius] = True
         if end < length:
@@ -93,7 +94,7 @@ def test_tiles_never_exceed_the_tile_and_cover_non_multiple_sizes() -> None:
     x = torch.randn(1, 3, 50, 77)
     out = tiled(denoise, tile=32, overlap=8, multiple=8)(x, 3, None)
     torch.testing.assert_close(out, 2 * x)
-    assert len(shapes) == len(tile_starts(50, 32, 8)) * len(tile_starts(77, 32, 8))
+    assert len(shapes) == len(tile_spans(50, 32, 8, 8)) * len(tile_spans(77, 32, 8, 8))
     assert all(s == (1, 3, 32, 32) for s in shapes)
 
 
@@ -139,10 +140,47 @@ def test_cond_is_cut_like_x_t() -> None:
     assert len(seen) > 1 and set(seen) == {7}
 
 
-def test_last_tile_is_shifted_inside_the_picture() -> None:
-    assert tile_starts(100, 32, 8) == [0, 24, 48, 68]
-    assert tile_starts(32, 32, 8) == [0]
-    assert tile_starts(33, 32, 0) == [0, 1]
+def test_a_side_just_over_the_tile_gets_two_tiles_of_about_half() -> None:
+    assert tile_spans(520, 512, 64) == [(0, 292), (228, 520)]
+    assert tile_spans(520, 512, 64, 8) == [(0, 296), (224, 520)]
+    assert tile_spans(512, 512, 64, 8) == [(0, 512)]
+    assert tile_spans(33, 32, 0) == [(0, 17), (16, 33)]
+
+
+@pytest.mark.parametrize(("tile", "overlap", "multiple"), [
+    (64, 0, 1), (64, 5, 8), (64, 16, 16), (96, 24, 8), (96, 5, 1), (512, 64, 8), (512, 64, 16),
+])  # fmt: skip
+def test_tile_plan_is_the_fewest_equal_tiles_that_cover_with_the_overlap(
+    tile: int, overlap: int, multiple: int
+) -> None:
+    for length in [*range(1, 3 * tile, 7), tile, tile + 1, 2 * tile - overlap + 1, 1100]:
+        spans = tile_spans(length, tile, overlap, multiple)
+        sizes = {end - start for start, end in spans}
+        assert len(sizes) == 1
+        size = sizes.pop()
+        assert spans[0][0] == 0 and spans[-1][1] == length
+        if length <= tile:
+            assert spans == [(0, length)]
+            continue
+        assert size <= tile and size % multiple == 0
+        # Fewest: one tile fewer, even of the full tile size, could not cover the side.
+        count = len(spans)
+        assert (count - 1) * tile - (count - 2) * overlap < length
+        for (start, end), (next_start, _) in itertools.pairwise(spans):
+            assert start < next_start and end - next_start >= overlap
+
+
+def test_a_picture_just_over_the_tile_runs_on_four_balanced_tiles() -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        shapes.append(tuple(x_t.shape))
+        return x_t * 3
+
+    x = torch.randn(1, 3, 130, 136)
+    out = tiled(denoise, tile=128, overlap=16, multiple=8)(x, 0, None)
+    torch.testing.assert_close(out, 3 * x)
+    assert shapes == [(1, 3, 80, 80)] * 4
 
 
 @pytest.mark.parametrize(("tile", "overlap", "multiple", "option"), [
@@ -216,7 +254,7 @@ def test_batched_tiles_give_the_one_at_a_time_result_in_fewer_calls(tile_batch: 
         tiles = len(calls)
         calls.clear()
         batched = tiled(denoise, tile=32, overlap=12, tile_batch=tile_batch)(x, 5, cond)
-    assert tiles == len(tile_starts(70, 32, 12)) * len(tile_starts(93, 32, 12))
+    assert tiles == len(tile_spans(70, 32, 12)) * len(tile_spans(93, 32, 12))
     assert len(calls) == -(-tiles // tile_batch) and sum(calls) == 2 * tiles
     assert torch.allclose(batched, single, atol=1e-6)
 

@@ -119,12 +119,13 @@ def restore(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     backend: Annotated[
-        str | None,
+        str,
         typer.Option(
-            help="torch or onnxruntime (default: by the model file's suffix; a checkpoint run "
-            "on onnxruntime is exported once into the cache)."
+            help="auto, torch or onnxruntime. auto: a checkpoint runs in ONNX Runtime on the "
+            "CPU in fp32 when it is installed (faster; exported once into the cache), else in "
+            "torch; an exported file by its suffix. --backend torch is the exact reference."
         ),
-    ] = None,
+    ] = "auto",
     precision: Annotated[
         str | None,
         typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only; default: fp32 or the export's)."),
@@ -274,6 +275,7 @@ def restore(
         clip_denoise=clip_denoise,
         cache_dir=cache_dir,
         trust_pickle=trust_pickle,
+        on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
     )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.

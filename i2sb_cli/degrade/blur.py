@@ -37,16 +37,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ImageError
 from .sr import _reflect
 
 ZERO = 3e-2
 """Singular values below this are set to 0 (the official `Deblurring` default)."""
+
+MAX_SVD_SIDE = 4096
+"""The longest side the SVD operators take. Their n x n matrices are dense and their shifted
+spectrum mixes the whole picture, so they cannot run by blocks: a side of n costs about
+5 n^2 float64 values in the SVD (0.7 GB at 4096, 400 GB at 100,000) and O(n^3) time."""
 
 
 def uniform_kernel() -> Tensor:
@@ -105,7 +112,14 @@ def _svd(name: str, n: int) -> tuple[Tensor, Tensor, Tensor]:
     On one thread: LAPACK's last bits depend on its thread count (golden/README.md), so this
     gives every machine the same bases, and the SVD gains little from threads but loses much
     when the cores are busy (2000 x 2000 on 2 loaded cores: 4.5 s on one thread, 30 s on two).
+    A side over MAX_SVD_SIDE is an ImageError: one picture fails, the rest of a batch goes on.
     """
+    if n > MAX_SVD_SIDE:
+        raise ImageError(
+            f"blur-{name}: the paper's operator needs the SVD of a {n} x {n} matrix for a side "
+            f"of {n} pixels; it takes sides up to {MAX_SVD_SIDE} (blur-{name}-plain, a "
+            "convolution, and restore --task deblur take any size)"
+        )
     with _one_thread():
         u, s, vh = torch.linalg.svd(official_blur_matrix(_kernel(name), n))
     singulars = s.float()
@@ -123,8 +137,11 @@ def _spectrum(name: str, height: int, width: int, channels: int) -> Tensor:
     count = products.numel()
     rank = torch.empty_like(order)
     rank[order] = torch.arange(count)
-    shift = torch.arange(channels)[:, None]
-    return ordered[(channels * rank[None, :] + shift) % count].reshape(channels, height, width)
+    # One channel at a time: the [C, H W] index table would be 400 MB at 4096 x 4096.
+    multipliers = torch.empty(channels, count)
+    for c in range(channels):
+        multipliers[c] = ordered[(channels * rank + c) % count]
+    return multipliers.reshape(channels, height, width)
 
 
 def svd_blur(x: Tensor, kernel: str) -> Tensor:
@@ -196,11 +213,17 @@ def svd_deblur(y: Tensor, kernel: str, reg: float = TIKHONOV) -> Tensor:
     height, width = y.shape[-2:]
     u_h, _, v_h = _svd(kernel, height)
     u_w, _, v_w = _svd(kernel, width)
-    multipliers = _spectrum(kernel, height, width, y.shape[1]).double()
-    gain = multipliers / (multipliers.square() + reg)
-    unit = (y.detach().cpu().double() + 1) / 2
-    restored = v_h @ (gain * (u_h.T @ unit @ u_w)) @ v_w.T
-    return (restored * 2 - 1).to(dtype=y.dtype, device=y.device)
+    multipliers = _spectrum(kernel, height, width, y.shape[1])
+    out = torch.empty(y.shape, dtype=y.dtype)
+    # One channel at a time in float64: a 4096 x 4096 plane is 134 MB where the whole picture's
+    # float64 temporaries would be gigabytes.
+    planes = y.detach().cpu().flatten(0, 1)
+    for index, target in enumerate(out.flatten(0, 1)):
+        multiplier = multipliers[index % y.shape[1]].double()
+        gain = multiplier / (multiplier.square() + reg)
+        unit = (planes[index].double() + 1) / 2
+        target.copy_((v_h @ (gain * (u_h.T @ unit @ u_w)) @ v_w.T) * 2 - 1)
+    return out.to(y.device)
 
 
 def wiener_deblur(y: Tensor, kernel: str, nsr: float = WIENER) -> Tensor:
@@ -208,23 +231,76 @@ def wiener_deblur(y: Tensor, kernel: str, nsr: float = WIENER) -> Tensor:
 
     `plain_blur` reads mirrored pixels beyond the borders, so it is exactly a circular
     convolution of the picture's 2H x 2W mirrored extension: there the Fourier transform
-    diagonalises it and the Wiener filter conj(K) / (|K|^2 + nsr) inverts it with no border
-    artefacts. The result is the top-left H x W quarter of the filtered extension.
+    diagonalises it and the Wiener filter R / (R^2 + nsr) inverts it with no border artefacts
+    (the kernel is symmetric, so its response R is real). On a half-sample symmetric extension
+    that Fourier transform is the DCT-II of the picture itself (`_dct`), which needs no
+    extension in memory. The DCT is separable, so it runs on blocks of whole rows, then of
+    whole columns, each exact with no overlap: in float64 like a whole-picture transform, with
+    one float64 H x W buffer besides the result (a 4096 x 4096 picture: 134 MB, not the
+    extension's gigabytes).
     """
     _check(y)
     taps = _kernel(kernel)
-    half = len(taps) // 2
     height, width = y.shape[-2:]
-    x = y.detach().cpu().double()
-    extended = torch.cat([x, x.flip(-2)], dim=-2)
-    extended = torch.cat([extended, extended.flip(-1)], dim=-1)
-    # The centred kernel laid out circularly: tap j - half at index (j - half) mod n.
-    rows = torch.zeros(2 * height, dtype=torch.float64)
-    cols = torch.zeros(2 * width, dtype=torch.float64)
-    offsets = torch.arange(-half, half + 1)
-    rows.index_add_(0, offsets.remainder(2 * height), taps)
-    cols.index_add_(0, offsets.remainder(2 * width), taps)
-    response = torch.fft.fft(rows)[:, None] * torch.fft.rfft(cols)[None, :]
-    gain = response.conj() / (response.abs().square() + nsr)
-    restored = torch.fft.irfft2(torch.fft.rfft2(extended) * gain, s=extended.shape[-2:])
-    return restored[..., :height, :width].to(dtype=y.dtype, device=y.device)
+    response_h, response_w = _dct_response(taps, height), _dct_response(taps, width)
+    out = torch.empty(y.shape, dtype=y.dtype)
+    rows, cols = _lines_per_block(width), _lines_per_block(height)
+    for plane, target in zip(y.detach().cpu().flatten(0, 1), out.flatten(0, 1), strict=True):
+        spectrum = torch.empty(height, width, dtype=torch.float64)
+        for top in range(0, height, rows):
+            spectrum[top : top + rows] = _dct(plane[top : top + rows].double(), -1)
+        for left in range(0, width, cols):
+            block = _dct(spectrum[:, left : left + cols], 0)
+            response = response_h[:, None] * response_w[None, left : left + cols]
+            spectrum[:, left : left + cols] = _idct(block * response / (response.square() + nsr), 0)
+        for top in range(0, height, rows):
+            target[top : top + rows] = _idct(spectrum[top : top + rows], -1)
+    return out.to(y.device)
+
+
+_BLOCK = 1 << 20
+"""Elements of a block of lines in `wiener_deblur` (8 MB in float64)."""
+
+
+def _lines_per_block(length: int) -> int:
+    return max(1, _BLOCK // length)
+
+
+def _dct_response(taps: Tensor, n: int) -> Tensor:
+    """The response of a centred symmetric kernel at the DCT-II frequencies pi k / n, k < n:
+    sum_j taps[j] cos(pi k (j - K//2) / n), the DFT of the 2n-periodic kernel at index k."""
+    offsets = torch.arange(len(taps), dtype=torch.float64) - len(taps) // 2
+    frequencies = torch.arange(n, dtype=torch.float64) * math.pi / n
+    return torch.cos(frequencies[:, None] * offsets[None, :]) @ taps
+
+
+def _dct(x: Tensor, dim: int) -> Tensor:
+    """Unnormalised DCT-II along `dim`: X[k] = 2 sum_n x[n] cos(pi k (2n + 1) / 2N).
+
+    It is the DFT of the half-sample symmetric extension [x, flip(x)] at index k, times
+    e^(-i pi k / 2N): the phase of the extension's half-sample shift.
+    """
+    n = x.shape[dim]
+    extended = torch.fft.rfft(torch.cat([x, x.flip(dim)], dim=dim), dim=dim)
+    return (extended.narrow(dim, 0, n) * _phase(n, dim, x.dim(), -1)).real
+
+
+def _idct(coefficients: Tensor, dim: int) -> Tensor:
+    """The inverse of `_dct`: the first half of the symmetric extension whose DFT is
+    e^(i pi k / 2N) X[k] for k < N, 0 at k = N (where every cosine of the DCT-II vanishes)."""
+    n = coefficients.shape[dim]
+    shape = list(coefficients.shape)
+    shape[dim] = 1
+    spectrum = torch.cat(
+        [coefficients * _phase(n, dim, coefficients.dim(), 1), coefficients.new_zeros(shape)],
+        dim=dim,
+    )
+    return torch.fft.irfft(spectrum, n=2 * n, dim=dim).narrow(dim, 0, n)
+
+
+def _phase(n: int, dim: int, ndim: int, sign: int) -> Tensor:
+    """e^(sign i pi k / 2n) for k < n, shaped to broadcast along `dim` of an ndim tensor."""
+    shape = [1] * ndim
+    shape[dim] = n
+    angles = torch.arange(n, dtype=torch.float64) * (sign * math.pi / (2 * n))
+    return torch.polar(torch.ones_like(angles), angles).reshape(shape)

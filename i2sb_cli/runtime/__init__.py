@@ -6,10 +6,15 @@ asked for:
   ONNX once and cached (see `export.cached_onnx`): the cache key is the checkpoint's sha256,
   the precision and the i2sb and torch versions, so a changed file or upgrade exports afresh;
 - an `i2sb export` file runs directly: .onnx in ONNX Runtime, .pt (TorchScript) and .pt2
-  (torch.export) in PyTorch.
+  (torch.export) in PyTorch;
+- `backend="auto"` is the fastest correct path: a checkpoint runs in ONNX Runtime on the CPU in
+  fp32 when onnxruntime is installed (measured 1.5 to 1.8x eager fp32 there, same picture
+  within the parity tolerance of the export), PyTorch otherwise; a file runs by its suffix.
 """
 
 import dataclasses
+import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,7 +23,7 @@ from ..errors import UsageError
 from .metadata import default_tile
 from .torch_backend import LoadedModel, load_torch_model, resolve_device
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")
 TORCH_EXPORTS = (".pt", ".pt2")
 
 __all__ = ["BACKENDS", "LoadedModel", "default_tile", "load_model", "resolve_device"]
@@ -35,20 +40,25 @@ def load_model(
     clip_denoise: bool | None = None,
     cache_dir: Path | None = None,
     trust_pickle: bool = False,
+    on_step: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """A checkpoint or exported file as the sampler's model.
 
-    `backend` None picks by suffix (.onnx: onnxruntime, anything else: torch). `precision`
+    `backend` None picks by suffix (.onnx: onnxruntime, anything else: torch); "auto" also
+    runs a checkpoint in ONNX Runtime where that is faster (`_auto_backend`). `precision`
     None means fp32 for a checkpoint and the file's own for an export. `compile` and
     `channels_last` tune the torch backend on a checkpoint (see torch_backend.py). A .pt2
     export, which torch loads with pickle, is refused unless `trust_pickle` (exported.py).
+    `on_step` is told of slow steps before they start (a checkpoint's ONNX export).
     """
     path = Path(source)
     suffix = path.suffix.lower()
-    chosen = backend or ("onnxruntime" if suffix == ".onnx" else "torch")
-    if chosen not in BACKENDS:
-        raise UsageError(f"--backend {chosen!r}: choose one of {', '.join(BACKENDS)}")
+    if backend not in (None, *BACKENDS):
+        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     spec = str(device)
+    chosen = backend or ("onnxruntime" if suffix == ".onnx" else "torch")
+    if chosen == "auto":
+        chosen = _auto_backend(suffix, spec, precision, compile or channels_last is not None)
     exported = suffix == ".onnx" or suffix in TORCH_EXPORTS
     if exported and (compile or channels_last is not None):
         raise UsageError("--compile and channels_last apply to checkpoints, not exported files")
@@ -79,6 +89,8 @@ def load_model(
             compile=compile,
         )
     else:
+        if on_step is not None:
+            on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
         return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir)
     if precision is not None and precision != model.precision:
         raise UsageError(
@@ -86,6 +98,23 @@ def load_model(
             "(export again with or without --fp16)"
         )
     return model
+
+
+def _auto_backend(suffix: str, device: str, precision: str | None, torch_options: bool) -> str:
+    """ONNX Runtime for a checkpoint on the CPU in fp32 when it is installed, else torch; an
+    exported file runs where its suffix says."""
+    if suffix == ".onnx":
+        return "onnxruntime"
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if (
+        suffix in TORCH_EXPORTS
+        or not on_cpu
+        or precision not in (None, "fp32")  # bf16 is a torch precision
+        or torch_options  # --compile and channels_last tune the torch backend
+        or importlib.util.find_spec("onnxruntime") is None
+    ):
+        return "torch"
+    return "onnxruntime"
 
 
 def _checkpoint_on_ort(
