@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from ..degrade import PAPER_TASKS, Operator, get_operator, nearest_upsample4
 from ..errors import I2SBError, UsageError
-from ..pictures.files import _atomic_write, read_image, read_mask, write_image
+from ..pictures.files import atomic_write, read_image, read_mask, write_image
 from ..pictures.inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
 from ..restore import image_seed
 from .common import EXIT_FAILED, console, reports_errors
@@ -151,7 +151,7 @@ def degrade(
         if json_lines:
             print(json.dumps(record), flush=True)
     text = "".join(json.dumps(r) + "\n" for r in records).encode()
-    _atomic_write(output / MANIFEST, lambda file: file.write(text))
+    atomic_write(output / MANIFEST, lambda file: file.write(text))
     console.print(f"done: {len(records)} degraded, {failed} failed; {output / MANIFEST}")
     if failed:
         raise typer.Exit(EXIT_FAILED)
@@ -218,6 +218,6 @@ def _degrade_one(settings: _Settings, source: InputFile, target: Path) -> dict[s
     if settings.exact:
         exact_path = root / "exact" / name.with_suffix(".npy")
         values = pixels[0].detach().cpu().float().numpy()
-        _atomic_write(exact_path, lambda file: np.save(file, values))
+        atomic_write(exact_path, lambda file: np.save(file, values))
         record["exact"] = _relative(exact_path, root)
     return record
