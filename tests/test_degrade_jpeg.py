@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from i2sb_cli.degrade import jpeg_numerical, jpeg_real, quantisation_tables
-from i2sb_cli.degrade.jpeg import _CHROMA_TABLE, _LUMA_TABLE
+from i2sb_cli.degrade.jpeg import CHROMA_TABLE, LUMA_TABLE
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _reference(x: np.ndarray, quality: int) -> np.ndarray:
     scale = 5000 / quality if quality < 50 else 200 - 2 * quality
     tables = [
         np.clip(np.floor((scale * np.array(t, dtype=np.float64) + 50) / 100), 1, 255)
-        for t in (_LUMA_TABLE, _CHROMA_TABLE)
+        for t in (LUMA_TABLE, CHROMA_TABLE)
     ]
     n = np.arange(8)
     dct = np.sqrt(2 / 8) * np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / 16)
@@ -67,8 +67,8 @@ def test_numerical_jpeg_matches_golden(golden: dict[str, np.ndarray], quality: i
 
 def test_tables_follow_the_ijg_scaling() -> None:
     luma, chroma = quantisation_tables(50)
-    assert luma.tolist() == [list(row) for row in _LUMA_TABLE]
-    assert chroma.tolist() == [list(row) for row in _CHROMA_TABLE]
+    assert luma.tolist() == [list(row) for row in LUMA_TABLE]
+    assert chroma.tolist() == [list(row) for row in CHROMA_TABLE]
     assert quantisation_tables(100)[0].eq(1).all()
     assert quantisation_tables(1)[1].eq(255).all()
     luma5, _ = quantisation_tables(5)

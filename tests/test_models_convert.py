@@ -17,9 +17,9 @@ from i2sb_cli.errors import CheckpointError
 from i2sb_cli.models import cache
 from i2sb_cli.models.checkpoint import load_checkpoint, save_checkpoint
 from i2sb_cli.models.convert import (
-    _match_preset,
-    _our_key,
+    match_preset,
     official_meta,
+    our_key,
     read_official,
     read_options,
 )
@@ -238,9 +238,9 @@ def test_official_adm256_keys_are_recognised(golden_dir):
     shapes = {}
     for line in lines:
         key, shape, _ = line.split("\t")
-        shapes[_our_key(key)] = tuple(json.loads(shape))
-    assert _match_preset(shapes, False, None, golden_dir)[0] == "adm256"
+        shapes[our_key(key)] = tuple(json.loads(shape))
+    assert match_preset(shapes, False, None, golden_dir)[0] == "adm256"
     shapes["input_blocks.0.0.weight"] = (256, 6, 3, 3)
-    assert _match_preset(shapes, True, None, golden_dir)[0] == "adm256"
+    assert match_preset(shapes, True, None, golden_dir)[0] == "adm256"
     with pytest.raises(CheckpointError, match="no known architecture"):
-        _match_preset(shapes, False, None, golden_dir)
+        match_preset(shapes, False, None, golden_dir)

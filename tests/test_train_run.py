@@ -81,7 +81,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(photos, tmp_path, monkeypatch
     straight = tmp_path / "straight.safetensors"
     assert _train(photos, straight, "--steps", "5").exit_code == 0
 
-    report = train_run._Run.report
+    report = train_run.TrainingRun.report
 
     def interrupt_at_step_2(self, entry):
         report(self, entry)
@@ -91,7 +91,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(photos, tmp_path, monkeypatch
     stopped = tmp_path / "stopped.safetensors"
     metrics = tmp_path / "metrics.jsonl"
     with monkeypatch.context() as patch:
-        patch.setattr(train_run._Run, "report", interrupt_at_step_2)
+        patch.setattr(train_run.TrainingRun, "report", interrupt_at_step_2)
         result = _train(photos, stopped, "--steps", "5", "--metrics", str(metrics))
     assert result.exit_code == 130, result.output
     assert "--resume" in result.stderr

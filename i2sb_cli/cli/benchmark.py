@@ -13,7 +13,7 @@ from rich.table import Table
 from ..errors import UsageError
 from ..models.registry import resolve_model
 from ..nets.adm import PRESET_NAMES
-from ..runtime.bench import Case, Measurement, Source, parse_config, run_benchmark
+from ..runtime.bench import Case, Measurement, RunConfig, Source, parse_config, run_benchmark
 from .common import CacheDir, Offline, console, reports_errors
 
 _CONFIG_HELP = (
@@ -37,86 +37,101 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.0f}"
 
 
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="A model name, checkpoint or exported file (default: the bundled sr4x model).",
+        show_default=False,
+    ),
+]
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help=f"Instead of --model, a network preset with random weights: "
+        f"{', '.join(PRESET_NAMES)}.",
+        show_default=False,
+    ),
+]
+CondX1 = Annotated[
+    bool, typer.Option("--cond-x1/--no-cond-x1", help="With --preset: also feed x1 to the net.")
+]
+Backends = Annotated[
+    list[str] | None,
+    typer.Option("--backend", help=f"Repeatable (default torch): {_CONFIG_HELP}."),
+]
+Precisions = Annotated[
+    list[str] | None,
+    typer.Option("--precision", help="fp32, bf16 or fp16 (CUDA only), repeatable (default fp32)."),
+]
+Sizes = Annotated[
+    list[str] | None, typer.Option("--size", help="N or HxW, repeatable (default 256).")
+]
+Batches = Annotated[
+    list[int] | None, typer.Option("--batch", min=1, help="Repeatable (default 1).")
+]
+Nfes = Annotated[
+    list[int] | None,
+    typer.Option("--nfe", min=1, max=999, help="Network calls per run, repeatable (default 10)."),
+]
+Warmup = Annotated[int, typer.Option(min=0, help="Untimed runs first, per case.")]
+Repeat = Annotated[int, typer.Option(min=1, help="Timed runs per case.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, help="CPU threads for torch and ONNX Runtime (default: torch's)."),
+]
+Tile = Annotated[
+    int | None,
+    typer.Option(
+        min=16, help="Tile size, as restore's (default: the model's).", show_default=False
+    ),
+]
+TileOverlap = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Overlap between tiles (default: 64, at most tile/4).", show_default=False
+    ),
+]
+TileBatch = Annotated[
+    int,
+    typer.Option(min=1, help="Tiles per network call, as restore's --tile-batch."),
+]
+Compare = Annotated[
+    tuple[str, str] | None,
+    typer.Option(
+        help="Two configurations (e.g. torch+nchw onnxruntime) run alternately at each "
+        "case; prints how many times B's throughput is A's.",
+        show_default=False,
+    ),
+]
+Output = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="Write the JSON report here instead of stdout."),
+]
+
+
 @reports_errors
 def benchmark(
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="A model name, checkpoint or exported file (default: the bundled sr4x model).",
-            show_default=False,
-        ),
-    ] = None,
-    preset_name: Annotated[
-        str | None,
-        typer.Option(
-            "--preset",
-            help=f"Instead of --model, a network preset with random weights: "
-            f"{', '.join(PRESET_NAMES)}.",
-            show_default=False,
-        ),
-    ] = None,
-    cond_x1: Annotated[
-        bool, typer.Option("--cond-x1/--no-cond-x1", help="With --preset: also feed x1 to the net.")
-    ] = False,
-    backends: Annotated[
-        list[str] | None,
-        typer.Option("--backend", help=f"Repeatable (default torch): {_CONFIG_HELP}."),
-    ] = None,
-    precisions: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--precision", help="fp32, bf16 or fp16 (CUDA only), repeatable (default fp32)."
-        ),
-    ] = None,
-    sizes: Annotated[
-        list[str] | None, typer.Option("--size", help="N or HxW, repeatable (default 256).")
-    ] = None,
-    batches: Annotated[
-        list[int] | None, typer.Option("--batch", min=1, help="Repeatable (default 1).")
-    ] = None,
-    nfes: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--nfe", min=1, max=999, help="Network calls per run, repeatable (default 10)."
-        ),
-    ] = None,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first, per case.")] = 1,
-    repeat: Annotated[int, typer.Option(min=1, help="Timed runs per case.")] = 5,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    threads: Annotated[
-        int | None,
-        typer.Option(min=1, help="CPU threads for torch and ONNX Runtime (default: torch's)."),
-    ] = None,
-    tile: Annotated[
-        int | None,
-        typer.Option(
-            min=16, help="Tile size, as restore's (default: the model's).", show_default=False
-        ),
-    ] = None,
-    tile_overlap: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Overlap between tiles (default: 64, at most tile/4).", show_default=False
-        ),
-    ] = None,
-    tile_batch: Annotated[
-        int,
-        typer.Option(min=1, help="Tiles per network call, as restore's --tile-batch."),
-    ] = 1,
+    model: Model = None,
+    preset_name: Preset = None,
+    cond_x1: CondX1 = False,
+    backends: Backends = None,
+    precisions: Precisions = None,
+    sizes: Sizes = None,
+    batches: Batches = None,
+    nfes: Nfes = None,
+    warmup: Warmup = 1,
+    repeat: Repeat = 5,
+    device: Device = "auto",
+    threads: Threads = None,
+    tile: Tile = None,
+    tile_overlap: TileOverlap = None,
+    tile_batch: TileBatch = 1,
     cache_dir: CacheDir = None,
     offline: Offline = None,
-    compare: Annotated[
-        tuple[str, str] | None,
-        typer.Option(
-            help="Two configurations (e.g. torch+nchw onnxruntime) run alternately at each "
-            "case; prints how many times B's throughput is A's.",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("-o", "--output", help="Write the JSON report here instead of stdout."),
-    ] = None,
+    compare: Compare = None,
+    output: Output = None,
 ) -> None:
     """Measure restore's speed and memory: latency per NFE and per image (median, p90),
     images/s, peak RSS and CUDA memory, and the share of time outside the network.
@@ -126,33 +141,17 @@ def benchmark(
     table goes to stderr; the JSON report, with a description of the machine, to stdout or
     --output. Runs on the CPU and, unchanged, on CUDA.
     """
-    if model is not None and preset_name is not None:
-        raise UsageError("give --model or --preset, not both")
-    if preset_name is not None and preset_name not in PRESET_NAMES:
-        raise UsageError(f"--preset {preset_name!r}: choose one of {', '.join(PRESET_NAMES)}")
-    if compare is not None and (backends or precisions):
-        raise UsageError("--compare names its two configurations; drop --backend/--precision")
+    _check_options(model, preset_name, compare, backends, precisions)
     if threads is not None:
         torch.set_num_threads(threads)
-    if compare is not None:
-        configs = [parse_config(spec) for spec in compare]
-    else:
-        configs = [
-            parse_config(spec, precision)
-            for spec in backends or ["torch"]
-            for precision in precisions or ["fp32"]
-        ]
+    configs = _configs(compare, backends, precisions)
     cases = [
         Case(height, width, batch, nfe)
         for height, width in map(_size, sizes or ["256"])
         for batch in batches or [1]
         for nfe in nfes or [10]
     ]
-    if preset_name is not None:
-        source = Source(preset=preset_name, cond_x1=cond_x1)
-    else:
-        path = resolve_model(model, None if model else "sr4x", cache_dir=cache_dir, offline=offline)
-        source = Source(path=path)
+    source = _source(model, preset_name, cond_x1, cache_dir, offline)
     with tempfile.TemporaryDirectory(prefix="i2sb-bench-") as workdir:
         report = run_benchmark(
             source,
@@ -168,6 +167,51 @@ def benchmark(
             workdir=Path(workdir),
             on_result=_progress,
         )
+    _print_report(report, output)
+
+
+def _check_options(
+    model: str | None,
+    preset_name: str | None,
+    compare: tuple[str, str] | None,
+    backends: list[str] | None,
+    precisions: list[str] | None,
+) -> None:
+    if model is not None and preset_name is not None:
+        raise UsageError("give --model or --preset, not both")
+    if preset_name is not None and preset_name not in PRESET_NAMES:
+        raise UsageError(f"--preset {preset_name!r}: choose one of {', '.join(PRESET_NAMES)}")
+    if compare is not None and (backends or precisions):
+        raise UsageError("--compare names its two configurations; drop --backend/--precision")
+
+
+def _configs(
+    compare: tuple[str, str] | None, backends: list[str] | None, precisions: list[str] | None
+) -> list[RunConfig]:
+    if compare is not None:
+        return [parse_config(spec) for spec in compare]
+    return [
+        parse_config(spec, precision)
+        for spec in backends or ["torch"]
+        for precision in precisions or ["fp32"]
+    ]
+
+
+def _source(
+    model: str | None,
+    preset_name: str | None,
+    cond_x1: bool,
+    cache_dir: Path | None,
+    offline: bool | None,
+) -> Source:
+    if preset_name is not None:
+        return Source(preset=preset_name, cond_x1=cond_x1)
+    path = resolve_model(model, None if model else "sr4x", cache_dir=cache_dir, offline=offline)
+    return Source(path=path)
+
+
+def _print_report(report: dict, output: Path | None) -> None:
+    """The table and any comparison on stderr; the JSON report on stdout or in `output`."""
     # A log file or pipe gets the whole table rather than one folded to 80 columns.
     wide = console if console.is_terminal else Console(stderr=True, width=160)
     wide.print(_table(report))

@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from ..degrade import PAPER_TASKS, Operator, get_operator, nearest_upsample4
 from ..errors import I2SBError, UsageError
-from ..pictures.files import _atomic_write, read_image, read_mask, write_image
+from ..pictures.files import atomic_write, read_image, read_mask, write_image
 from ..pictures.inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
 from ..restore import image_seed
 from .common import EXIT_FAILED, console, reports_errors
@@ -58,60 +58,71 @@ def _relative(path: Path, root: Path) -> str:
         return path.resolve().as_posix()
 
 
+Inputs = Annotated[
+    list[str], typer.Argument(help="Clean pictures, folders or globs.", show_default=False)
+]
+Output = Annotated[
+    Path,
+    typer.Option(
+        "-o",
+        "--output",
+        help="Folder for degraded/, masks/, exact/ and manifest.jsonl.",
+        show_default=False,
+    ),
+]
+Task = Annotated[
+    str,
+    typer.Option(
+        help="The degradation, one of the tasks listed above (Q: a JPEG quality 1-100).",
+        callback=_check_task,
+        show_default=False,
+    ),
+]
+Seed = Annotated[
+    int, typer.Option(help="Seed; each picture's mask comes from (seed, its relative path).")
+]
+Upsampled = Annotated[
+    bool,
+    typer.Option(help="sr4x: write the paper's nearest-upsampled form at the input's size."),
+]
+BitDepth = Annotated[int, typer.Option(help="Bits per channel in the PNG files: 8 or 16.")]
+Exact = Annotated[
+    bool, typer.Option(help="Also keep the exact float32 values as .npy under exact/.")
+]
+Mask = Annotated[
+    Path | None,
+    typer.Option(help="inpaint-mask: mask FILE for all, or DIR with one per picture."),
+]
+PaletteMasks = Annotated[
+    Path | None,
+    typer.Option(help="inpaint-freeform*: draw masks from Palette's masks .npz file."),
+]
+AlphaHole = Annotated[
+    bool,
+    typer.Option(help="Inpainting: also mark the hole as transparency in the PNG."),
+]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")]
+Overwrite = Annotated[
+    bool, typer.Option(help="Replace a degraded set already in the output folder.")
+]
+JsonLines = Annotated[bool, typer.Option("--json", help="Print each manifest record on stdout.")]
+
+
 @reports_errors
 def degrade(
-    inputs: Annotated[
-        list[str], typer.Argument(help="Clean pictures, folders or globs.", show_default=False)
-    ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "-o",
-            "--output",
-            help="Folder for degraded/, masks/, exact/ and manifest.jsonl.",
-            show_default=False,
-        ),
-    ],
-    task: Annotated[
-        str,
-        typer.Option(
-            help="The degradation, one of the tasks listed above (Q: a JPEG quality 1-100).",
-            callback=_check_task,
-            show_default=False,
-        ),
-    ],
-    seed: Annotated[
-        int, typer.Option(help="Seed; each picture's mask comes from (seed, its relative path).")
-    ] = 0,
-    upsampled: Annotated[
-        bool,
-        typer.Option(help="sr4x: write the paper's nearest-upsampled form at the input's size."),
-    ] = False,
-    bit_depth: Annotated[int, typer.Option(help="Bits per channel in the PNG files: 8 or 16.")] = 8,
-    exact: Annotated[
-        bool, typer.Option(help="Also keep the exact float32 values as .npy under exact/.")
-    ] = False,
-    mask: Annotated[
-        Path | None,
-        typer.Option(help="inpaint-mask: mask FILE for all, or DIR with one per picture."),
-    ] = None,
-    palette_masks: Annotated[
-        Path | None,
-        typer.Option(help="inpaint-freeform*: draw masks from Palette's masks .npz file."),
-    ] = None,
-    alpha_hole: Annotated[
-        bool,
-        typer.Option(help="Inpainting: also mark the hole as transparency in the PNG."),
-    ] = True,
-    recursive: Annotated[
-        bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace a degraded set already in the output folder.")
-    ] = False,
-    json_lines: Annotated[
-        bool, typer.Option("--json", help="Print each manifest record on stdout.")
-    ] = False,
+    inputs: Inputs,
+    output: Output,
+    task: Task,
+    seed: Seed = 0,
+    upsampled: Upsampled = False,
+    bit_depth: BitDepth = 8,
+    exact: Exact = False,
+    mask: Mask = None,
+    palette_masks: PaletteMasks = None,
+    alpha_hole: AlphaHole = True,
+    recursive: Recursive = False,
+    overwrite: Overwrite = False,
+    json_lines: JsonLines = False,
 ) -> None:
     """Degrade clean pictures exactly as the paper did, to make test pairs for `restore`.
 
@@ -119,9 +130,33 @@ def degrade(
     jpeg-10, inpaint-center, inpaint-freeform1020, inpaint-freeform2030.
     Also: jpeg-Q (Q: any quality 1-100), inpaint-freeform3040.
     Real-world variants: blur-uni-plain, blur-gauss-plain (true convolutions),
+    blur-blind (a photographic blur drawn per picture: Gaussian, defocus or none),
     jpeg-real-Q (a real JPEG file), inpaint-mask (your own masks, --mask).
     """
     operator = get_operator(task, palette_masks=palette_masks)
+    _check_options(operator, bit_depth, upsampled, mask, palette_masks)
+    sources = collect_inputs(inputs, recursive=recursive)
+    targets = plan_outputs(sources, output / "degraded", suffix="", default_ext=".png")
+    existing = [p for p in [output / MANIFEST, *targets] if p.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} exists; pass --overwrite to replace the set")
+
+    settings = _Settings(operator, output, seed, upsampled, bit_depth, exact, mask, alpha_hole)
+    records, failed = _degrade_all(settings, sources, targets, json_lines)
+    text = "".join(json.dumps(r) + "\n" for r in records).encode()
+    atomic_write(output / MANIFEST, lambda file: file.write(text))
+    console.print(f"done: {len(records)} degraded, {failed} failed; {output / MANIFEST}")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _check_options(
+    operator: Operator,
+    bit_depth: int,
+    upsampled: bool,
+    mask: Path | None,
+    palette_masks: Path | None,
+) -> None:
     if bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16, not {bit_depth}")
     if upsampled and operator.family != "sr4x":
@@ -131,13 +166,24 @@ def degrade(
     for path, flag in ((mask, "--mask"), (palette_masks, "--palette-masks")):
         if path is not None and not path.exists():
             raise UsageError(f"{flag} {path}: no such file or folder")
-    sources = collect_inputs(inputs, recursive=recursive)
-    targets = plan_outputs(sources, output / "degraded", suffix="", default_ext=".png")
-    existing = [p for p in [output / MANIFEST, *targets] if p.exists()]
-    if existing and not overwrite:
-        raise UsageError(f"{existing[0]} exists; pass --overwrite to replace the set")
 
-    settings = _Settings(operator, output, seed, upsampled, bit_depth, exact, mask, alpha_hole)
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    operator: Operator
+    root: Path
+    seed: int
+    upsampled: bool
+    bit_depth: int
+    exact: bool
+    masks: Path | None
+    alpha_hole: bool
+
+
+def _degrade_all(
+    settings: _Settings, sources: list[InputFile], targets: list[Path], json_lines: bool
+) -> tuple[list[dict[str, object]], int]:
+    """Degrade each picture, reporting each; the manifest records and the count of failures."""
     records, failed = [], 0
     for source, target in zip(sources, targets, strict=True):
         try:
@@ -152,23 +198,7 @@ def degrade(
         console.print(f"degraded {escape(str(source.path))} -> {escape(str(target))}")
         if json_lines:
             print(json.dumps(record), flush=True)
-    text = "".join(json.dumps(r) + "\n" for r in records).encode()
-    _atomic_write(output / MANIFEST, lambda file: file.write(text))
-    console.print(f"done: {len(records)} degraded, {failed} failed; {output / MANIFEST}")
-    if failed:
-        raise typer.Exit(EXIT_FAILED)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-    operator: Operator
-    root: Path
-    seed: int
-    upsampled: bool
-    bit_depth: int
-    exact: bool
-    masks: Path | None
-    alpha_hole: bool
+    return records, failed
 
 
 def _degrade_one(settings: _Settings, source: InputFile, target: Path) -> dict[str, object]:
@@ -220,6 +250,6 @@ def _degrade_one(settings: _Settings, source: InputFile, target: Path) -> dict[s
     if settings.exact:
         exact_path = root / "exact" / name.with_suffix(".npy")
         values = pixels[0].detach().cpu().float().numpy()
-        _atomic_write(exact_path, lambda file: np.save(file, values))
+        atomic_write(exact_path, lambda file: np.save(file, values))
         record["exact"] = _relative(exact_path, root)
     return record

@@ -22,56 +22,64 @@ def _check_format(value: str) -> str:
     return value
 
 
+Model = Annotated[
+    str,
+    typer.Option(help="A model name or checkpoint file (.safetensors).", show_default=False),
+]
+Output = Annotated[
+    Path,
+    typer.Option(
+        "-o",
+        "--output",
+        help="The file to write: .onnx, .pt (TorchScript) or .pt2 (torch.export).",
+        show_default=False,
+    ),
+]
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="onnx, torchscript or pt2. TorchScript is deprecated in PyTorch (every "
+        "torch.jit call warns so) and kept because users ask for it; prefer pt2, its "
+        "successor, or onnx.",
+        callback=_check_format,
+    ),
+]
+Fp16 = Annotated[
+    bool,
+    typer.Option(
+        "--fp16",
+        help="Store half-precision weights (for GPUs); inputs and output stay float32.",
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        help="cpu or cuda[:N]: where the parity check runs, and where a TorchScript trace "
+        "is made (it runs only on that device type)."
+    ),
+]
+Tolerance = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Largest accepted error relative to the output's range (default: 1e-3, "
+        "3e-2 with --fp16).",
+        show_default=False,
+    ),
+]
+
+
 @reports_errors
 def export(
-    model: Annotated[
-        str,
-        typer.Option(help="A model name or checkpoint file (.safetensors).", show_default=False),
-    ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "-o",
-            "--output",
-            help="The file to write: .onnx, .pt (TorchScript) or .pt2 (torch.export).",
-            show_default=False,
-        ),
-    ],
+    model: Model,
+    output: Output,
     cache_dir: CacheDir = None,
     offline: Offline = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="onnx, torchscript or pt2. TorchScript is deprecated in PyTorch (every "
-            "torch.jit call warns so) and kept because users ask for it; prefer pt2, its "
-            "successor, or onnx.",
-            callback=_check_format,
-        ),
-    ] = "onnx",
-    fp16: Annotated[
-        bool,
-        typer.Option(
-            "--fp16",
-            help="Store half-precision weights (for GPUs); inputs and output stay float32.",
-        ),
-    ] = False,
-    device: Annotated[
-        str,
-        typer.Option(
-            help="cpu or cuda[:N]: where the parity check runs, and where a TorchScript trace "
-            "is made (it runs only on that device type)."
-        ),
-    ] = "cpu",
-    tolerance: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Largest accepted error relative to the output's range (default: 1e-3, "
-            "3e-2 with --fp16).",
-            show_default=False,
-        ),
-    ] = None,
+    fmt: Format = "onnx",
+    fp16: Fp16 = False,
+    device: Device = "cpu",
+    tolerance: Tolerance = None,
 ) -> None:
     """Export a model's network for other runtimes, with its metadata, and check it.
 

@@ -3,48 +3,59 @@
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UsageError
+from ..models.checkpoint import CheckpointMeta
 from ..models.registry import resolve_model
-from ..pictures.files import FORMATS, default_max_pixels
+from ..pictures.files import FORMATS
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
     STDIO,
+    InputFile,
     collect_inputs,
     is_picture_name,
     plan_outputs,
 )
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
-from ..runtime import load_model
+from ..runtime import default_tile, load_model
 from ..runtime.torch_backend import LoadedModel
-from ..tasks import TASK_CHOICES, classical_degradation, family_of
+from ..tasks import classical_degradation, family_of
 from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
-
-_LIMIT = default_max_pixels()
-_DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"
-
-
-def _check_task(value: str | None) -> str | None:
-    if value is not None and value not in TASK_CHOICES:
-        raise typer.BadParameter(
-            f"{value!r} is not a task; choose one of: {', '.join(TASK_CHOICES)}"
-        )
-    return value
-
-
-def _check_format(value: str | None) -> str | None:
-    if value is None:
-        return None
-    ext = value.lower().removeprefix(".")
-    if f".{ext}" not in FORMATS:
-        choices = ", ".join(sorted({e.removeprefix(".") for e in FORMATS}))
-        raise typer.BadParameter(f"{value!r} is not a format; choose one of: {choices}")
-    return ext
+from .restore_options import (
+    Backend,
+    BatchSize,
+    ClipDenoise,
+    Compile,
+    Detail,
+    Device,
+    Inputs,
+    InvertMask,
+    JsonLines,
+    Mask,
+    MaskThreshold,
+    MaxPixels,
+    Model,
+    Nfe,
+    OtOde,
+    Output,
+    OutputFormat,
+    Overwrite,
+    Precision,
+    Quality,
+    Recursive,
+    Seed,
+    Task,
+    Tile,
+    TileBatch,
+    TileOverlap,
+    TrustPickle,
+    Upsampled,
+)
 
 
 def _find_mask(masks: Path | None, source_relative: Path) -> Path | None:
@@ -63,188 +74,36 @@ def _find_mask(masks: Path | None, source_relative: Path) -> Path | None:
 
 @reports_errors
 def restore(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(
-            help="Pictures, folders or globs to restore; - reads one from stdin.",
-            show_default=False,
-        ),
-    ],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "-o",
-            "--output",
-            help="Output folder (mirrors sub-folders), or a file for one input. "
-            "Default: next to each input, with a _restored suffix.",
-        ),
-    ] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(
-            help=f"What to restore: {', '.join(TASK_CHOICES)}. A family picks its bundled model.",
-            callback=_check_task,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="A model name or checkpoint file (default: the task's bundled model)."),
-    ] = None,
+    inputs: Inputs,
+    output: Output = None,
+    task: Task = None,
+    model: Model = None,
     cache_dir: CacheDir = None,
     offline: Offline = None,
-    nfe: Annotated[
-        int | None,
-        typer.Option(min=1, max=999, help="Network calls per picture (default: the model's)."),
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(help="Seed; each picture's noise comes from (seed, its relative path).")
-    ] = 0,
-    ot_ode: Annotated[
-        bool | None,
-        typer.Option(
-            "--ot-ode/--stochastic",
-            help="Deterministic OT-ODE or stochastic sampler (default: the model's).",
-            show_default=False,
-        ),
-    ] = None,
-    detail: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="How much of the sampler's generated detail to keep: 1 the bridge's sample, "
-            "0 the network's one-step estimate (smoother, closer to the original on average), "
-            "between them a mix; costs nothing (default: the model's).",
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="auto, torch or onnxruntime. auto: a checkpoint runs in ONNX Runtime on the "
-            "CPU in fp32 when it is installed (faster; exported once into the cache), else in "
-            "torch; an exported file by its suffix. --backend torch is the exact reference."
-        ),
-    ] = "auto",
-    precision: Annotated[
-        str | None,
-        typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only; default: fp32 or the export's)."),
-    ] = None,
-    compile_net: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the network (torch backend).")
-    ] = False,
-    clip_denoise: Annotated[
-        bool,
-        typer.Option(
-            "--clip-denoise",
-            help="Clamp the network's estimate of the clean picture to [-1, 1] at every step "
-            "(off, as in the official sample.py).",
-        ),
-    ] = False,
-    trust_pickle: Annotated[
-        bool,
-        typer.Option(
-            "--trust-pickle",
-            help="Load a torch.export .pt2 file, which torch unpickles and which can therefore "
-            "run code: only for files you made or trust (refused otherwise).",
-        ),
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Pictures of the same size sampled together.")
-    ] = 1,
-    output_format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            help="Output format: png, jpg, webp, tif or bmp (default: each input's own; PNG on "
-            "stdout). Pictures with transparency are written as PNG where it cannot be kept.",
-            callback=_check_format,
-            show_default=False,
-        ),
-    ] = None,
-    quality: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=100,
-            help="JPEG and WebP quality (default: JPEG 95, WebP lossless).",
-            show_default=False,
-        ),
-    ] = None,
-    mask: Annotated[
-        Path | None,
-        typer.Option(
-            help="Inpainting mask FILE or DIR (white = hole). Default: the picture's alpha channel."
-        ),
-    ] = None,
-    mask_threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Grey level, as a fraction of white, from which a mask pixel is a hole "
-            "(for alpha: below which it is). Default 0.5.",
-            show_default=False,
-        ),
-    ] = None,
-    invert_mask: Annotated[
-        bool, typer.Option("--invert-mask", help="Swap hole and kept pixels: black = hole.")
-    ] = False,
-    tile: Annotated[
-        int | None,
-        typer.Option(
-            min=16,
-            help="Tile size for large pictures (default: 512, or the "
-            "model's training size for models with attention).",
-        ),
-    ] = None,
-    tile_overlap: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Overlap between tiles, blended smoothly (default: 64, at most tile/4)."
-        ),
-    ] = None,
-    tile_batch: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Tiles of a large picture per network call: faster on a GPU that one tile "
-            "leaves idle, more memory (measure with i2sb benchmark --tile-batch).",
-        ),
-    ] = 1,
-    recursive: Annotated[
-        bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")
-    ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite/--skip-existing",
-            help="Replace outputs that exist, or skip them (so that a rerun continues).",
-        ),
-    ] = False,
-    upsampled: Annotated[
-        bool,
-        typer.Option(
-            help="sr4x: the input is already 4x nearest-upsampled (the paper's x1), not small."
-        ),
-    ] = False,
-    max_pixels: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Refuse pictures with more pixels than this, a guard against decompression "
-            f"bombs (default: {_DEFAULT_LIMIT}).",
-            show_default=False,
-        ),
-    ] = None,
-    json_lines: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="Print one JSON object per picture on stdout: input, output, status "
-            "(restored, skipped, failed), error, seed, seconds, model, model_sha256.",
-        ),
-    ] = False,
+    nfe: Nfe = None,
+    seed: Seed = 0,
+    ot_ode: OtOde = None,
+    detail: Detail = None,
+    device: Device = "auto",
+    backend: Backend = "auto",
+    precision: Precision = None,
+    compile_net: Compile = False,
+    clip_denoise: ClipDenoise = False,
+    trust_pickle: TrustPickle = False,
+    batch_size: BatchSize = 1,
+    output_format: OutputFormat = None,
+    quality: Quality = None,
+    mask: Mask = None,
+    mask_threshold: MaskThreshold = None,
+    invert_mask: InvertMask = False,
+    tile: Tile = None,
+    tile_overlap: TileOverlap = None,
+    tile_batch: TileBatch = 1,
+    recursive: Recursive = False,
+    overwrite: Overwrite = False,
+    upsampled: Upsampled = False,
+    max_pixels: MaxPixels = None,
+    json_lines: JsonLines = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
 
@@ -259,47 +118,22 @@ def restore(
     """
     if mask is not None and not mask.exists():
         raise UsageError(f"--mask {mask}: no such file or folder")
-    sources = collect_inputs(inputs, recursive=recursive)
-    _check_output_format(output, output_format)
-    outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
-    _check_stdout(outputs, json_lines)
+    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines)
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
-
     checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
-    loaded = load_model(
+    loaded = _load(
         checkpoint,
         device,
         backend,
         precision=precision,
         compile=compile_net,
         clip_denoise=clip_denoise,
-        cache_dir=cache_dir,
         trust_pickle=trust_pickle,
-        on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
+        cache_dir=cache_dir,
     )
-    # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
-    # deprecation.
-    for note in loaded.notes:
-        console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     meta = loaded.meta
-    family = family_of(task or meta.task)
-    if family != family_of(meta.task):
-        raise UsageError(
-            f"--model {meta.name} restores {meta.task} pictures, not the {family} family"
-        )
-    for name, given in [
-        ("--mask", mask is not None),
-        ("--mask-threshold", mask_threshold is not None),
-        ("--invert-mask", invert_mask),
-    ]:
-        if given and family != "inpaint":
-            raise UsageError(f"{name} is for inpainting; {meta.name} does {meta.task}")
-    if nfe is not None and nfe >= meta.interval:
-        raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
-    if tile is None:
-        tile = 512 if not meta.config.attention_resolutions else meta.config.image_size
-    if tile_overlap is None:
-        tile_overlap = min(64, tile // 4)
+    family = _check_model(meta, task, nfe, mask, mask_threshold, invert_mask)
+    tile = default_tile(meta.config) if tile is None else tile
     settings = RestoreSettings(
         family=family,
         classical=classical_degradation(meta.start, meta.degradation, task),
@@ -309,7 +143,7 @@ def restore(
         detail=meta.default_detail if detail is None else detail,
         batch_size=batch_size,
         tile=tile,
-        tile_overlap=tile_overlap,
+        tile_overlap=min(64, tile // 4) if tile_overlap is None else tile_overlap,
         tile_batch=tile_batch,
         upsampled=upsampled,
         overwrite=overwrite,
@@ -324,6 +158,69 @@ def restore(
         Job(s, o, _find_mask(mask, s.relative), stdin if s.path == STDIO else None)
         for s, o in zip(sources, outputs, strict=True)
     ]
+    _announce(loaded, settings, len(jobs))
+    _finish(_run(loaded, settings, jobs, json_lines))
+
+
+def _plan(
+    inputs: list[str],
+    output: Path | None,
+    output_format: str | None,
+    recursive: bool,
+    json_lines: bool,
+) -> tuple[list[InputFile], list[Path]]:
+    """The pictures to restore and the output path of each, with the checks they allow."""
+    sources = collect_inputs(inputs, recursive=recursive)
+    _check_output_format(output, output_format)
+    outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
+    _check_stdout(outputs, json_lines)
+    return sources, outputs
+
+
+def _load(checkpoint: Path, device: str, backend: str, **options: Any) -> LoadedModel:
+    """The model, announcing a slow first step (an ONNX export) and printing its notes."""
+    loaded = load_model(
+        checkpoint,
+        device,
+        backend,
+        on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
+        **options,
+    )
+    # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
+    # deprecation.
+    for note in loaded.notes:
+        console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
+    return loaded
+
+
+def _check_model(
+    meta: CheckpointMeta,
+    task: str | None,
+    nfe: int | None,
+    mask: Path | None,
+    mask_threshold: float | None,
+    invert_mask: bool,
+) -> str:
+    """The task family the model restores, once the options are checked against it."""
+    family = family_of(task or meta.task)
+    if family != family_of(meta.task):
+        raise UsageError(
+            f"--model {meta.name} restores {meta.task} pictures, not the {family} family"
+        )
+    for name, given in [
+        ("--mask", mask is not None),
+        ("--mask-threshold", mask_threshold is not None),
+        ("--invert-mask", invert_mask),
+    ]:
+        if given and family != "inpaint":
+            raise UsageError(f"{name} is for inpainting; {meta.name} does {meta.task}")
+    if nfe is not None and nfe >= meta.interval:
+        raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
+    return family
+
+
+def _announce(loaded: LoadedModel, settings: RestoreSettings, pictures: int) -> None:
+    meta = loaded.meta
     start = (
         f", from the classical restoration of {settings.classical}" if settings.classical else ""
     )
@@ -331,11 +228,14 @@ def restore(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
         f"{loaded.precision}, NFE {settings.nfe}{start}, "
         f"{f'detail {settings.detail:g}, ' if settings.detail < 1 else ''}"
-        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {seed}: {len(jobs)} picture(s)",
+        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: "
+        f"{pictures} picture(s)",
         markup=False,
         soft_wrap=True,
     )
-    counts = _run(loaded, settings, jobs, json_lines)
+
+
+def _finish(counts: dict[str, int]) -> None:
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     console.print(f"done: {summary or 'nothing to do'}")
     if counts["failed"]:

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ImageError
-from .sr import _reflect
+from .sr import reflect_index
 
 ZERO = 3e-2
 """Singular values below this are set to 0 (the official `Deblurring` default)."""
@@ -181,8 +181,8 @@ def plain_blur(x: Tensor, kernel: str) -> Tensor:
     taps = _kernel(kernel).to(dtype=x.dtype, device=x.device)
     half = len(taps) // 2
     batch, channels, height, width = x.shape
-    rows = _reflect(torch.arange(-half, height + half, device=x.device), height)
-    cols = _reflect(torch.arange(-half, width + half, device=x.device), width)
+    rows = reflect_index(torch.arange(-half, height + half, device=x.device), height)
+    cols = reflect_index(torch.arange(-half, width + half, device=x.device), width)
     padded = x[..., rows, :][..., cols].reshape(batch * channels, 1, len(rows), len(cols))
     # The kernels are symmetric, so convolution and correlation agree.
     out = F.conv2d(padded, taps.view(1, 1, -1, 1))

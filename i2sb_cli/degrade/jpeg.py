@@ -31,10 +31,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .sr import _reflect
+from .sr import reflect_index
 
 # The example tables of the JPEG standard (ITU-T T.81 Annex K) that the IJG library scales.
-_LUMA_TABLE = (
+LUMA_TABLE = (
     (16, 11, 10, 16, 24, 40, 51, 61),
     (12, 12, 14, 19, 26, 58, 60, 55),
     (14, 13, 16, 24, 40, 57, 69, 56),
@@ -44,7 +44,7 @@ _LUMA_TABLE = (
     (49, 64, 78, 87, 103, 121, 120, 101),
     (72, 92, 95, 98, 112, 100, 103, 99),
 )
-_CHROMA_TABLE = (
+CHROMA_TABLE = (
     (17, 18, 24, 47, 99, 99, 99, 99),
     (18, 21, 26, 66, 99, 99, 99, 99),
     (24, 26, 56, 99, 99, 99, 99, 99),
@@ -77,7 +77,7 @@ def quantisation_tables(quality: int) -> tuple[Tensor, Tensor]:
     """
     check_quality(quality)
     scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    tables = torch.tensor([_LUMA_TABLE, _CHROMA_TABLE], dtype=torch.float64)
+    tables = torch.tensor([LUMA_TABLE, CHROMA_TABLE], dtype=torch.float64)
     tables = torch.floor((scale * tables + 50) / 100).clamp(1, 255)
     return tables[0], tables[1]
 
@@ -111,8 +111,8 @@ def jpeg_numerical(x: Tensor, quality: int) -> Tensor:
         raise ValueError(f"expected a floating-point [B, 3, H, W] tensor, got {x.dtype} {x.shape}")
     luma_table, chroma_table = (t.to(x.device) for t in quantisation_tables(quality))
     height, width = x.shape[-2:]
-    rows = _reflect(torch.arange(-(-height // _MACRO) * _MACRO, device=x.device), height)
-    cols = _reflect(torch.arange(-(-width // _MACRO) * _MACRO, device=x.device), width)
+    rows = reflect_index(torch.arange(-(-height // _MACRO) * _MACRO, device=x.device), height)
+    cols = reflect_index(torch.arange(-(-width // _MACRO) * _MACRO, device=x.device), width)
     padded = x[..., rows, :][..., cols].to(torch.float64)
 
     to_ycc = torch.tensor(_RGB_TO_YCC, dtype=torch.float64, device=x.device)

@@ -31,7 +31,7 @@ def _check(x: Tensor) -> None:
         raise ValueError(f"expected a floating-point [B, C, H, W] tensor, got {x.dtype} {x.shape}")
 
 
-def _reflect(index: Tensor, n: int) -> Tensor:
+def reflect_index(index: Tensor, n: int) -> Tensor:
     """Fold indices into [0, n) by half-sample symmetric reflection, repeated as far as needed.
 
     Pictures narrower than the kernel reach past the far edge too, hence the fold over 2n.
@@ -62,7 +62,7 @@ def _bicubic_matrix(n: int) -> Tensor:
     taps = SCALE * rows[:, None] + (SCALE // 2 - _TAPS // 2) + torch.arange(_TAPS)
     matrix = torch.zeros(len(rows), n, dtype=torch.float64)
     matrix.index_put_(
-        (rows[:, None].expand_as(taps), _reflect(taps, n)),
+        (rows[:, None].expand_as(taps), reflect_index(taps, n)),
         kernel.expand_as(taps),
         accumulate=True,
     )
@@ -73,8 +73,8 @@ def pool_downsample4(x: Tensor) -> Tensor:
     """4x4 average pooling to ceil(H/4) x ceil(W/4), reading the reflected extension at the ends."""
     _check(x)
     h, w = x.shape[-2:]
-    rows = _reflect(torch.arange(-(-h // SCALE) * SCALE, device=x.device), h)
-    cols = _reflect(torch.arange(-(-w // SCALE) * SCALE, device=x.device), w)
+    rows = reflect_index(torch.arange(-(-h // SCALE) * SCALE, device=x.device), h)
+    cols = reflect_index(torch.arange(-(-w // SCALE) * SCALE, device=x.device), w)
     return F.avg_pool2d(x[..., rows, :][..., cols], SCALE)
 
 

@@ -142,7 +142,7 @@ def read_official(source: Path, *, preset_name: str | None = None) -> OfficialCh
         raise CheckpointError(
             f"{checkpoint_path}: no 'net' and 'ema' entries; not an I2SB latest.pt"
         )
-    keys = [_our_key(k) for k in net]
+    keys = [our_key(k) for k in net]
     shadow = ema.get("shadow_params")
     if not isinstance(shadow, (list, tuple)) or not all(isinstance(t, Tensor) for t in shadow):
         raise CheckpointError(f"{checkpoint_path}: the EMA has no shadow_params tensors")
@@ -158,7 +158,7 @@ def read_official(source: Path, *, preset_name: str | None = None) -> OfficialCh
                 f"{checkpoint_path}: EMA tensor {position} has shape {tuple(tensor.shape)}, but "
                 f"parameter {key} has {shapes[key]}; the parameter order is not the official one"
             )
-    name, config = _match_preset(shapes, options["cond_x1"], preset_name, checkpoint_path)
+    name, config = match_preset(shapes, options["cond_x1"], preset_name, checkpoint_path)
     config = dataclasses.replace(config, image_size=options["image_size"])
     decay, updates = ema.get("decay"), ema.get("num_updates")
     return OfficialCheckpoint(
@@ -205,12 +205,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
-def _our_key(key: str) -> str:
+def our_key(key: str) -> str:
     key = key.removeprefix("module.")  # saved from a DistributedDataParallel wrapper
     return key.removeprefix(OFFICIAL_PREFIX)
 
 
-def _match_preset(
+def match_preset(
     shapes: dict[str, tuple[int, ...]], cond_x1: bool, requested: str | None, source: Path
 ) -> tuple[str, UNetConfig]:
     names = [requested] if requested else list(PRESET_NAMES)

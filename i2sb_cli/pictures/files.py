@@ -7,8 +7,8 @@ over (alpha, ICC profile, EXIF, bit depth, grey) travels alongside in a `Picture
 back by `write_image`, which writes atomically: a hidden temporary file in the target folder,
 fsync, then a rename, so that no half-written output ever exists under the final name.
 
-Decoding lives in `image_decode`, encoding in `image_formats`, EXIF and ICC in `image_meta`;
-this module joins them and is the one the rest of the package uses.
+Decoding lives in `decode`, encoding in `encode`, EXIF and ICC in `meta`; this module joins
+them and is the one the rest of the package uses.
 """
 
 import contextlib
@@ -41,10 +41,12 @@ from .meta import (
 )
 
 __all__ = [
+    "ALPHA_FORMATS",
     "FORMATS",
     "JPEG_QUALITY",
     "Picture",
     "alpha_safe_path",
+    "atomic_write",
     "default_max_pixels",
     "encode_image",
     "format_of",
@@ -210,7 +212,7 @@ def write_image(
     def encode(file: BinaryIO) -> None:
         _encode(file, fmt, pixels, like, metadata, bit_depth, quality, grey)
 
-    _atomic_write(path, encode)
+    atomic_write(path, encode)
 
 
 def encode_image(
@@ -348,7 +350,7 @@ def _resized(alpha: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(alpha, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
     """Write via a hidden temporary file in the same folder, fsync, then rename over `path`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
     OUTPUT                     the model: EMA weights (float16) and checkpoint metadata,
                                written every --checkpoint-every steps and at the end
-    OUTPUT.state.safetensors   the resumable state (train_state.py), written at the same moments
+    OUTPUT.state.safetensors   the resumable state (state.py), written at the same moments
     --log FILE                 JSON lines: {"event": "start" | "train" | "val" | "checkpoint", ...}
 
 Ctrl-C or SIGTERM ends the current step, saves both files and exits 130; the same command with
@@ -66,7 +66,10 @@ def _precision(spec: str, device: torch.device) -> bool:
     return spec == "bf16"
 
 
-class _Run:
+class TrainingRun:
+    """One run of `i2sb train`: the network, data and state set up (or resumed) from a job;
+    `go` trains, validates and saves until done or stopped."""
+
     def __init__(self, job: TrainJob, cluster: distributed.Cluster, say: Say) -> None:
         self.job, self.cluster = job, cluster
         self.say: Say = say if cluster.is_main else lambda text: None
@@ -326,6 +329,6 @@ def run(job: TrainJob, say: Say) -> int:
     cluster = distributed.join(job.device)
     try:
         with graceful_stop(say if cluster.is_main else lambda text: None) as stop:
-            return _Run(job, cluster, say).go(stop)
+            return TrainingRun(job, cluster, say).go(stop)
     finally:
         distributed.leave(cluster)

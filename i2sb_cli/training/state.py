@@ -11,10 +11,10 @@
                                     run {what defines the model and data: config, task(s),
                                     schedule, seed}, and `extra` (the recipe, wall time)
 
-No generator state is stored: step k draws from seeds of (seed, rank, k) (see train.py), so the
+No generator state is stored: step k draws from seeds of (seed, rank, k) (see step.py), so the
 step count is all a resumed run needs. safetensors cannot execute code, and the JSON holds
 only plain values: no pickle is involved. The file is written to a temporary name and renamed
-(images._atomic_write), so a crash while saving leaves the previous state whole.
+(pictures.files.atomic_write), so a crash while saving leaves the previous state whole.
 """
 
 import json
@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from ..errors import CheckpointError
-from ..pictures.files import _atomic_write
+from ..pictures.files import atomic_write
 from .step import TrainState
 
 FORMAT = "i2sb-train-state"
@@ -66,7 +66,7 @@ def save_state(path: Path, state: TrainState, run: dict[str, Any], extra: dict[s
         {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()},
         metadata={METADATA_KEY: json.dumps(header)},
     )
-    _atomic_write(path, lambda file: file.write(data))
+    atomic_write(path, lambda file: file.write(data))
 
 
 def read_header(path: Path) -> dict[str, Any]:

@@ -1,0 +1,208 @@
+"""The options of `i2sb restore`, one type alias each: its type, flags, help and checks."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..pictures.files import FORMATS, default_max_pixels
+from ..tasks import TASK_CHOICES
+
+_LIMIT = default_max_pixels()
+_DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"
+
+
+def _check_task(value: str | None) -> str | None:
+    if value is not None and value not in TASK_CHOICES:
+        raise typer.BadParameter(
+            f"{value!r} is not a task; choose one of: {', '.join(TASK_CHOICES)}"
+        )
+    return value
+
+
+def _check_format(value: str | None) -> str | None:
+    if value is None:
+        return None
+    ext = value.lower().removeprefix(".")
+    if f".{ext}" not in FORMATS:
+        choices = ", ".join(sorted({e.removeprefix(".") for e in FORMATS}))
+        raise typer.BadParameter(f"{value!r} is not a format; choose one of: {choices}")
+    return ext
+
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Pictures, folders or globs to restore; - reads one from stdin.",
+        show_default=False,
+    ),
+]
+Output = Annotated[
+    Path | None,
+    typer.Option(
+        "-o",
+        "--output",
+        help="Output folder (mirrors sub-folders), or a file for one input. "
+        "Default: next to each input, with a _restored suffix.",
+    ),
+]
+Task = Annotated[
+    str | None,
+    typer.Option(
+        help=f"What to restore: {', '.join(TASK_CHOICES)}. A family picks its bundled model.",
+        callback=_check_task,
+    ),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(help="A model name or checkpoint file (default: the task's bundled model)."),
+]
+Nfe = Annotated[
+    int | None,
+    typer.Option(min=1, max=999, help="Network calls per picture (default: the model's)."),
+]
+Seed = Annotated[
+    int, typer.Option(help="Seed; each picture's noise comes from (seed, its relative path).")
+]
+OtOde = Annotated[
+    bool | None,
+    typer.Option(
+        "--ot-ode/--stochastic",
+        help="Deterministic OT-ODE or stochastic sampler (default: the model's).",
+        show_default=False,
+    ),
+]
+Detail = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="How much of the sampler's generated detail to keep: 1 the bridge's sample, "
+        "0 the network's one-step estimate (smoother, closer to the original on average), "
+        "between them a mix; costs nothing (default: the model's).",
+    ),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Backend = Annotated[
+    str,
+    typer.Option(
+        help="auto, torch or onnxruntime. auto: a checkpoint runs in ONNX Runtime on the "
+        "CPU in fp32 when it is installed (faster; exported once into the cache), else in "
+        "torch; an exported file by its suffix. --backend torch is the exact reference."
+    ),
+]
+Precision = Annotated[
+    str | None,
+    typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only; default: fp32 or the export's)."),
+]
+Compile = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the network (torch backend).")
+]
+ClipDenoise = Annotated[
+    bool,
+    typer.Option(
+        "--clip-denoise",
+        help="Clamp the network's estimate of the clean picture to [-1, 1] at every step "
+        "(off, as in the official sample.py).",
+    ),
+]
+TrustPickle = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="Load a torch.export .pt2 file, which torch unpickles and which can therefore "
+        "run code: only for files you made or trust (refused otherwise).",
+    ),
+]
+BatchSize = Annotated[int, typer.Option(min=1, help="Pictures of the same size sampled together.")]
+OutputFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Output format: png, jpg, webp, tif or bmp (default: each input's own; PNG on "
+        "stdout). Pictures with transparency are written as PNG where it cannot be kept.",
+        callback=_check_format,
+        show_default=False,
+    ),
+]
+Quality = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=100,
+        help="JPEG and WebP quality (default: JPEG 95, WebP lossless).",
+        show_default=False,
+    ),
+]
+Mask = Annotated[
+    Path | None,
+    typer.Option(
+        help="Inpainting mask FILE or DIR (white = hole). Default: the picture's alpha channel."
+    ),
+]
+MaskThreshold = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Grey level, as a fraction of white, from which a mask pixel is a hole "
+        "(for alpha: below which it is). Default 0.5.",
+        show_default=False,
+    ),
+]
+InvertMask = Annotated[
+    bool, typer.Option("--invert-mask", help="Swap hole and kept pixels: black = hole.")
+]
+Tile = Annotated[
+    int | None,
+    typer.Option(
+        min=16,
+        help="Tile size for large pictures (default: 512, or the "
+        "model's training size for models with attention).",
+    ),
+]
+TileOverlap = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Overlap between tiles, blended smoothly (default: 64, at most tile/4)."
+    ),
+]
+TileBatch = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Tiles of a large picture per network call: faster on a GPU that one tile "
+        "leaves idle, more memory (measure with i2sb benchmark --tile-batch).",
+    ),
+]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite/--skip-existing",
+        help="Replace outputs that exist, or skip them (so that a rerun continues).",
+    ),
+]
+Upsampled = Annotated[
+    bool,
+    typer.Option(
+        help="sr4x: the input is already 4x nearest-upsampled (the paper's x1), not small."
+    ),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Refuse pictures with more pixels than this, a guard against decompression "
+        f"bombs (default: {_DEFAULT_LIMIT}).",
+        show_default=False,
+    ),
+]
+JsonLines = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON object per picture on stdout: input, output, status "
+        "(restored, skipped, failed), error, seed, seconds, model, model_sha256.",
+    ),
+]
