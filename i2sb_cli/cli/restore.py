@@ -3,7 +3,6 @@
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.markup import escape
@@ -122,14 +121,7 @@ def restore(
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
     checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
     loaded = _load(
-        checkpoint,
-        device,
-        backend,
-        precision=precision,
-        compile=compile_net,
-        clip_denoise=clip_denoise,
-        trust_pickle=trust_pickle,
-        cache_dir=cache_dir,
+        checkpoint, device, backend, precision, compile_net, clip_denoise, trust_pickle, cache_dir
     )
     meta = loaded.meta
     family = _check_model(meta, task, nfe, mask, mask_threshold, invert_mask)
@@ -177,14 +169,27 @@ def _plan(
     return sources, outputs
 
 
-def _load(checkpoint: Path, device: str, backend: str, **options: Any) -> LoadedModel:
+def _load(
+    checkpoint: Path,
+    device: str,
+    backend: str,
+    precision: str | None,
+    compile_net: bool,
+    clip_denoise: bool,
+    trust_pickle: bool,
+    cache_dir: Path | None,
+) -> LoadedModel:
     """The model, announcing a slow first step (an ONNX export) and printing its notes."""
     loaded = load_model(
         checkpoint,
         device,
         backend,
+        precision=precision,
+        compile=compile_net,
+        clip_denoise=clip_denoise,
+        trust_pickle=trust_pickle,
+        cache_dir=cache_dir,
         on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
-        **options,
     )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.
