@@ -19,6 +19,11 @@ from torch import Tensor
 from .bridge.sampler import Denoise
 from .errors import UsageError
 
+WHOLE_SLACK = 1.25
+"""A picture of up to this many times a tile's pixels runs whole: the memory of one tile
+(convolutions scale with pixels) give or take a quarter, and no overlap to pay for. A 520x520
+picture with tile 512 costs its own 1.03 tiles, not four tiles of 296."""
+
 
 def pad_to_multiple(denoise: Denoise, multiple: int) -> Denoise:
     """Wrap `denoise` so that it only ever sees heights and widths divisible by `multiple`.
@@ -47,7 +52,8 @@ def tiled(
 ) -> Denoise:
     """Wrap `denoise` so that each call runs on tiles of at most tile x tile pixels.
 
-    A picture that fits in one tile is evaluated in one call. A larger one is covered, side by
+    A picture that fits in one tile, or whose pixels are at most `WHOLE_SLACK` tiles' worth, is
+    evaluated in one call. A larger one is covered, side by
     side, by the fewest equal tiles of at most `tile` pixels that overlap by at least `overlap`
     (`tile_spans`): a picture just over the tile costs its pixels and overlaps, not four tiles.
     Each tile's x0_hat is weighted by a raised-cosine ramp that falls towards 0 across each
@@ -72,7 +78,7 @@ def tiled(
         height, width = x_t.shape[-2:]
         if cond is not None and cond.shape[-2:] != x_t.shape[-2:]:
             raise ValueError(f"cond is {tuple(cond.shape)} but x_t is {tuple(x_t.shape)}")
-        if height <= tile and width <= tile:
+        if (height <= tile and width <= tile) or height * width <= WHOLE_SLACK * tile * tile:
             return net(x_t, n, cond)
 
         tiles = _evaluate_tiles(net, x_t, n, cond, (tile, overlap, multiple), tile_batch)

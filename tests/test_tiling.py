@@ -170,17 +170,25 @@ def test_tile_plan_is_the_fewest_equal_tiles_that_cover_with_the_overlap(
             assert start < next_start and end - next_start >= overlap
 
 
-def test_a_picture_just_over_the_tile_runs_on_four_balanced_tiles() -> None:
+def test_a_picture_just_over_the_tile_runs_whole_and_a_larger_one_on_balanced_tiles() -> None:
     shapes: list[tuple[int, ...]] = []
 
     def denoise(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
         shapes.append(tuple(x_t.shape))
         return x_t * 3
 
-    x = torch.randn(1, 3, 130, 136)
-    out = tiled(denoise, tile=128, overlap=16, multiple=8)(x, 0, None)
-    torch.testing.assert_close(out, 3 * x)
-    assert shapes == [(1, 3, 80, 80)] * 4
+    net = tiled(denoise, tile=128, overlap=16, multiple=8)
+    x = torch.randn(1, 3, 130, 136)  # 1.08 tiles' worth of pixels: one call, padded to 8
+    torch.testing.assert_close(net(x, 0, None), 3 * x)
+    assert shapes == [(1, 3, 136, 136)]
+    shapes.clear()
+    x = torch.randn(1, 3, 160, 136)  # 1.33 tiles' worth: four balanced tiles
+    torch.testing.assert_close(net(x, 0, None), 3 * x)
+    assert shapes == [(1, 3, 88, 80)] * 4
+    shapes.clear()
+    strip = torch.randn(1, 3, 16, 1200)  # long but small: one call
+    torch.testing.assert_close(net(strip, 0, None), 3 * strip)
+    assert shapes == [(1, 3, 16, 1200)]
 
 
 @pytest.mark.parametrize(("tile", "overlap", "multiple", "option"), [
