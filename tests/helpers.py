@@ -1,5 +1,9 @@
-"""Shared test helpers: tiny random checkpoints and small pictures written to disk."""
+"""Shared test helpers: tiny random checkpoints, small pictures written to disk, and a local
+HTTP server for download tests."""
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +93,22 @@ def read_pixels(path: Path) -> np.ndarray:
     """A picture file's RGB pixels as uint8 (height, width, 3)."""
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
+
+
+@contextlib.contextmanager
+def serving(server, monkeypatch) -> Iterator:
+    """Run a local HTTP test server (an http.server subclass with a `stop` Event) in a thread,
+    with proxies and offline mode cleared so that downloads reach it; stop it afterwards."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("I2SB_OFFLINE", raising=False)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import serving
 
 from i2sb_cli.models import cache
 from i2sb_cli.models.download import DownloadError, DownloadSettings
@@ -87,18 +88,8 @@ class _Server(ThreadingHTTPServer):
 
 @pytest.fixture
 def server(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("I2SB_OFFLINE", raising=False)
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield srv
-    srv.stop.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    with serving(_Server(), monkeypatch) as srv:
+        yield srv
 
 
 def _leftovers(folder: Path) -> list[str]:

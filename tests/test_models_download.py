@@ -9,7 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import make_checkpoint, write_picture
+from helpers import make_checkpoint, serving, write_picture
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
@@ -95,18 +95,8 @@ class _Server(ThreadingHTTPServer):
 
 @pytest.fixture
 def server(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("I2SB_OFFLINE", raising=False)
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield srv
-    srv.stop.set()
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=5)
+    with serving(_Server(), monkeypatch) as srv:
+        yield srv
 
 
 def _leftovers(folder) -> list[str]:
