@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .bridge import StepInfo, nfe_steps, per_image_noise, sample
 from .errors import I2SBError, ImageError
+from .evaluation.trajectory import Frame, TrajectoryRecorder, save_trajectory
 from .pictures.files import (
     ALPHA_FORMATS,
     Picture,
@@ -68,6 +69,9 @@ class RestoreSettings:
     """Recorded in each output's metadata when known."""
     classical: str | None = None
     """The degradation whose classical restoration is x1 (models with start "classical")."""
+    trajectory: Path | None = None
+    """A folder for each picture's trajectory strip and animation, named after its relative
+    path (None: none)."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,12 @@ class Restorer:
         mask = None
         if batch[0].mask is not None:
             mask = torch.cat([item.mask for item in batch]).to(device)
+        callback, recorder = self.on_step, None
+        if self.settings.trajectory is not None:
+            # The recorder listens to the sampler's own steps: no extra network call.
+            recorder = TrajectoryRecorder()
+            recorder.begin(x1)
+            callback = _both(self.on_step, recorder)
         try:
             x0 = sample(
                 self.denoise,
@@ -270,7 +280,7 @@ class Restorer:
                 noise=per_image_noise([item.generator for item in batch]),
                 mask=mask,
                 cond=x1 if self.model.meta.cond_x1 else None,
-                callback=self.on_step,
+                callback=callback,
                 detail=self.settings.detail,
             ).cpu()
         except (RuntimeError, MemoryError) as exc:
@@ -285,10 +295,19 @@ class Restorer:
             # known pixels (as the official sampler does); a user expects them untouched.
             x0 = (1 - mask.cpu()) * x1.cpu() + mask.cpu() * x0
         seconds = (time.monotonic() - started) / len(batch)
-        for item, restored in zip(batch, x0, strict=True):
-            yield self._write(item, restored.unsqueeze(0), seconds)
+        for i, (item, restored) in enumerate(zip(batch, x0, strict=True)):
+            path = None if recorder is None else (recorder.start[i], recorder.frames[i])
+            yield self._write(item, restored.unsqueeze(0), seconds, path)
 
-    def _write(self, item: _Prepared, restored: Tensor, seconds: float) -> Outcome:
+    def _write(
+        self,
+        item: _Prepared,
+        restored: Tensor,
+        seconds: float,
+        path: tuple[Tensor, list[Frame]] | None,
+    ) -> Outcome:
+        """Write the trajectory (`path`: x1 and the frames, when asked for), then the result:
+        the result comes last, so that when it exists (and a rerun skips it) all is written."""
         job, meta, settings = item.job, self.model.meta, self.settings
         metadata = {
             "i2sb:model": meta.name,
@@ -304,6 +323,9 @@ class Restorer:
             metadata["i2sb:model-sha256"] = settings.model_sha256
         like, quality = item.picture, settings.quality
         try:
+            if path is not None and settings.trajectory is not None:
+                relative = job.source.relative
+                save_trajectory(*path, settings.trajectory / relative.parent / relative.stem)
             if item.output == STDIO:
                 fmt = settings.stdout_format
                 if like.alpha is not None and fmt not in ALPHA_FORMATS:
@@ -319,3 +341,16 @@ class Restorer:
             message = f"cannot write to stdout: {exc.strerror or exc}"
             return Outcome(job.source.path, item.output, "failed", message, item.seed, seconds)
         return Outcome(job.source.path, item.output, "restored", item.note, item.seed, seconds)
+
+
+def _both(
+    first: Callable[[StepInfo], None] | None, second: Callable[[StepInfo], None]
+) -> Callable[[StepInfo], None]:
+    """One sampler callback that calls `first` (when there is one), then `second`."""
+
+    def call(step: StepInfo) -> None:
+        if first is not None:
+            first(step)
+        second(step)
+
+    return call

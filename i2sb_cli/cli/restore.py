@@ -47,6 +47,7 @@ from .restore_options import (
     Precision,
     Quality,
     Recursive,
+    SaveTrajectory,
     Seed,
     Task,
     Tile,
@@ -102,6 +103,7 @@ def restore(
     overwrite: Overwrite = False,
     upsampled: Upsampled = False,
     max_pixels: MaxPixels = None,
+    save_trajectory: SaveTrajectory = None,
     json_lines: JsonLines = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
@@ -145,13 +147,20 @@ def restore(
         quality=quality,
         stdout_format=FORMATS[f".{output_format or 'png'}"],
         model_sha256=file_sha256(checkpoint),
+        trajectory=save_trajectory,
     )
-    jobs = [
+    jobs = _jobs(sources, outputs, mask, stdin)
+    _announce(loaded, settings, len(jobs))
+    _finish(_run(loaded, settings, jobs, json_lines))
+
+
+def _jobs(
+    sources: list[InputFile], outputs: list[Path], mask: Path | None, stdin: bytes | None
+) -> list[Job]:
+    return [
         Job(s, o, _find_mask(mask, s.relative), stdin if s.path == STDIO else None)
         for s, o in zip(sources, outputs, strict=True)
     ]
-    _announce(loaded, settings, len(jobs))
-    _finish(_run(loaded, settings, jobs, json_lines))
 
 
 def _plan(

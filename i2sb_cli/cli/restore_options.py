@@ -198,6 +198,17 @@ MaxPixels = Annotated[
         show_default=False,
     ),
 ]
+SaveTrajectory = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-trajectory",
+        help="Also write, into this folder, each picture's path from the degraded picture to "
+        "the restoration: <name>_trajectory.png (the state x_n and the network's estimate "
+        "x0_hat at up to 7 steps) and <name>_trajectory.gif (x_n step by step). No extra "
+        "network call.",
+        show_default=False,
+    ),
+]
 JsonLines = Annotated[
     bool,
     typer.Option(
