@@ -47,6 +47,7 @@ from .restore_options import (
     Precision,
     Quality,
     Recursive,
+    Samples,
     SaveTrajectory,
     Seed,
     Task,
@@ -104,6 +105,7 @@ def restore(
     upsampled: Upsampled = False,
     max_pixels: MaxPixels = None,
     save_trajectory: SaveTrajectory = None,
+    samples: Samples = 1,
     json_lines: JsonLines = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
@@ -117,9 +119,7 @@ def restore(
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
     """
-    if mask is not None and not mask.exists():
-        raise UsageError(f"--mask {mask}: no such file or folder")
-    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines)
+    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask)
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
     checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
     loaded = _load(
@@ -148,6 +148,7 @@ def restore(
         stdout_format=FORMATS[f".{output_format or 'png'}"],
         model_sha256=file_sha256(checkpoint),
         trajectory=save_trajectory,
+        samples=samples,
     )
     jobs = _jobs(sources, outputs, mask, stdin)
     _announce(loaded, settings, len(jobs))
@@ -169,8 +170,11 @@ def _plan(
     output_format: str | None,
     recursive: bool,
     json_lines: bool,
+    mask: Path | None,
 ) -> tuple[list[InputFile], list[Path]]:
     """The pictures to restore and the output path of each, with the checks they allow."""
+    if mask is not None and not mask.exists():
+        raise UsageError(f"--mask {mask}: no such file or folder")
     sources = collect_inputs(inputs, recursive=recursive)
     _check_output_format(output, output_format)
     outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
@@ -293,14 +297,16 @@ def _run(
     with Progress(
         *columns, console=console, transient=True, disable=not console.is_terminal
     ) as progress:
-        bar = progress.add_task("restoring", total=len(jobs) * settings.nfe)
+        # A picture's samples are rows of the network batch: each counts its steps.
+        steps = settings.nfe * settings.samples
+        bar = progress.add_task("restoring", total=len(jobs) * steps)
         restorer = Restorer(
             loaded, settings, on_step=lambda step: progress.advance(bar, step.x.shape[0])
         )
         for outcome in restorer.run(jobs):
             counts[outcome.status] += 1
             if outcome.status != "restored":
-                progress.advance(bar, settings.nfe)
+                progress.advance(bar, steps)
             _report(outcome, json_lines, loaded.meta.name, settings.model_sha256)
     return counts
 
@@ -317,6 +323,11 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
     else:
         note = f"; {escape(outcome.message)}" if outcome.message else ""
         target = "stdout" if outcome.output == STDIO else output
+        if outcome.samples:
+            target = (
+                f"{escape(str(outcome.samples[0]))} ... {escape(str(outcome.samples[-1]))}, "
+                f"spread {output} (mean {outcome.spread_mean:.2f} levels)"
+            )
         console.print(
             f"restored {source} -> {target} ({outcome.seconds:.1f} s{note})", soft_wrap=True
         )
@@ -330,5 +341,7 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
             "seconds": round(outcome.seconds, 3),
             "model": model,
             "model_sha256": model_sha256,
+            "samples": [str(path) for path in outcome.samples],
+            "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
         }
         print(json.dumps(record), flush=True)
