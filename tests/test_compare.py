@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from helpers import write_picture
+from PIL import Image
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
@@ -50,3 +51,47 @@ def test_grid_refuses_unknown_pictures_and_missing_restorations(
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match=r"no restoration of a\.png"):
         comparison_grid(pairs, [("x", tmp_path / "empty")])
+
+
+def compare(*args: str | Path):
+    return CliRunner().invoke(app, ["compare", *map(str, args)])
+
+
+def test_compare_command_writes_the_grid(pairs: Path, tmp_path: Path) -> None:
+    perfect = tmp_path / "perfect"
+    for record in read_manifest(pairs):
+        (perfect / record.name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record.clean, perfect / record.name)
+    grid = tmp_path / "grid.png"
+    result = compare(pairs, "-o", grid, "--column", f"ours={perfect}", "--tile-width", 64)
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(grid).size == (4 * 64, 2 * 48)
+    one = tmp_path / "one.png"
+    args = ["--column", f"ours={perfect}", "--names", "b.png", "--crop", 16, "--tile-width", 64]
+    result = compare(pairs, "-o", one, *args)
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(one).size == (4 * 64, 64)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--column", "nolabel"], "LABEL=FOLDER"),
+        (["--column", "x=/no/such/folder"], "is not a folder"),
+        (["--names", "nope.png"], "no picture named nope.png"),
+    ],
+)
+def test_compare_command_usage_errors(
+    pairs: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = compare(pairs, "-o", tmp_path / "grid.png", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "grid.png").exists()
+
+
+def test_compare_help_has_an_example() -> None:
+    result = CliRunner().invoke(app, ["compare", "--help"])
+    assert result.exit_code == 0
+    assert "i2sb compare pairs -o grid.png --column" in result.stdout

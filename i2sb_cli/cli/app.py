@@ -6,7 +6,7 @@ from types import FrameType
 import typer
 
 from .. import __version__
-from . import benchmark, degrade, export, restore, train
+from . import benchmark, compare, degrade, export, restore, train
 from .evaluate import evaluate_command
 from .models import app as models_app
 
@@ -45,6 +45,7 @@ app.command("train")(train.train_command)
 app.command("export")(export.export)
 app.command("benchmark")(benchmark.benchmark)
 app.command("evaluate")(evaluate_command)
+app.command("compare")(compare.compare)
 app.add_typer(models_app, name="models")
 
 

@@ -47,6 +47,8 @@ from .restore_options import (
     Precision,
     Quality,
     Recursive,
+    Samples,
+    SaveTrajectory,
     Seed,
     Task,
     Tile,
@@ -102,6 +104,8 @@ def restore(
     overwrite: Overwrite = False,
     upsampled: Upsampled = False,
     max_pixels: MaxPixels = None,
+    save_trajectory: SaveTrajectory = None,
+    samples: Samples = 1,
     json_lines: JsonLines = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
@@ -115,9 +119,7 @@ def restore(
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
     """
-    if mask is not None and not mask.exists():
-        raise UsageError(f"--mask {mask}: no such file or folder")
-    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines)
+    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask)
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
     checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
     loaded = _load(
@@ -145,13 +147,21 @@ def restore(
         quality=quality,
         stdout_format=FORMATS[f".{output_format or 'png'}"],
         model_sha256=file_sha256(checkpoint),
+        trajectory=save_trajectory,
+        samples=samples,
     )
-    jobs = [
+    jobs = _jobs(sources, outputs, mask, stdin)
+    _announce(loaded, settings, len(jobs))
+    _finish(_run(loaded, settings, jobs, json_lines))
+
+
+def _jobs(
+    sources: list[InputFile], outputs: list[Path], mask: Path | None, stdin: bytes | None
+) -> list[Job]:
+    return [
         Job(s, o, _find_mask(mask, s.relative), stdin if s.path == STDIO else None)
         for s, o in zip(sources, outputs, strict=True)
     ]
-    _announce(loaded, settings, len(jobs))
-    _finish(_run(loaded, settings, jobs, json_lines))
 
 
 def _plan(
@@ -160,8 +170,11 @@ def _plan(
     output_format: str | None,
     recursive: bool,
     json_lines: bool,
+    mask: Path | None,
 ) -> tuple[list[InputFile], list[Path]]:
     """The pictures to restore and the output path of each, with the checks they allow."""
+    if mask is not None and not mask.exists():
+        raise UsageError(f"--mask {mask}: no such file or folder")
     sources = collect_inputs(inputs, recursive=recursive)
     _check_output_format(output, output_format)
     outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
@@ -284,14 +297,16 @@ def _run(
     with Progress(
         *columns, console=console, transient=True, disable=not console.is_terminal
     ) as progress:
-        bar = progress.add_task("restoring", total=len(jobs) * settings.nfe)
+        # A picture's samples are rows of the network batch: each counts its steps.
+        steps = settings.nfe * settings.samples
+        bar = progress.add_task("restoring", total=len(jobs) * steps)
         restorer = Restorer(
             loaded, settings, on_step=lambda step: progress.advance(bar, step.x.shape[0])
         )
         for outcome in restorer.run(jobs):
             counts[outcome.status] += 1
             if outcome.status != "restored":
-                progress.advance(bar, settings.nfe)
+                progress.advance(bar, steps)
             _report(outcome, json_lines, loaded.meta.name, settings.model_sha256)
     return counts
 
@@ -308,6 +323,11 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
     else:
         note = f"; {escape(outcome.message)}" if outcome.message else ""
         target = "stdout" if outcome.output == STDIO else output
+        if outcome.samples:
+            target = (
+                f"{escape(str(outcome.samples[0]))} ... {escape(str(outcome.samples[-1]))}, "
+                f"spread {output} (mean {outcome.spread_mean:.2f} levels)"
+            )
         console.print(
             f"restored {source} -> {target} ({outcome.seconds:.1f} s{note})", soft_wrap=True
         )
@@ -321,5 +341,7 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
             "seconds": round(outcome.seconds, 3),
             "model": model,
             "model_sha256": model_sha256,
+            "samples": [str(path) for path in outcome.samples],
+            "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
         }
         print(json.dumps(record), flush=True)

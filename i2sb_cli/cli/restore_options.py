@@ -198,11 +198,33 @@ MaxPixels = Annotated[
         show_default=False,
     ),
 ]
+SaveTrajectory = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-trajectory",
+        help="Also write, into this folder, each picture's path from the degraded picture to "
+        "the restoration: <name>_trajectory.png (the state x_n and the network's estimate "
+        "x0_hat at up to 7 steps) and <name>_trajectory.gif (x_n step by step). No extra "
+        "network call.",
+        show_default=False,
+    ),
+]
+Samples = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Restorations per picture, from seeds derived from (seed, path, k); above 1 they "
+        "are written as <name>_s0 ... <name>_s{K-1} with <name>_spread.png, a heat map of "
+        "where they differ (standard deviation). Sample 0 is the single restoration of the "
+        "same seed. The stochastic sampler only; a picture's samples run as one batch.",
+    ),
+]
 JsonLines = Annotated[
     bool,
     typer.Option(
         "--json",
         help="Print one JSON object per picture on stdout: input, output, status "
-        "(restored, skipped, failed), error, seed, seconds, model, model_sha256.",
+        "(restored, skipped, failed), error, seed, seconds, model, model_sha256, samples, "
+        "spread_mean.",
     ),
 ]

@@ -10,6 +10,7 @@ them out in two labelled rows and `animation` writes the states as an animated G
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from ..bridge.sampler import StepInfo
+from ..pictures.files import atomic_write
 
 THUMB = 192  # longest side of a strip's tile
 FRAME = 384  # longest side of an animation frame
@@ -99,12 +101,30 @@ def _tile(label: str, picture: Tensor | None) -> Image.Image | None:
     return image
 
 
-def animation(x1: Tensor, frames: Sequence[Frame], path: Path, *, seconds: float = 3.0) -> None:
+def animation(
+    x1: Tensor, frames: Sequence[Frame], target: Path | BinaryIO, *, seconds: float = 3.0
+) -> None:
     """The states from x1 to the last step as an animated GIF that loops, the last held longer."""
     images = [to_image(x1)] + [to_image(f.x) for f in frames]
     step_ms = max(40, round(1000 * seconds / len(images)))
     durations = [step_ms] * (len(images) - 1) + [1500]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    images[0].save(
+        target,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=durations,
+        loop=0,
+    )
+
+
+def save_trajectory(x1: Tensor, frames: Sequence[Frame], base: Path) -> None:
+    """`base`_trajectory.png (the strip) and `base`_trajectory.gif (the animation), each
+    written atomically, so that a file that exists is whole."""
+    sheet = strip(x1, frames)
+    atomic_write(base.with_name(f"{base.name}_trajectory.png"), lambda f: sheet.save(f, "PNG"))
+    gif = base.with_name(f"{base.name}_trajectory.gif")
+    atomic_write(gif, lambda f: animation(x1, frames, f))
 
 
 def to_image(picture: Tensor) -> Image.Image:
