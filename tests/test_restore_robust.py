@@ -201,7 +201,11 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
         "seconds",
         "model",
         "model_sha256",
+        "samples",
+        "spread_mean",
     }
+    # One restoration: no samples and no spread (restore --samples K fills them).
+    assert record["samples"] == [] and record["spread_mean"] is None
     assert record["model_sha256"] == hashlib.sha256(sr.read_bytes()).hexdigest()
     assert record["output"] == str(tmp_path / "photo_restored.png")
     assert isinstance(record["seed"], int) and record["seconds"] >= 0

@@ -190,7 +190,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     # A checkpoint is meant to be shared (and shipped in the wheel): give it 0o666 less the
-    # umask, as images.py does for pictures, not the private 0o600 that mkstemp and
+    # umask, as pictures/files.py does for pictures, not the private 0o600 that mkstemp and
     # safetensors' own save_file give. os.open applies the umask; the mode is read back.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     os.close(os.open(tmp, flags, 0o666))
