@@ -155,3 +155,11 @@ def test_auto_runs_an_export_by_its_suffix(checkpoint, tmp_path):
     net, meta = load_checkpoint(checkpoint)
     export_network(net, meta, "torchscript", tmp_path / "m.pt")
     assert load_model(tmp_path / "m.pt", "cpu", "auto").backend == "torch"
+
+
+def test_onnxruntime_says_nothing_of_cuda_when_nobody_asked_for_it(checkpoint, tmp_path):
+    """onnxruntime-gpu lists its CUDA provider even on machines without a GPU; with --device
+    auto the CPU is the expected answer there, not a note printed on every run."""
+    pytest.importorskip("onnxruntime")
+    model = load_model(checkpoint, "auto", "onnxruntime", cache_dir=tmp_path)
+    assert not [note for note in model.notes if "CUDA" in note]

@@ -118,15 +118,15 @@ def open_onnx(
     finally:
         ort.set_default_logger_severity(2)
     info = read_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
-    notes = []
+    notes: list[str] = []
     on_cuda = session.get_providers()[0] == CUDA
-    if want_cuda and not on_cuda:
-        if spec.startswith("cuda"):
-            raise UsageError(
-                f"--device {spec}: ONNX Runtime's CUDA provider does not load here (it needs "
-                "onnxruntime-gpu, a GPU, and CUDA and cuDNN libraries); use --device cpu"
-            )
-        notes.append("ONNX Runtime's CUDA provider is not usable here; running on the CPU")
+    # With --device auto nobody asked for CUDA: the CPU is the answer, not news (onnxruntime-gpu
+    # lists its CUDA provider even where no GPU or CUDA library exists).
+    if want_cuda and not on_cuda and spec.startswith("cuda"):
+        raise UsageError(
+            f"--device {spec}: ONNX Runtime's CUDA provider does not load here (it needs "
+            "onnxruntime-gpu, a GPU, and CUDA and cuDNN libraries); use --device cpu"
+        )
     # Torch tensors can be bound on the GPU only where torch itself has CUDA.
     bound = on_cuda and torch.cuda.is_available()
     sampler_device = torch.device("cuda", index) if bound else torch.device("cpu")
