@@ -490,16 +490,7 @@ def test_classical_start_of_an_untrained_model_is_the_baseline(tmp_path, task, c
     """An untrained network outputs zero (ADM's zeroed last layers), so the OT-ODE result is x1
     itself: Wiener deconvolution for a family request (the model's real-world degradation),
     the paper operator's own Tikhonov inverse for a paper task name."""
-    meta = tiny_meta(
-        name="tiny-deblur",
-        task="deblur",
-        beta_max=1.0,
-        ot_ode=True,
-        start="classical",
-        degradation="blur-gauss-plain",
-    )
-    checkpoint = tmp_path / "deblur.safetensors"
-    save_checkpoint(checkpoint, ADMUNet(meta.config).state_dict(), meta)
+    checkpoint = _untrained_classical_deblur(tmp_path)
     source = write_picture(tmp_path / "blurry.png", 24)
     target = tmp_path / "out.png"
     result = restore(source, "--model", checkpoint, "--task", task, "--nfe", "2", "-o", target)
@@ -512,9 +503,8 @@ def test_classical_start_of_an_untrained_model_is_the_baseline(tmp_path, task, c
     assert np.abs(read_pixels(target).astype(int) - expected).max() <= 1
 
 
-def test_a_picture_too_wide_for_the_paper_blur_fails_alone(tmp_path):
-    """Issue 16: the Tikhonov start of --task blur-gauss needs the SVD of a side x side matrix;
-    a 3 x 100,000 strip fails on one line instead of allocating 80 GB, the next picture goes on."""
+def _untrained_classical_deblur(folder):
+    """A deblur checkpoint that starts from the classical restoration and, untrained, returns it."""
     meta = tiny_meta(
         name="tiny-deblur",
         task="deblur",
@@ -523,8 +513,15 @@ def test_a_picture_too_wide_for_the_paper_blur_fails_alone(tmp_path):
         start="classical",
         degradation="blur-gauss-plain",
     )
-    checkpoint = tmp_path / "deblur.safetensors"
+    checkpoint = folder / "deblur.safetensors"
     save_checkpoint(checkpoint, ADMUNet(meta.config).state_dict(), meta)
+    return checkpoint
+
+
+def test_a_picture_too_wide_for_the_paper_blur_fails_alone(tmp_path):
+    """Issue 16: the Tikhonov start of --task blur-gauss needs the SVD of a side x side matrix;
+    a 3 x 100,000 strip fails on one line instead of allocating 80 GB, the next picture goes on."""
+    checkpoint = _untrained_classical_deblur(tmp_path)
     strip = np.random.default_rng(0).integers(0, 256, (3, 100_000, 3), dtype=np.uint8)
     Image.fromarray(strip).save(tmp_path / "strip.png")
     good = write_picture(tmp_path / "good.png", 24)
