@@ -129,11 +129,15 @@ def test_auto_runs_a_checkpoint_in_onnxruntime_on_the_cpu_and_announces_the_expo
     steps: list[str] = []
     model = load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path, on_step=steps.append)
     assert (model.backend, model.precision) == ("onnxruntime", "fp32")
-    # Told before the export starts, then noted once it is made and cached.
-    assert len(steps) == 1 and "ONNX" in steps[0] and checkpoint.name in steps[0]
+    # Told before the export starts and before the one-off agreement check, then noted once
+    # the export is made and cached.
+    assert len(steps) == 2 and "ONNX" in steps[0] and checkpoint.name in steps[0]
+    assert "same pictures" in steps[1]
     assert any("cached" in note for note in model.notes)
-    again = load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path)
+    steps.clear()
+    again = load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path, on_step=steps.append)
     assert again.backend == "onnxruntime" and again.notes == model.notes[1:]
+    assert len(steps) == 1
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ asked for:
 - an `i2sb export` file runs directly: .onnx in ONNX Runtime, .pt (TorchScript) and .pt2
   (torch.export) in PyTorch;
 - `backend="auto"` is the fastest correct path: a checkpoint runs in ONNX Runtime on the CPU in
-  fp32 when onnxruntime is installed (measured 1.5 to 1.8x eager fp32 there, same picture
-  within the parity tolerance of the export), PyTorch otherwise; a file runs by its suffix.
+  fp32 when onnxruntime is installed (measured 1.5 to 1.8x eager fp32 there) and its restorations
+  agree with PyTorch's (agreement.py, checked once per export), PyTorch otherwise; a file runs
+  by its suffix.
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
+from .agreement import LEVELS, SHARE, cached_agreement
 from .metadata import default_tile
 from .torch_backend import LoadedModel, load_torch_model, resolve_device
 
@@ -59,6 +61,8 @@ def load_model(
     chosen = backend or ("onnxruntime" if suffix == ".onnx" else "torch")
     if chosen == "auto":
         chosen = _auto_backend(suffix, spec, precision, compile or channels_last is not None)
+        if chosen == "onnxruntime" and suffix not in TORCH_EXPORTS and suffix != ".onnx":
+            return _checkpoint_on_ort_if_same(path, spec, clip_denoise, cache_dir, on_step)
     exported = suffix == ".onnx" or suffix in TORCH_EXPORTS
     if exported and (compile or channels_last is not None):
         raise UsageError("--compile and channels_last apply to checkpoints, not exported files")
@@ -91,7 +95,7 @@ def load_model(
     else:
         if on_step is not None:
             on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
-        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir)
+        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir)[0]
     if precision is not None and precision != model.precision:
         raise UsageError(
             f"{path} holds {model.precision} weights; --precision applies to checkpoints "
@@ -117,6 +121,34 @@ def _auto_backend(suffix: str, device: str, precision: str | None, torch_options
     return "onnxruntime"
 
 
+def _checkpoint_on_ort_if_same(
+    path: Path,
+    device: str,
+    clip_denoise: bool | None,
+    cache_dir: Path | None,
+    on_step: Callable[[str], None] | None,
+) -> LoadedModel:
+    """`--backend auto`'s pick for a checkpoint on the CPU: ONNX Runtime, once it has shown
+    that it restores the same pictures as PyTorch (agreement.py; measured once per export, and
+    recorded beside it), else PyTorch with a note saying why."""
+    if on_step is not None:
+        on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
+    candidate, onnx_path = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
+    reference = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
+    record = onnx_path.with_suffix(".agreement.json")
+    if on_step is not None and not record.is_file():
+        on_step("checking that ONNX Runtime restores the same pictures as PyTorch (once)")
+    agreement, _ = cached_agreement(record, reference, candidate)
+    if agreement.ok:
+        return candidate
+    note = (
+        f"ONNX Runtime and PyTorch disagree on {path.name} ({100 * agreement.share:.2f}% of "
+        f"pixels within {LEVELS} levels at {agreement.settings}, under {100 * SHARE:g}%): "
+        "running PyTorch fp32"
+    )
+    return dataclasses.replace(reference, notes=(*candidate.notes, *reference.notes, note))
+
+
 def _checkpoint_on_ort(
     path: Path,
     device: str,
@@ -124,7 +156,8 @@ def _checkpoint_on_ort(
     compile: bool,
     clip_denoise: bool | None,
     cache_dir: Path | None,
-) -> LoadedModel:
+) -> tuple[LoadedModel, Path]:
+    """The checkpoint's cached ONNX export in ONNX Runtime, and the export's path."""
     if compile:
         raise UsageError("--compile is torch.compile: it applies to --backend torch only")
     if precision not in (None, "fp32", "fp16"):
@@ -138,4 +171,4 @@ def _checkpoint_on_ort(
     onnx_path, note = cached_onnx(path, fp16=precision == "fp16", cache_dir=cache_dir)
     model = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
     notes = (note, *model.notes) if note else model.notes
-    return dataclasses.replace(model, notes=notes)
+    return dataclasses.replace(model, notes=notes), onnx_path

@@ -1,0 +1,57 @@
+"""`--backend auto` trusts ONNX Runtime only where it restores the same pictures as PyTorch."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from helpers import make_checkpoint
+
+from i2sb_cli.runtime import agreement, load_model
+from i2sb_cli.runtime.agreement import Agreement, measure_agreement
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("agreement") / "tiny.safetensors")
+
+
+def _offset(model, shift: float):
+    """The same model with every x0_hat moved by `shift`: a runtime that gets it wrong."""
+
+    def denoise(x, n, cond):
+        return model.denoise(x, n, cond) + shift
+
+    return dataclasses.replace(model, denoise=denoise)
+
+
+def test_a_model_agrees_with_itself_and_not_with_a_shifted_copy(checkpoint):
+    model = load_model(checkpoint, "cpu", "torch")
+    assert measure_agreement(model, model) == Agreement(1.0, "NFE 2 stochastic")
+    # 0.1 in [-1, 1] is about 13 levels: most pixels move by more than 2.
+    worse = measure_agreement(model, _offset(model, 0.1))
+    assert not worse.ok and worse.share < 0.5
+
+
+def test_auto_measures_agreement_once_and_records_it(checkpoint, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    assert load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path).backend == "onnxruntime"
+    (record,) = (tmp_path / "onnx").glob("*.agreement.json")
+    assert Agreement(**json.loads(record.read_text())).ok
+
+    def never(*_):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(agreement, "measure_agreement", never)
+    assert load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path).backend == "onnxruntime"
+
+
+def test_auto_runs_pytorch_and_says_why_when_the_runtimes_disagree(
+    checkpoint, tmp_path, monkeypatch
+):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(agreement, "measure_agreement", lambda *_: Agreement(0.97, "NFE 10 OT-ODE"))
+    model = load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path)
+    assert (model.backend, model.precision) == ("torch", "fp32")
+    (note,) = [note for note in model.notes if "disagree" in note]
+    assert "97.00% of pixels within 2 levels at NFE 10 OT-ODE" in note
