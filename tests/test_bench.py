@@ -46,9 +46,11 @@ def test_benchmark_emits_a_table_and_valid_json(checkpoint):
     assert row["ms_per_nfe_p90"] >= row["ms_per_nfe_median"] > 0
     assert row["s_per_image_median"] == pytest.approx(row["ms_per_nfe_median"] * 2 / 1e3 / 2)
     assert row["images_per_s"] > 0
+    assert row["s_per_megapixel_median"] == pytest.approx(row["s_per_image_median"] / 256e-6)
     assert 0 <= row["outside_network_fraction"] < 1
     assert row["peak_rss_bytes"] > 0 and row["cuda_peak_bytes"] is None
     assert "torch+nchw:fp32" in result.stderr and "outside" in result.stderr
+    assert "s/MP" in result.stderr
 
 
 def test_grid_covers_every_backend_size_and_nfe_and_writes_a_file(checkpoint, tmp_path):
@@ -62,6 +64,13 @@ def test_grid_covers_every_backend_size_and_nfe_and_writes_a_file(checkpoint, tm
     rows = json.loads(out.read_text())["results"]
     assert len(rows) == 2 * 2 * 2
     assert {(r["height"], r["width"]) for r in rows} == {(16, 16), (8, 24)}
+
+
+def test_sizes_may_be_comma_separated(checkpoint):
+    result = benchmark("--model", checkpoint, *FAST, "--size", "8, 8x24,16")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["results"]
+    assert [(r["height"], r["width"]) for r in rows] == [(16, 16), (8, 8), (8, 24), (16, 16)]
 
 
 def test_compare_alternates_two_configurations_and_gives_the_ratio(checkpoint):

@@ -33,6 +33,10 @@ def _size(text: str) -> tuple[int, int]:
     return size
 
 
+def _split(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.0f}"
 
@@ -65,7 +69,12 @@ Precisions = Annotated[
     typer.Option("--precision", help="fp32, bf16 or fp16 (CUDA only), repeatable (default fp32)."),
 ]
 Sizes = Annotated[
-    list[str] | None, typer.Option("--size", help="N or HxW, repeatable (default 256).")
+    list[str] | None,
+    typer.Option(
+        "--size",
+        help="N or HxW, repeatable or comma-separated (default 256); e.g. "
+        "--size 256,384,500,512,520,768,1024,2048 shows the cost per megapixel over sizes.",
+    ),
 ]
 Batches = Annotated[
     list[int] | None, typer.Option("--batch", min=1, help="Repeatable (default 1).")
@@ -147,7 +156,7 @@ def benchmark(
     configs = _configs(compare, backends, precisions)
     cases = [
         Case(height, width, batch, nfe)
-        for height, width in map(_size, sizes or ["256"])
+        for height, width in map(_size, _split(sizes or ["256"]))
         for batch in batches or [1]
         for nfe in nfes or [10]
     ]
@@ -245,7 +254,7 @@ def _progress(measurement: Measurement, _said: set[str] = set()) -> None:  # noq
 
 def _table(report: dict) -> Table:
     table = Table(title=f"i2sb benchmark: {report['model']} (median, p90 in brackets)")
-    columns = ("config", "size", "batch", "NFE", "ms/NFE", "s/image", "img/s", "outside")
+    columns = ("config", "size", "batch", "NFE", "ms/NFE", "s/image", "s/MP", "img/s", "outside")
     for column in (*columns, "RSS MiB", "CUDA MiB"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for r in report["results"]:
@@ -256,6 +265,7 @@ def _table(report: dict) -> Table:
             str(r["nfe"]),
             f"{r['ms_per_nfe_median']:.1f} ({r['ms_per_nfe_p90']:.1f})",
             f"{r['s_per_image_median']:.3f} ({r['s_per_image_p90']:.3f})",
+            f"{r['s_per_megapixel_median']:.3g}",
             f"{r['images_per_s']:.3g}",
             f"{100 * r['outside_network_fraction']:.2f}%",
             _mib(r["peak_rss_bytes"]),

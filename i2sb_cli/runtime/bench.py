@@ -82,6 +82,11 @@ class Case:
     def label(self) -> str:
         return f"{self.height}x{self.width} b{self.batch} nfe{self.nfe}"
 
+    @property
+    def megapixels(self) -> float:
+        """Of one picture."""
+        return self.height * self.width / 1e6
+
 
 @dataclass(frozen=True)
 class Source:
@@ -125,6 +130,9 @@ class Measurement:
             "s_per_image_median": float(np.median(per_image)),
             "s_per_image_p90": float(np.percentile(per_image, 90)),
             "images_per_s": self.case.batch / float(np.median(runs)),
+            # Cost per output megapixel: flat when cost follows the pixels; a jump between two
+            # close sizes shows a tile plan that pays for pixels it does not need.
+            "s_per_megapixel_median": float(np.median(per_image)) / self.case.megapixels,
             "outside_network_fraction": max(outside, 0.0),
             "peak_rss_bytes": self.peak_rss_bytes,
             "cuda_peak_bytes": self.cuda_peak_bytes,
