@@ -8,30 +8,43 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..errors import UsageError
-from ..models.checkpoint import CheckpointMeta
-from ..models.registry import resolve_model
-from ..pictures.files import FORMATS
+from ..errors import CheckpointError, UsageError
+from ..models.cache import OfflineError, is_offline
+from ..models.checkpoint import CheckpointMeta, read_meta
+from ..models.registry import find_model, resolve_model
+from ..pictures.files import FORMATS, colour_rgb, may_have_alpha
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
     STDIO,
     InputFile,
     collect_inputs,
     is_picture_name,
+    leave_out_outputs,
+    output_kind,
     plan_outputs,
 )
-from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
+from ..restore import (
+    OUTPUT_MARK,
+    Job,
+    Outcome,
+    Restorer,
+    RestoreSettings,
+    file_sha256,
+    is_done,
+)
 from ..runtime import default_tile, load_model
 from ..runtime.torch_backend import LoadedModel
 from ..tasks import classical_degradation, family_of
 from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
 from .restore_options import (
     Backend,
+    Background,
     BatchSize,
     ClipDenoise,
     Compile,
     Detail,
     Device,
+    DryRun,
     Inputs,
     InvertMask,
     JsonLines,
@@ -50,6 +63,7 @@ from .restore_options import (
     Samples,
     SaveTrajectory,
     Seed,
+    Suffix,
     Task,
     Tile,
     TileBatch,
@@ -57,6 +71,8 @@ from .restore_options import (
     TrustPickle,
     Upsampled,
 )
+
+_SUFFIX = "_restored"  # the default --suffix of an output next to its input
 
 
 def _find_mask(masks: Path | None, source_relative: Path) -> Path | None:
@@ -107,11 +123,20 @@ def restore(
     save_trajectory: SaveTrajectory = None,
     samples: Samples = 1,
     json_lines: JsonLines = False,
+    suffix: Suffix = None,
+    background: Background = None,
+    dry_run: DryRun = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
 
     Give - as the input to read one picture from stdin, and -o - to write the result to
-    stdout (a picture from stdin goes there by default).
+    stdout (a picture from stdin goes there by default). Results of earlier runs found in
+    folders or by patterns (named with the suffix next to their input, inside the -o folder,
+    or carrying i2sb's metadata) are left out, so running the same command again is safe.
+
+    Examples: i2sb restore photos/ -r -o 'out/{parent}/{stem}_x4.{ext}' --task sr4x;
+    i2sb restore logo.png -o logo.jpg --task sr4x --background white;
+    i2sb restore photos/ --task deblur --dry-run.
 
     Exit codes: 0 when every picture was restored or skipped; 1 when some pictures failed
     (each one is reported on stderr, and with --json on stdout) or the model could not be
@@ -119,9 +144,17 @@ def restore(
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
     """
-    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask)
-    stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
-    checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
+    rgb = None if background is None else colour_rgb(background)
+    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask, suffix)
+    stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
+    checkpoint, early = _locate(model, task, cache_dir, offline, dry_run)
+    if early is not None:
+        _check_model(early, task, nfe, mask, mask_threshold, invert_mask)
+    _check_hole_possible(task or (early.task if early else None), sources, mask)
+    if dry_run:
+        jobs = _jobs(sources, outputs, mask, None)
+        _dry_run(model, checkpoint, early, jobs, overwrite, samples, json_lines)
+        return
     loaded = _load(
         checkpoint, device, backend, precision, compile_net, clip_denoise, trust_pickle, cache_dir
     )
@@ -146,6 +179,7 @@ def restore(
         max_pixels=max_pixels,
         quality=quality,
         stdout_format=FORMATS[f".{output_format or 'png'}"],
+        background=rgb,
         model_sha256=file_sha256(checkpoint),
         trajectory=save_trajectory,
         samples=samples,
@@ -171,15 +205,124 @@ def _plan(
     recursive: bool,
     json_lines: bool,
     mask: Path | None,
+    suffix: str | None,
 ) -> tuple[list[InputFile], list[Path]]:
     """The pictures to restore and the output path of each, with the checks they allow."""
     if mask is not None and not mask.exists():
         raise UsageError(f"--mask {mask}: no such file or folder")
-    sources = collect_inputs(inputs, recursive=recursive)
+    kind = output_kind(output)
+    if suffix is not None and kind in ("file", "template", "stdout"):
+        raise UsageError(
+            f"--suffix names outputs beside their inputs or in an -o folder, not -o {output}"
+        )
+    sources = _without_earlier_results(
+        collect_inputs(inputs, recursive=recursive),
+        suffix=_SUFFIX if suffix is None else suffix,
+        folder=output if kind == "folder" else None,
+    )
     _check_output_format(output, output_format)
-    outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
+    outputs = plan_outputs(
+        sources,
+        output,
+        suffix=_SUFFIX if suffix is None else suffix,
+        default_ext=output_format,
+        folder_suffix=suffix or "",
+    )
     _check_stdout(outputs, json_lines)
     return sources, outputs
+
+
+def _without_earlier_results(
+    found: list[InputFile], *, suffix: str, folder: Path | None
+) -> list[InputFile]:
+    """The pictures found, less the results of earlier runs among them, counted on stderr."""
+    sources, left_out = leave_out_outputs(found, suffix=suffix, folder=folder, mark=OUTPUT_MARK)
+    if not left_out:
+        return sources
+    what = (
+        f"{len(left_out)} earlier result(s) of i2sb restore (named *{suffix}.*, in the -o "
+        "folder, or carrying its metadata)"
+    )
+    if not sources:
+        raise UsageError(
+            f"nothing to restore: the pictures found are {what}; name files to restore them again"
+        )
+    console.print(f"left out {what}; name a file to restore it again", markup=False, soft_wrap=True)
+    return sources
+
+
+def _locate(
+    model: str | None, task: str | None, cache_dir: Path | None, offline: bool | None, dry_run: bool
+) -> tuple[Path | None, CheckpointMeta | None]:
+    """The checkpoint (None: a download a dry run leaves to the real one) and its metadata when
+    the file gives it without loading the net (a safetensors checkpoint; not an export)."""
+    try:
+        checkpoint = resolve_model(
+            model, task, cache_dir=cache_dir, offline=True if dry_run else offline
+        )
+    except OfflineError:
+        if not dry_run or is_offline(offline):
+            raise
+        return None, None
+    try:
+        return checkpoint, read_meta(checkpoint)
+    except CheckpointError:
+        return checkpoint, None
+
+
+def _check_hole_possible(task: str | None, sources: list[InputFile], mask: Path | None) -> None:
+    """Inpainting without --mask takes the hole from each picture's transparency: when no
+    picture can have any (a JPEG never does), say so before loading the model."""
+    if task is None or family_of(task) != "inpaint" or mask is not None:
+        return
+    if any(s.path == STDIO or may_have_alpha(s.path) for s in sources):
+        return
+    which = (
+        f"{sources[0].path} has no transparency"
+        if len(sources) == 1
+        else f"none of the {len(sources)} pictures has transparency"
+    )
+    raise UsageError(
+        f"inpainting needs a mask: pass --mask FILE|DIR (white = hole); {which} to mark it"
+    )
+
+
+def _dry_run(
+    model: str | None,
+    checkpoint: Path | None,
+    meta: CheckpointMeta | None,
+    jobs: list[Job],
+    overwrite: bool,
+    samples: int,
+    json_lines: bool,
+) -> None:
+    """What a run would do, from the plan alone: no model loaded, nothing written."""
+    entry = find_model(model) if checkpoint is None and model else None
+    if entry is not None:
+        name, where = entry.name, f"({entry.family}), not downloaded yet: a run fetches {entry.url}"
+    else:
+        name = meta.name if meta else Path(str(checkpoint)).name
+        where = f"({meta.task}) from {checkpoint}" if meta else f"from {checkpoint}"
+    console.print(f"dry run: {name} {where}", markup=False, soft_wrap=True)
+    counts = {"planned": 0, "skipped": 0}
+    for job in jobs:
+        done = is_done(job.output, overwrite=overwrite, samples=samples)
+        status = "skipped" if done else "planned"
+        counts[status] += 1
+        source, target = escape(str(job.source.path)), escape(str(job.output))
+        target = "stdout" if job.output == STDIO else target
+        mask = f" (mask {escape(str(job.mask))})" if job.mask else ""
+        if done:
+            console.print(f"[yellow]would skip[/] {source}: {target} exists", soft_wrap=True)
+        else:
+            console.print(f"would restore {source}{mask} -> {target}", soft_wrap=True)
+        if json_lines:
+            record = {"input": str(job.source.path), "output": str(job.output), "status": status}
+            print(json.dumps({**record, "mask": job.mask and str(job.mask), "model": name}))
+    console.print(
+        f"dry run: {counts['planned']} to restore, {counts['skipped']} to skip; "
+        "no model loaded, nothing written"
+    )
 
 
 def _load(
