@@ -72,7 +72,7 @@ class RestoreSettings:
     max_pixels: int | None = None
     """Pictures and masks larger than this are refused (None: Pillow's bomb guard)."""
     quality: int | None = None
-    """JPEG and WebP quality (None: JPEG 95, WebP lossless)."""
+    """JPEG and WebP quality (None: JPEG 95; WebP lossy at 90 for a lossy source, else lossless)."""
     stdout_format: str = "PNG"
     """The format of a picture written to stdout (output `STDIO`)."""
     background: tuple[int, int, int] | None = None

@@ -8,30 +8,19 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..errors import CheckpointError, UsageError
-from ..models.cache import OfflineError, is_offline
-from ..models.checkpoint import CheckpointMeta, read_meta
-from ..models.registry import find_model, resolve_model
-from ..pictures.files import FORMATS, colour_rgb, may_have_alpha
+from ..errors import UsageError
+from ..models.checkpoint import CheckpointMeta
+from ..pictures.files import FORMATS, colour_rgb
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
     STDIO,
     InputFile,
     collect_inputs,
     is_picture_name,
-    leave_out_outputs,
     output_kind,
     plan_outputs,
 )
-from ..restore import (
-    OUTPUT_MARK,
-    Job,
-    Outcome,
-    Restorer,
-    RestoreSettings,
-    file_sha256,
-    is_done,
-)
+from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
 from ..runtime import default_tile, load_model
 from ..runtime.torch_backend import LoadedModel
 from ..tasks import classical_degradation, family_of
@@ -71,8 +60,13 @@ from .restore_options import (
     TrustPickle,
     Upsampled,
 )
-
-_SUFFIX = "_restored"  # the default --suffix of an output next to its input
+from .restore_plan import (
+    SUFFIX,
+    check_hole_possible,
+    locate_model,
+    report_dry_run,
+    without_earlier_results,
+)
 
 
 def _find_mask(masks: Path | None, source_relative: Path) -> Path | None:
@@ -147,13 +141,13 @@ def restore(
     rgb = None if background is None else colour_rgb(background)
     sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask, suffix)
     stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
-    checkpoint, early = _locate(model, task, cache_dir, offline, dry_run)
+    checkpoint, early = locate_model(model, task, cache_dir, offline, dry_run=dry_run)
     if early is not None:
         _check_model(early, task, nfe, mask, mask_threshold, invert_mask)
-    _check_hole_possible(task or (early.task if early else None), sources, mask)
+    check_hole_possible(task or (early.task if early else None), sources, mask)
     if dry_run:
         jobs = _jobs(sources, outputs, mask, None)
-        _dry_run(model, checkpoint, early, jobs, overwrite, samples, json_lines)
+        report_dry_run(model, checkpoint, early, jobs, overwrite, samples, json_lines)
         return
     loaded = _load(
         checkpoint, device, backend, precision, compile_net, clip_denoise, trust_pickle, cache_dir
@@ -215,114 +209,15 @@ def _plan(
         raise UsageError(
             f"--suffix names outputs beside their inputs or in an -o folder, not -o {output}"
         )
-    sources = _without_earlier_results(
-        collect_inputs(inputs, recursive=recursive),
-        suffix=_SUFFIX if suffix is None else suffix,
-        folder=output if kind == "folder" else None,
-    )
+    beside = SUFFIX if suffix is None else suffix
+    folder = output if kind == "folder" else None
+    sources = without_earlier_results(collect_inputs(inputs, recursive=recursive), beside, folder)
     _check_output_format(output, output_format)
     outputs = plan_outputs(
-        sources,
-        output,
-        suffix=_SUFFIX if suffix is None else suffix,
-        default_ext=output_format,
-        folder_suffix=suffix or "",
+        sources, output, suffix=beside, default_ext=output_format, folder_suffix=suffix or ""
     )
     _check_stdout(outputs, json_lines)
     return sources, outputs
-
-
-def _without_earlier_results(
-    found: list[InputFile], *, suffix: str, folder: Path | None
-) -> list[InputFile]:
-    """The pictures found, less the results of earlier runs among them, counted on stderr."""
-    sources, left_out = leave_out_outputs(found, suffix=suffix, folder=folder, mark=OUTPUT_MARK)
-    if not left_out:
-        return sources
-    what = (
-        f"{len(left_out)} earlier result(s) of i2sb restore (named *{suffix}.*, in the -o "
-        "folder, or carrying its metadata)"
-    )
-    if not sources:
-        raise UsageError(
-            f"nothing to restore: the pictures found are {what}; name files to restore them again"
-        )
-    console.print(f"left out {what}; name a file to restore it again", markup=False, soft_wrap=True)
-    return sources
-
-
-def _locate(
-    model: str | None, task: str | None, cache_dir: Path | None, offline: bool | None, dry_run: bool
-) -> tuple[Path | None, CheckpointMeta | None]:
-    """The checkpoint (None: a download a dry run leaves to the real one) and its metadata when
-    the file gives it without loading the net (a safetensors checkpoint; not an export)."""
-    try:
-        checkpoint = resolve_model(
-            model, task, cache_dir=cache_dir, offline=True if dry_run else offline
-        )
-    except OfflineError:
-        if not dry_run or is_offline(offline):
-            raise
-        return None, None
-    try:
-        return checkpoint, read_meta(checkpoint)
-    except CheckpointError:
-        return checkpoint, None
-
-
-def _check_hole_possible(task: str | None, sources: list[InputFile], mask: Path | None) -> None:
-    """Inpainting without --mask takes the hole from each picture's transparency: when no
-    picture can have any (a JPEG never does), say so before loading the model."""
-    if task is None or family_of(task) != "inpaint" or mask is not None:
-        return
-    if any(s.path == STDIO or may_have_alpha(s.path) for s in sources):
-        return
-    which = (
-        f"{sources[0].path} has no transparency"
-        if len(sources) == 1
-        else f"none of the {len(sources)} pictures has transparency"
-    )
-    raise UsageError(
-        f"inpainting needs a mask: pass --mask FILE|DIR (white = hole); {which} to mark it"
-    )
-
-
-def _dry_run(
-    model: str | None,
-    checkpoint: Path | None,
-    meta: CheckpointMeta | None,
-    jobs: list[Job],
-    overwrite: bool,
-    samples: int,
-    json_lines: bool,
-) -> None:
-    """What a run would do, from the plan alone: no model loaded, nothing written."""
-    entry = find_model(model) if checkpoint is None and model else None
-    if entry is not None:
-        name, where = entry.name, f"({entry.family}), not downloaded yet: a run fetches {entry.url}"
-    else:
-        name = meta.name if meta else Path(str(checkpoint)).name
-        where = f"({meta.task}) from {checkpoint}" if meta else f"from {checkpoint}"
-    console.print(f"dry run: {name} {where}", markup=False, soft_wrap=True)
-    counts = {"planned": 0, "skipped": 0}
-    for job in jobs:
-        done = is_done(job.output, overwrite=overwrite, samples=samples)
-        status = "skipped" if done else "planned"
-        counts[status] += 1
-        source, target = escape(str(job.source.path)), escape(str(job.output))
-        target = "stdout" if job.output == STDIO else target
-        mask = f" (mask {escape(str(job.mask))})" if job.mask else ""
-        if done:
-            console.print(f"[yellow]would skip[/] {source}: {target} exists", soft_wrap=True)
-        else:
-            console.print(f"would restore {source}{mask} -> {target}", soft_wrap=True)
-        if json_lines:
-            record = {"input": str(job.source.path), "output": str(job.output), "status": status}
-            print(json.dumps({**record, "mask": job.mask and str(job.mask), "model": name}))
-    console.print(
-        f"dry run: {counts['planned']} to restore, {counts['skipped']} to skip; "
-        "no model loaded, nothing written"
-    )
 
 
 def _load(

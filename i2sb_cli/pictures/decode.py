@@ -8,7 +8,9 @@ the pixel values.
 import contextlib
 import io
 import threading
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import cv2
@@ -16,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin
 
 from ..errors import ImageError
-from .meta import icc_space
+from .meta import CODEC_ERRORS, icc_space
 
 READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 """Pillow formats read (the JPEG plugin also opens cameras' multi-picture MPO files). Limiting
@@ -113,6 +115,18 @@ def has_alpha(image: Image.Image) -> bool:
     """Whether an opened picture holds transparency: an alpha channel, or a transparent colour
     (palette and some grey or RGB PNGs). Its header says so; no pixel is decoded."""
     return "A" in image.mode or "a" in image.mode or "transparency" in image.info
+
+
+def may_have_alpha(path: Path) -> bool:
+    """Whether a picture file may hold transparency: False only when its header says it has
+    none (a file that cannot be opened may: reading it decides). No pixel is decoded."""
+    try:
+        with warnings.catch_warnings(), path.open("rb") as file:
+            warnings.simplefilter("ignore")
+            with open_picture(file, str(path), None) as image:
+                return has_alpha(image)
+    except (ImageError, *CODEC_ERRORS):
+        return True
 
 
 def _wide_layout(image: Image.Image, file: BinaryIO) -> str | None:

@@ -33,7 +33,6 @@ from .decode import (
     compression_of,
     decode,
     default_max_pixels,
-    has_alpha,
     open_picture,
     sniff,
 )
@@ -59,7 +58,6 @@ __all__ = [
     "encode_image",
     "format_of",
     "mask_from_alpha",
-    "may_have_alpha",
     "read_image",
     "read_mask",
     "read_metadata",
@@ -179,18 +177,6 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
         path=path,
         compression=compression,
     )
-
-
-def may_have_alpha(path: Path, data: bytes | None = None) -> bool:
-    """Whether a picture may hold transparency: False only when its header says it has none
-    (a file that cannot be opened may: reading it decides). No pixel is decoded."""
-    try:
-        with warnings.catch_warnings(), _open_source(path, data) as file:
-            warnings.simplefilter("ignore")
-            with open_picture(file, str(path), None) as image:
-                return has_alpha(image)
-    except (ImageError, *CODEC_ERRORS):
-        return True
 
 
 def colour_rgb(colour: str) -> tuple[int, int, int]:

@@ -165,8 +165,9 @@ def leave_out_outputs(
             return True
         return has_text_key(path, mark)
 
-    left_out = [item for item in inputs if not item.named and earlier(item.path)]
-    return [item for item in inputs if item not in left_out], left_out
+    found_earlier = [not item.named and earlier(item.path) for item in inputs]
+    kept = [item for item, left in zip(inputs, found_earlier, strict=True) if not left]
+    return kept, [item for item, left in zip(inputs, found_earlier, strict=True) if left]
 
 
 def _expand(spec: str, *, recursive: bool) -> list[InputFile]:
