@@ -15,7 +15,6 @@ its existence says the picture is done.
 
 import dataclasses
 import hashlib
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,9 +32,9 @@ from .evaluation.trajectory import Frame, TrajectoryRecorder, save_trajectory
 from .pictures.files import (
     ALPHA_FORMATS,
     Picture,
-    alpha_safe_path,
     atomic_write,
     encode_image,
+    format_of,
     mask_from_alpha,
     read_image,
     read_mask,
@@ -47,6 +46,10 @@ from .tasks import make_x1
 from .tiling import tiled
 
 Status = Literal["restored", "skipped", "failed"]
+
+OUTPUT_MARK = "i2sb:model"
+"""The metadata key of every restored file (and of no file `i2sb degrade` writes): it tells
+the results of earlier runs from pictures to restore."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,12 @@ class RestoreSettings:
     max_pixels: int | None = None
     """Pictures and masks larger than this are refused (None: Pillow's bomb guard)."""
     quality: int | None = None
-    """JPEG and WebP quality (None: JPEG 95, WebP lossless)."""
+    """JPEG and WebP quality (None: JPEG 95; WebP lossy at 90 for a lossy source, else lossless)."""
     stdout_format: str = "PNG"
     """The format of a picture written to stdout (output `STDIO`)."""
+    background: tuple[int, int, int] | None = None
+    """An RGB colour under transparent pictures: the result is the picture laid over it,
+    opaque (None: transparency is kept, and a format that cannot hold it fails)."""
     model_sha256: str | None = None
     """Recorded in each output's metadata when known."""
     classical: str | None = None
@@ -107,7 +113,6 @@ class Job:
 class Outcome:
     source: Path
     output: Path
-    """Where the result went (it may differ from the job's: alpha forces PNG over JPEG)."""
     status: Status
     message: str = ""
     """Why a picture failed or was skipped, or a note on a restored one."""
@@ -129,8 +134,6 @@ class _Prepared:
     generators: list[torch.Generator]
     """One per sample."""
     seeds: list[int]
-    output: Path
-    note: str = ""
 
 
 def file_sha256(path: Path) -> str:
@@ -153,6 +156,14 @@ def sample_seed(seed: int, name: str, k: int) -> int:
     that `--samples K` extends a run without changing it; the others hash k after a NUL, which
     no path holds, so that no sample's seed is another picture's."""
     return image_seed(seed, name if k == 0 else f"{name}\0{k}")
+
+
+def is_done(output: Path, *, overwrite: bool, samples: int) -> bool:
+    """Whether an output exists and is to be kept (writes are atomic: if it exists, it is
+    complete; with several samples the spread map, written last, stands for them all)."""
+    if output == STDIO or overwrite:
+        return False
+    return (spread_path(output) if samples > 1 else output).exists()
 
 
 def sample_path(output: Path, k: int) -> Path:
@@ -190,10 +201,10 @@ class Restorer:
         jobs = list(jobs)
         if self.settings.samples > 1 and any(job.output == STDIO for job in jobs):
             raise UsageError("--samples above 1 writes several files; give -o FILE or FOLDER")
-        planned = {job.output for job in jobs if job.output != STDIO}
         batch: list[_Prepared] = []
+        settings = self.settings
         for job in jobs:
-            if self._done(job.output):
+            if is_done(job.output, overwrite=settings.overwrite, samples=settings.samples):
                 yield Outcome(job.source.path, job.output, "skipped", "output exists")
                 continue
             try:
@@ -201,53 +212,17 @@ class Restorer:
             except I2SBError as exc:
                 yield Outcome(job.source.path, job.output, "failed", str(exc))
                 continue
-            if item.output != job.output:
-                refusal = self._check_moved_output(item, planned)
-                if refusal is not None:
-                    yield refusal
-                    continue
             if batch and item.x1.shape != batch[0].x1.shape:
                 yield from self._restore(batch)
                 batch = []
             batch.append(item)
             # A full batch runs at once, not when the next picture has been read: outcomes keep
             # the input order as far as batching allows, and no extra picture waits in memory.
-            if len(batch) == self.settings.batch_size:
+            if len(batch) == settings.batch_size:
                 yield from self._restore(batch)
                 batch = []
         if batch:
             yield from self._restore(batch)
-
-    def _done(self, output: Path) -> bool:
-        """Whether an output exists and is to be kept (writes are atomic: if it exists, it is
-        complete; with several samples the spread map, written last, stands for them all)."""
-        if output == STDIO or self.settings.overwrite:
-            return False
-        return (spread_path(output) if self.settings.samples > 1 else output).exists()
-
-    def _check_moved_output(self, item: _Prepared, planned: set[Path]) -> Outcome | None:
-        """A failed or skipped outcome when the output that alpha moved to cannot be used."""
-        source, output = item.job.source.path, item.output
-        if output in planned:
-            return Outcome(
-                source,
-                output,
-                "failed",
-                f"{source} has transparency, which {item.job.output.suffix} files cannot hold, "
-                f"and {output} is another picture's output; choose --format png",
-            )
-        if output.exists() and source != STDIO and os.path.samefile(output, source):
-            return Outcome(
-                source,
-                output,
-                "failed",
-                f"{source} has transparency, so its result would be {output}, the input "
-                "itself; choose another --output or --suffix",
-            )
-        if self._done(output):
-            return Outcome(source, output, "skipped", "output exists")
-        planned.add(output)  # two pictures moved to one name: the second one must fail
-        return None
 
     def _prepare(self, job: Job) -> _Prepared:
         settings = self.settings
@@ -259,10 +234,11 @@ class Restorer:
         mask = None
         if settings.family == "inpaint":
             mask = self._mask_for(job, picture)
-            if job.mask is None:
-                # The transparency was the hole, which is filled now; a mask file leaves the
-                # picture's own transparency to carry through.
+            # Transparency that marked the hole (without --mask, or all inside the mask's hole,
+            # as `i2sb degrade` writes it) is filled now; the picture's own is carried through.
+            if picture.alpha is not None and (job.mask is None or _inside(picture.alpha, mask)):
                 picture = dataclasses.replace(picture, alpha=None)
+        self._check_transparency(job, picture)
         x1 = make_x1(
             settings.family,
             picture.pixels,
@@ -276,12 +252,19 @@ class Restorer:
         x1 = x1.expand(settings.samples, -1, -1, -1)
         if mask is not None:
             mask = mask.expand(settings.samples, -1, -1, -1)
-        output, note = job.output, ""
-        if picture.alpha is not None and job.output != STDIO:
-            output = alpha_safe_path(job.output)
-            if output != job.output:
-                note = f"PNG, not {job.output.suffix}, to keep the transparency"
-        return _Prepared(job, picture, x1, mask, generators, seeds, output, note)
+        return _Prepared(job, picture, x1, mask, generators, seeds)
+
+    def _check_transparency(self, job: Job, picture: Picture) -> None:
+        """Refuse, before any sampling, a transparent picture bound for a format that would
+        drop its transparency without a word."""
+        if picture.alpha is None or self.settings.background is not None:
+            return
+        fmt = self.settings.stdout_format if job.output == STDIO else format_of(job.output)
+        if fmt not in ALPHA_FORMATS:
+            raise ImageError(
+                f"it has transparency, which {fmt} cannot hold: add --background COLOR "
+                "(e.g. --background white) to lay it over a colour, or write PNG, WebP or TIFF"
+            )
 
     def _mask_for(self, job: Job, picture: Picture) -> Tensor:
         settings = self.settings
@@ -297,8 +280,8 @@ class Restorer:
             named = f"the transparency of {job.source.path}"
         else:
             raise ImageError(
-                f"{job.source.path}: inpainting needs a mask; pass --mask FILE|DIR "
-                "(white = hole) or give the picture an alpha channel (transparent = hole)"
+                "inpainting needs a mask; pass --mask FILE|DIR (white = hole) or give the "
+                "picture an alpha channel (transparent = hole)"
             )
         if not mask.any():
             raise ImageError(
@@ -338,7 +321,7 @@ class Restorer:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             for item in batch:
                 yield Outcome(
-                    item.job.source.path, item.output, "failed", f"sampling failed: {reason}"
+                    item.job.source.path, item.job.output, "failed", f"sampling failed: {reason}"
                 )
             return
         if mask is not None:
@@ -364,36 +347,32 @@ class Restorer:
         all is written."""
         job, settings = item.job, self.settings
         source, seed = job.source.path, item.seeds[0]
-        like, quality = item.picture, settings.quality
+        like = item.picture
+        options = {"quality": settings.quality, "background": settings.background}
         try:
             if path is not None and settings.trajectory is not None:
                 relative = job.source.relative
                 save_trajectory(*path, settings.trajectory / relative.parent / relative.stem)
             if settings.samples > 1:
                 return self._write_samples(item, restored, seconds)
-            if item.output == STDIO:
+            metadata = self._metadata(seed)
+            if job.output == STDIO:
                 fmt = settings.stdout_format
-                if like.alpha is not None and fmt not in ALPHA_FORMATS:
-                    fmt = "PNG"
-                data = encode_image(
-                    fmt, restored, like=like, metadata=self._metadata(seed), quality=quality
-                )
+                data = encode_image(fmt, restored, like=like, metadata=metadata, **options)
                 sys.stdout.buffer.write(data)
                 sys.stdout.buffer.flush()
             else:
-                write_image(
-                    item.output, restored, like=like, metadata=self._metadata(seed), quality=quality
-                )
+                write_image(job.output, restored, like=like, metadata=metadata, **options)
         except I2SBError as exc:
-            return Outcome(source, item.output, "failed", str(exc), seed, seconds)
+            return Outcome(source, job.output, "failed", str(exc), seed, seconds)
         except OSError as exc:  # stdout closed early, as by a pipe into `head`
             message = f"cannot write to stdout: {exc.strerror or exc}"
-            return Outcome(source, item.output, "failed", message, seed, seconds)
-        return Outcome(source, item.output, "restored", item.note, seed, seconds)
+            return Outcome(source, job.output, "failed", message, seed, seconds)
+        return Outcome(source, job.output, "restored", "", seed, seconds)
 
     def _write_samples(self, item: _Prepared, restored: Tensor, seconds: float) -> Outcome:
         """Each sample under its `_s{k}` name, then their spread map."""
-        paths = tuple(sample_path(item.output, k) for k in range(len(restored)))
+        paths = tuple(sample_path(item.job.output, k) for k in range(len(restored)))
         for path, sample_k, seed in zip(paths, restored, item.seeds, strict=True):
             write_image(
                 path,
@@ -401,17 +380,18 @@ class Restorer:
                 like=item.picture,
                 metadata=self._metadata(seed),
                 quality=self.settings.quality,
+                background=self.settings.background,
             )
         values = spread(restored)
         # Scaled to the map's own maximum: the picture shows where, `spread_mean` how much.
         image = heat_map(values)
-        target = spread_path(item.output)
+        target = spread_path(item.job.output)
         atomic_write(target, lambda file: image.save(file, "PNG"))
         return Outcome(
             item.job.source.path,
             target,
             "restored",
-            item.note,
+            "",
             item.seeds[0],
             seconds,
             samples=paths,
@@ -422,7 +402,7 @@ class Restorer:
         """What an output records of how it was made."""
         meta, settings = self.model.meta, self.settings
         metadata = {
-            "i2sb:model": meta.name,
+            OUTPUT_MARK: meta.name,
             "i2sb:task": meta.task,
             "i2sb:nfe": str(settings.nfe),
             "i2sb:sampler": "ot-ode" if settings.ot_ode else "stochastic",
@@ -434,6 +414,11 @@ class Restorer:
         if settings.model_sha256:
             metadata["i2sb:model-sha256"] = settings.model_sha256
         return metadata
+
+
+def _inside(alpha: Tensor, hole: Tensor) -> bool:
+    """Whether every pixel that is not fully opaque lies in the hole (both [1, 1, H, W])."""
+    return bool(((alpha < 1) <= (hole > 0)).all())
 
 
 def _both(

@@ -13,7 +13,6 @@ from i2sb_cli.errors import ImageError
 from i2sb_cli.pictures.encode import encode_png16
 from i2sb_cli.pictures.files import (
     Picture,
-    alpha_safe_path,
     mask_from_alpha,
     read_image,
     read_mask,
@@ -242,12 +241,6 @@ def test_quality_for_jpeg_and_webp(tmp_path: Path) -> None:
     assert sizes["q30.jpg"] < sizes["q95.jpg"] and sizes["q.webp"] < sizes["l.webp"]
     assert torch.equal(read_image(tmp_path / "l.webp").pixels, picture.pixels)
     assert not torch.equal(read_image(tmp_path / "q.webp").pixels, picture.pixels)
-
-
-def test_alpha_safe_path() -> None:
-    names = ["a.png", "a.tif", "a.TIFF", "a.webp", "d/a.jpg", "a.BMP"]
-    safe = ["a.png", "a.tif", "a.TIFF", "a.webp", "d/a.png", "a.png"]
-    assert [alpha_safe_path(Path(n)) for n in names] == [Path(n) for n in safe]
 
 
 # --- orientation, profiles, metadata -------------------------------------------------------

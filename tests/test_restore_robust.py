@@ -294,7 +294,7 @@ def test_alpha_is_interpolated_for_sr4x_and_copied_otherwise(tmp_path, sr, same_
     assert np.array_equal(copied, _half_transparent(8)[..., 3])
 
 
-def test_alpha_forces_png_where_the_format_cannot_hold_it(tmp_path, sr):
+def test_alpha_fails_where_the_format_cannot_hold_it(tmp_path, sr):
     pictures = tmp_path / "in"
     pictures.mkdir()
     Image.fromarray(_half_transparent(8)).save(pictures / "cutout.png")
@@ -302,14 +302,14 @@ def test_alpha_forces_png_where_the_format_cannot_hold_it(tmp_path, sr):
     out = tmp_path / "out"
 
     first = restore(pictures, "--model", sr, "-o", out, "--format", "jpg", "--nfe", 1, "--json")
-    assert first.exit_code == 0, first.stderr
-    outputs = {Path(r["input"]).name: Path(r["output"]) for r in _records(first)}
-    assert outputs == {"cutout.png": out / "cutout.png", "plain.png": out / "plain.jpg"}
-    assert Image.open(out / "cutout.png").mode == "RGBA"
-    assert "PNG, not .jpg, to keep the transparency" in first.stderr
+    assert first.exit_code == 1, first.stderr
+    records = {Path(r["input"]).name: r for r in _records(first)}
+    assert records["cutout.png"]["output"] == str(out / "cutout.jpg")
+    assert "--background" in records["cutout.png"]["error"]
+    assert sorted(p.name for p in out.iterdir()) == ["plain.jpg"]
 
     again = restore(pictures, "--model", sr, "-o", out, "--format", "jpg", "--nfe", 1, "--json")
-    assert [r["status"] for r in _records(again)] == ["skipped", "skipped"]
+    assert [r["status"] for r in _records(again)] == ["failed", "skipped"]
 
 
 # --- masks ------------------------------------------------------------------------------------

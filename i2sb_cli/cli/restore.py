@@ -10,14 +10,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
-from ..models.registry import resolve_model
-from ..pictures.files import FORMATS
+from ..pictures.files import FORMATS, colour_rgb
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
     STDIO,
     InputFile,
     collect_inputs,
     is_picture_name,
+    output_kind,
     plan_outputs,
 )
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
@@ -27,11 +27,13 @@ from ..tasks import classical_degradation, family_of
 from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
 from .restore_options import (
     Backend,
+    Background,
     BatchSize,
     ClipDenoise,
     Compile,
     Detail,
     Device,
+    DryRun,
     Inputs,
     InvertMask,
     JsonLines,
@@ -50,12 +52,20 @@ from .restore_options import (
     Samples,
     SaveTrajectory,
     Seed,
+    Suffix,
     Task,
     Tile,
     TileBatch,
     TileOverlap,
     TrustPickle,
     Upsampled,
+)
+from .restore_plan import (
+    SUFFIX,
+    check_hole_possible,
+    locate_model,
+    report_dry_run,
+    without_earlier_results,
 )
 
 
@@ -107,11 +117,20 @@ def restore(
     save_trajectory: SaveTrajectory = None,
     samples: Samples = 1,
     json_lines: JsonLines = False,
+    suffix: Suffix = None,
+    background: Background = None,
+    dry_run: DryRun = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
 
     Give - as the input to read one picture from stdin, and -o - to write the result to
-    stdout (a picture from stdin goes there by default).
+    stdout (a picture from stdin goes there by default). Results of earlier runs found in
+    folders or by patterns (named with the suffix next to their input, inside the -o folder,
+    or carrying i2sb's metadata) are left out, so running the same command again is safe.
+
+    Examples: i2sb restore photos/ -r -o 'out/{parent}/{stem}_x4.{ext}' --task sr4x;
+    i2sb restore logo.png -o logo.jpg --task sr4x --background white;
+    i2sb restore photos/ --task deblur --dry-run.
 
     Exit codes: 0 when every picture was restored or skipped; 1 when some pictures failed
     (each one is reported on stderr, and with --json on stdout) or the model could not be
@@ -119,9 +138,17 @@ def restore(
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
     """
-    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask)
-    stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
-    checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
+    rgb = None if background is None else colour_rgb(background)
+    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask, suffix)
+    stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
+    checkpoint, early = locate_model(model, task, cache_dir, offline, dry_run=dry_run)
+    if early is not None:
+        _check_model(early, task, nfe, mask, mask_threshold, invert_mask)
+    check_hole_possible(task or (early.task if early else None), sources, mask)
+    if dry_run:
+        jobs = _jobs(sources, outputs, mask, None)
+        report_dry_run(model, checkpoint, early, jobs, overwrite, samples, json_lines)
+        return
     loaded = _load(
         checkpoint, device, backend, precision, compile_net, clip_denoise, trust_pickle, cache_dir
     )
@@ -146,6 +173,7 @@ def restore(
         max_pixels=max_pixels,
         quality=quality,
         stdout_format=FORMATS[f".{output_format or 'png'}"],
+        background=rgb,
         model_sha256=file_sha256(checkpoint),
         trajectory=save_trajectory,
         samples=samples,
@@ -171,13 +199,23 @@ def _plan(
     recursive: bool,
     json_lines: bool,
     mask: Path | None,
+    suffix: str | None,
 ) -> tuple[list[InputFile], list[Path]]:
     """The pictures to restore and the output path of each, with the checks they allow."""
     if mask is not None and not mask.exists():
         raise UsageError(f"--mask {mask}: no such file or folder")
-    sources = collect_inputs(inputs, recursive=recursive)
+    kind = output_kind(output)
+    if suffix is not None and kind in ("file", "template", "stdout"):
+        raise UsageError(
+            f"--suffix names outputs beside their inputs or in an -o folder, not -o {output}"
+        )
+    beside = SUFFIX if suffix is None else suffix
+    folder = output if kind == "folder" else None
+    sources = without_earlier_results(collect_inputs(inputs, recursive=recursive), beside, folder)
     _check_output_format(output, output_format)
-    outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
+    outputs = plan_outputs(
+        sources, output, suffix=beside, default_ext=output_format, folder_suffix=suffix or ""
+    )
     _check_stdout(outputs, json_lines)
     return sources, outputs
 

@@ -42,8 +42,35 @@ Output = Annotated[
     typer.Option(
         "-o",
         "--output",
-        help="Output folder (mirrors sub-folders), or a file for one input. "
-        "Default: next to each input, with a _restored suffix.",
+        help="Output folder (mirrors sub-folders), a file for one input, or a name template "
+        "with the fields {stem}, {ext} (the output's extension), {name} and {parent} (the "
+        "input's folder under the one given), e.g. 'out/{parent}/{stem}_x4.{ext}'. "
+        "Default: next to each input, with the --suffix.",
+    ),
+]
+Suffix = Annotated[
+    str | None,
+    typer.Option(
+        help="Added to the name of each output: next to its input (default _restored) or in "
+        "an -o folder (default none).",
+        show_default=False,
+    ),
+]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="List what would be done (each input -> output, the outputs that exist and are "
+        "skipped, the model and its file) without loading the model or writing anything.",
+    ),
+]
+Background = Annotated[
+    str | None,
+    typer.Option(
+        help="Lay transparent pictures over this colour (white, #808080): the result is "
+        "opaque, so JPEG and BMP can hold it. Default: the transparency is kept (PNG, WebP, "
+        "TIFF), and a picture that has some fails for JPEG or BMP.",
+        show_default=False,
     ),
 ]
 Task = Annotated[
@@ -120,7 +147,7 @@ OutputFormat = Annotated[
     typer.Option(
         "--format",
         help="Output format: png, jpg, webp, tif or bmp (default: each input's own; PNG on "
-        "stdout). Pictures with transparency are written as PNG where it cannot be kept.",
+        "stdout). Pictures with transparency need --background for jpg and bmp.",
         callback=_check_format,
         show_default=False,
     ),
@@ -130,7 +157,8 @@ Quality = Annotated[
     typer.Option(
         min=1,
         max=100,
-        help="JPEG and WebP quality (default: JPEG 95, WebP lossless).",
+        help="JPEG and WebP quality (default: JPEG 95; WebP as the input was: lossy at 90, "
+        "or lossless).",
         show_default=False,
     ),
 ]

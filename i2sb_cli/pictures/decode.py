@@ -8,7 +8,9 @@ the pixel values.
 import contextlib
 import io
 import threading
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import cv2
@@ -16,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin
 
 from ..errors import ImageError
-from .meta import icc_space
+from .meta import CODEC_ERRORS, icc_space
 
 READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 """Pillow formats read (the JPEG plugin also opens cameras' multi-picture MPO files). Limiting
@@ -102,12 +104,29 @@ def decode(image: Image.Image, file: BinaryIO) -> Decoded:
     if mode == "CMYK":
         rgb, srgb = _cmyk_to_srgb(image)
         return Decoded(np.asarray(rgb), 255.0, 8, mode, srgb)
-    has_alpha = "A" in mode or "a" in mode or "transparency" in image.info
     target = {(True, False): "L", (True, True): "LA", (False, False): "RGB"}.get(
-        (grey, has_alpha), "RGBA"
+        (grey, has_alpha(image)), "RGBA"
     )
     array = np.asarray(image if image.mode == target else image.convert(target))
     return Decoded(array[:, :, None] if array.ndim == 2 else array, 255.0, 8, mode, icc)
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether an opened picture holds transparency: an alpha channel, or a transparent colour
+    (palette and some grey or RGB PNGs). Its header says so; no pixel is decoded."""
+    return "A" in image.mode or "a" in image.mode or "transparency" in image.info
+
+
+def may_have_alpha(path: Path) -> bool:
+    """Whether a picture file may hold transparency: False only when its header says it has
+    none (a file that cannot be opened may: reading it decides). No pixel is decoded."""
+    try:
+        with warnings.catch_warnings(), path.open("rb") as file:
+            warnings.simplefilter("ignore")
+            with open_picture(file, str(path), None) as image:
+                return has_alpha(image)
+    except (ImageError, *CODEC_ERRORS):
+        return True
 
 
 def _wide_layout(image: Image.Image, file: BinaryIO) -> str | None:
@@ -126,6 +145,33 @@ def _wide_layout(image: Image.Image, file: BinaryIO) -> str | None:
         bits = bits if isinstance(bits, tuple) else (bits,)
         if bits and max(bits) == 16 and image.tag_v2.get(262) == 2:
             return "colour"
+    return None
+
+
+def compression_of(image: Image.Image, file: BinaryIO) -> str | None:
+    """How the file's pixels are compressed, where writing the result the same way is a choice:
+    a TIFF's compression as Pillow names it ("raw", "tiff_lzw", "tiff_adobe_deflate",
+    "packbits"...), "webp_lossy" or "webp_lossless" for WebP; None for other formats."""
+    if image.format == "TIFF":
+        return image.info.get("compression")
+    if image.format != "WEBP":
+        return None
+    position = file.tell()
+    try:
+        return _webp_kind(file)
+    finally:
+        file.seek(position)
+
+
+def _webp_kind(file: BinaryIO) -> str | None:
+    """Walk a WebP's RIFF chunks to its bitstream: "VP8 " is lossy, "VP8L" lossless (an
+    extended file, "VP8X", puts alpha, ICC or EXIF chunks before it)."""
+    file.seek(12)
+    while len(header := file.read(8)) == 8:
+        kind, size = header[:4], int.from_bytes(header[4:], "little")
+        if kind in (b"VP8 ", b"VP8L"):
+            return "webp_lossy" if kind == b"VP8 " else "webp_lossless"
+        file.seek(size + size % 2, io.SEEK_CUR)  # chunks are padded to an even size
     return None
 
 

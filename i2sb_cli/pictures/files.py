@@ -24,11 +24,18 @@ from typing import BinaryIO
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import UnidentifiedImageError
+from PIL import ImageColor, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import ImageError, UsageError
-from .decode import GREY_MODES, decode, default_max_pixels, open_picture, sniff
+from .decode import (
+    GREY_MODES,
+    compression_of,
+    decode,
+    default_max_pixels,
+    open_picture,
+    sniff,
+)
 from .encode import JPEG_QUALITY, encode_picture
 from .meta import (
     CODEC_ERRORS,
@@ -45,8 +52,8 @@ __all__ = [
     "FORMATS",
     "JPEG_QUALITY",
     "Picture",
-    "alpha_safe_path",
     "atomic_write",
+    "colour_rgb",
     "default_max_pixels",
     "encode_image",
     "format_of",
@@ -69,7 +76,7 @@ FORMATS = {
 """Writable extensions (lower case) and the format each one selects."""
 
 ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
-"""Formats that can hold an alpha channel; `alpha_safe_path` turns the others into PNG."""
+"""Formats that can hold an alpha channel (the others need it laid over a background)."""
 
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _EXIF_TEXT_FORMATS = frozenset({"JPEG", "WEBP", "TIFF"})
@@ -96,6 +103,10 @@ class Picture:
     """Pillow's mode of the file ("RGB", "P", "I;16", "CMYK"...); "RGB;16", "LA;16" etc. for
     16-bit files decoded by OpenCV."""
     path: Path
+    compression: str | None = None
+    """How the file was compressed, kept when the result is written in the same format:
+    "webp_lossy" or "webp_lossless", a TIFF's compression as Pillow names it; None for the
+    other formats."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -136,6 +147,7 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
         with open_picture(file, str(path), limit) as image:
             decoded = decode(image, file)
             exif, orientation = exif_of(image)
+            compression = compression_of(image, file)
     except CODEC_ERRORS as err:
         kind = sniff(header)
         if kind is None:
@@ -163,7 +175,20 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
         exif=exif,
         source_mode=decoded.mode,
         path=path,
+        compression=compression,
     )
+
+
+def colour_rgb(colour: str) -> tuple[int, int, int]:
+    """An 8-bit RGB colour from a CSS name or hex code (white, #808080, #fff); a UsageError
+    says what is accepted."""
+    try:
+        return ImageColor.getrgb(colour)[:3]
+    except ValueError:
+        raise UsageError(
+            f"--background {colour!r} is not a colour; give a name (white, black) or a hex "
+            "code (#808080)"
+        ) from None
 
 
 def format_of(path: str | Path) -> str:
@@ -175,12 +200,6 @@ def format_of(path: str | Path) -> str:
     return fmt
 
 
-def alpha_safe_path(path: Path) -> Path:
-    """`path` when its format can hold an alpha channel, else the same name ending in .png:
-    transparency is part of the picture, so it decides the format over the extension."""
-    return path if format_of(path) in ALPHA_FORMATS else path.with_suffix(".png")
-
-
 def write_image(
     path: str | Path,
     pixels: Tensor,
@@ -190,6 +209,7 @@ def write_image(
     bit_depth: int | None = None,
     quality: int | None = None,
     grey: bool | None = None,
+    background: tuple[int, int, int] | None = None,
 ) -> None:
     """Write [1, 3, H, W] (or [3, H, W]) pixels in [-1, 1] atomically, in the format the
     extension selects (`FORMATS`).
@@ -199,9 +219,11 @@ def write_image(
     whether `like` was grey) writes the luma of the pixels as a grey picture (in WebP, which
     has no grey mode, as three equal channels). From `like` the ICC profile and EXIF
     (orientation 1) are kept where the format can hold them (not BMP), and its alpha, resized
-    to the output size by bilinear interpolation, for PNG, TIFF and WebP (`alpha_safe_path`
-    picks one of those). JPEG is written at `quality` (default 95) without chroma
-    subsampling; WebP losslessly, or lossy at `quality`. `metadata` goes into PNG text
+    to the output size by bilinear interpolation: into PNG, TIFF and WebP, or laid over the
+    RGB colour `background` when one is given (the result is then opaque); other formats
+    drop it. JPEG is written at `quality` (default 95) without chroma subsampling; WebP and
+    TIFF the way `like` was compressed (`Picture.compression`; default lossless WebP and
+    Deflate TIFF), WebP lossy at `quality` when one is given. `metadata` goes into PNG text
     chunks, or as JSON into the EXIF UserComment of JPEG, WebP and TIFF; BMP drops it.
     Parent folders are created; the file appears complete or not at all.
     """
@@ -210,7 +232,7 @@ def write_image(
     _check_options(bit_depth, quality)
 
     def encode(file: BinaryIO) -> None:
-        _encode(file, fmt, pixels, like, metadata, bit_depth, quality, grey)
+        _encode(file, fmt, pixels, like, metadata, bit_depth, quality, grey, background)
 
     atomic_write(path, encode)
 
@@ -224,13 +246,14 @@ def encode_image(
     bit_depth: int | None = None,
     quality: int | None = None,
     grey: bool | None = None,
+    background: tuple[int, int, int] | None = None,
 ) -> bytes:
     """The bytes of the file `write_image` would write as `fmt` (PNG, JPEG, WEBP, TIFF or
     BMP): for a picture that goes to a stream rather than a file."""
     _check_options(bit_depth, quality)
     file = io.BytesIO()
     try:
-        _encode(file, fmt, pixels, like, metadata, bit_depth, quality, grey)
+        _encode(file, fmt, pixels, like, metadata, bit_depth, quality, grey, background)
     except CODEC_ERRORS as err:
         raise ImageError(f"cannot encode a {fmt} picture: {reason(err)}") from err
     return file.getvalue()
@@ -293,13 +316,22 @@ def _encode(
     bit_depth: int | None,
     quality: int | None,
     grey: bool | None,
+    background: tuple[int, int, int] | None,
 ) -> None:
     depth = bit_depth or (like.bit_depth if like else 8)
     if fmt not in _SIXTEEN_BIT_FORMATS:
         depth = 8
-    alpha = like.alpha if like is not None and fmt in ALPHA_FORMATS else None
-    as_grey = (like is not None and like.grey) if grey is None else grey
     colour = _as_chw(pixels).add(1).div_(2)
+    alpha = None
+    if like is not None and like.alpha is not None:
+        alpha = _resized(like.alpha, tuple(colour.shape[-2:]))[0]
+        if background is not None:
+            # Straight alpha: the picture over the colour, as a viewer would show it.
+            under = torch.tensor(background, dtype=torch.float32).div(255).view(3, 1, 1)
+            colour, alpha = alpha * colour + (1 - alpha) * under, None
+        elif fmt not in ALPHA_FORMATS:
+            alpha = None
+    as_grey = (like is not None and like.grey) if grey is None else grey
     if as_grey:
         colour = sum(w * colour[c : c + 1] for c, w in enumerate(_LUMA))
         # WebP has no grey mode, and neither Pillow nor OpenCV reads 16-bit grey+alpha TIFF
@@ -308,7 +340,7 @@ def _encode(
             colour, as_grey = colour.expand(3, -1, -1), False
     array = _quantise(colour, depth)
     if alpha is not None:
-        array = np.concatenate([array, _quantise(_resized(alpha, array.shape[:2]), depth)], 2)
+        array = np.concatenate([array, _quantise(alpha, depth)], 2)
     icc = like.icc_profile if like is not None and fmt != "BMP" else None
     if icc_space(icc) != ("GRAY" if as_grey else "RGB"):
         icc = None
@@ -317,7 +349,17 @@ def _encode(
         text = metadata if fmt in _EXIF_TEXT_FORMATS else None
         exif = exif_for_output(like.exif if like else None, text, array.shape[:2])
     png_text = metadata if fmt == "PNG" else None
-    encode_picture(file, fmt, array, icc=icc, exif=exif, text=png_text, quality=quality)
+    compression = like.compression if like is not None else None
+    encode_picture(
+        file,
+        fmt,
+        array,
+        icc=icc,
+        exif=exif,
+        text=png_text,
+        quality=quality,
+        compression=compression,
+    )
 
 
 def _open_source(path: Path, data: bytes | None) -> BinaryIO:

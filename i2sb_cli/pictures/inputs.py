@@ -10,10 +10,12 @@ quietly, while a file named explicitly is always taken, so that reading it decid
 
 import glob
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from .meta import has_text_key
 
 PICTURE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 """Extensions (lower case) that make a file in a folder or a glob match count as a picture."""
@@ -24,6 +26,14 @@ STDIO = Path("-")
 _STDIN_NAME = Path("stdin")  # its relative name: seeds the noise, names a file in an -o folder
 _GLOB_CHARS = frozenset("*?[")
 
+TEMPLATE_FIELDS = {
+    "stem": "the input's name without its extension",
+    "ext": "the output's extension without the dot (the input's, or --format's)",
+    "name": "the input's file name",
+    "parent": "the input's folder relative to the folder or pattern it came from",
+}
+"""The fields of an output-name template (`-o 'out/{parent}/{stem}_x4.{ext}'`)."""
+
 
 @dataclass(frozen=True)
 class InputFile:
@@ -31,6 +41,8 @@ class InputFile:
 
     path: Path
     relative: Path
+    named: bool = field(default=False, compare=False)
+    """Named on the command line (or stdin), not found in a folder or by a pattern."""
 
 
 def is_picture_name(path: Path) -> bool:
@@ -53,7 +65,9 @@ def collect_inputs(specs: list[str], *, recursive: bool) -> list[InputFile]:
     seen: set[str] = set()
     for spec in specs:
         items = (
-            [InputFile(STDIO, _STDIN_NAME)] if spec == "-" else _expand(spec, recursive=recursive)
+            [InputFile(STDIO, _STDIN_NAME, named=True)]
+            if spec == "-"
+            else _expand(spec, recursive=recursive)
         )
         for item in items:
             key = "-" if item.path == STDIO else os.path.normcase(os.path.realpath(item.path))
@@ -63,35 +77,53 @@ def collect_inputs(specs: list[str], *, recursive: bool) -> list[InputFile]:
     return found
 
 
+def output_kind(output: Path | None) -> str:
+    """How `plan_outputs` reads an output: "beside" (None: next to each input), "stdout",
+    "template" (it has a {field}), "file" (a picture name that is no folder) or "folder"."""
+    if output is None:
+        return "beside"
+    if output == STDIO:
+        return "stdout"
+    if "{" in str(output):
+        return "template"
+    return "file" if is_picture_name(output) and not output.is_dir() else "folder"
+
+
 def plan_outputs(
     inputs: list[InputFile],
     output: Path | None,
     *,
     suffix: str,
     default_ext: str | None,
+    folder_suffix: str = "",
 ) -> list[Path]:
-    """Where to write the result of each input, in the same order.
+    """Where to write the result of each input, in the same order (`output_kind`).
 
     - `output` None: next to each input, named stem + `suffix` + extension; stdout (`STDIO`)
       for the picture from stdin.
     - `output` `STDIO`: stdout, for exactly one input.
+    - `output` with a {field} (`TEMPLATE_FIELDS`): a template, formatted for each input.
     - `output` with a picture extension (and not an existing folder): that file, for exactly
       one input.
     - otherwise `output` is a folder (created later if needed) mirroring each input's
-      `relative` path, with the input's own name.
+      `relative` path, with the input's own name + `folder_suffix`.
 
     The extension is `default_ext` when given, else the input's own when it is a picture
     extension, else `.png`. Two inputs landing on one output, or an output that is one of the
     inputs, are usage errors: a source is never overwritten.
     """
-    if os.sep in suffix or "/" in suffix:
-        raise UsageError(f"--suffix must be a plain name ending, not a path: {suffix!r}")
+    for text in (suffix, folder_suffix):
+        if os.sep in text or "/" in text:
+            raise UsageError(f"--suffix must be a plain name ending, not a path: {text!r}")
     ext = _normalise_ext(default_ext)
-    if output == STDIO:
+    kind = output_kind(output)
+    if kind == "stdout":
         if len(inputs) != 1:
             raise UsageError(f"-o - writes one picture to stdout, but {len(inputs)} were given")
         return [STDIO]
-    if output is not None and is_picture_name(output) and not output.is_dir():
+    if kind == "template":
+        targets = [_from_template(str(output), item, ext) for item in inputs]
+    elif kind == "file":
         if len(inputs) != 1:
             raise UsageError(
                 f"--output {output} is a file name but {len(inputs)} pictures were given; "
@@ -101,7 +133,7 @@ def plan_outputs(
     elif output is not None:
         if output.exists() and not output.is_dir():
             raise UsageError(f"--output {output} is an existing file, not a folder")
-        targets = [output / _renamed(item.relative, "", ext) for item in inputs]
+        targets = [output / _renamed(item.relative, folder_suffix, ext) for item in inputs]
     else:
         targets = [
             STDIO
@@ -111,6 +143,31 @@ def plan_outputs(
         ]
     _check_targets(inputs, targets)
     return targets
+
+
+def leave_out_outputs(
+    inputs: list[InputFile], *, suffix: str, folder: Path | None, mark: str
+) -> tuple[list[InputFile], list[InputFile]]:
+    """(the inputs to process, the earlier results left out): among the pictures found in
+    folders and by patterns, those named like a result next to another input of the same
+    folder (stem + `suffix`, possibly + `_s<k>` or `_spread`), those inside the output
+    `folder`, and those whose metadata holds the key `mark`. A picture named on the command
+    line is always processed."""
+    stems = {(item.path.parent, item.path.stem) for item in inputs}
+    named_like = re.compile(rf"(.+){re.escape(suffix)}(?:_s\d+|_spread)?") if suffix else None
+    inside = os.path.realpath(folder) if folder is not None else None
+
+    def earlier(path: Path) -> bool:
+        match = named_like.fullmatch(path.stem) if named_like else None
+        if match and (path.parent, match.group(1)) in stems:
+            return True
+        if inside is not None and os.path.realpath(path).startswith(inside + os.sep):
+            return True
+        return has_text_key(path, mark)
+
+    found_earlier = [not item.named and earlier(item.path) for item in inputs]
+    kept = [item for item, left in zip(inputs, found_earlier, strict=True) if not left]
+    return kept, [item for item, left in zip(inputs, found_earlier, strict=True) if left]
 
 
 def _expand(spec: str, *, recursive: bool) -> list[InputFile]:
@@ -124,7 +181,7 @@ def _expand(spec: str, *, recursive: bool) -> list[InputFile]:
             raise UsageError(f"no pictures in folder {spec}{hint}")
         return [InputFile(path / rel, rel) for rel in pictures]
     if path.exists():
-        return [InputFile(path, Path(path.name))]
+        return [InputFile(path, Path(path.name), named=True)]
     if not _GLOB_CHARS & set(spec):
         raise UsageError(f"no such file or folder: {spec}")
     return _expand_glob(spec, recursive=recursive)
@@ -186,6 +243,30 @@ def _normalise_ext(ext: str | None) -> str | None:
         supported = ", ".join(sorted(PICTURE_EXTENSIONS))
         raise UsageError(f"cannot write {ext} pictures; use one of {supported}")
     return ext
+
+
+def _from_template(template: str, item: InputFile, ext: str | None) -> Path:
+    source = item.relative
+    ext = ext or (source.suffix if is_picture_name(source) else ".png")
+    fields = {
+        "stem": source.stem,
+        "ext": ext.removeprefix("."),
+        "name": source.name,
+        "parent": source.parent.as_posix(),
+    }
+    try:
+        target = Path(template.format_map(fields))
+    except KeyError as err:
+        raise UsageError(
+            f"-o {template}: no field {{{err.args[0]}}}; the fields are "
+            + ", ".join(f"{{{name}}}" for name in TEMPLATE_FIELDS)
+        ) from None
+    except (ValueError, IndexError, AttributeError) as err:
+        message = f"-o {template}: not a template ({err}); write fields as {{stem}}"
+        raise UsageError(message) from None
+    if not is_picture_name(target):
+        raise UsageError(f"-o {template} must end in a picture extension or .{{ext}}")
+    return target
 
 
 def _renamed(path: Path, suffix: str, ext: str | None) -> Path:

@@ -7,6 +7,7 @@ the EXIF UserComment of JPEG, WebP and TIFF as one JSON object; BMP carries none
 
 import json
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -21,6 +22,7 @@ _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
 _PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
 _ASCII_COMMENT = b"ASCII\x00\x00\x00"  # the character-code prefix of an EXIF UserComment
+_TEXT_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")  # those whose files `write_image` gives text
 # Tags that describe a TIFF file's own layout: a TIFF's EXIF holds them, but they are stale
 # (or wrong) for any other file, so they are dropped when the EXIF is kept. The ICC profile
 # (34675) travels in `Picture.icc_profile` instead.
@@ -117,6 +119,27 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             comment = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
     except CODEC_ERRORS as err:
         raise ImageError(f"cannot read {path}: {reason(err)}") from err
+    return _comment_values(comment)
+
+
+def has_text_key(path: Path, key: str) -> bool:
+    """Whether a file's text metadata holds `key`, read from its header alone: PNG text chunks
+    before the pixels (where `write_image` puts them), else the EXIF UserComment. A file that
+    cannot be opened holds none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no warning of a large picture: this is only a look
+        try:
+            with Image.open(path, formats=_TEXT_FORMATS) as image:
+                if image.format == "PNG":
+                    return key in image.info
+                exif = image.getexif().get_ifd(_EXIF_IFD)
+                return key in _comment_values(exif.get(_USER_COMMENT))
+        except CODEC_ERRORS:
+            return False
+
+
+def _comment_values(comment: object) -> dict[str, str]:
+    """The JSON object of an EXIF UserComment written by `exif_for_output` ({} for any other)."""
     if not isinstance(comment, bytes) or not comment.startswith(_ASCII_COMMENT):
         return {}
     try:

@@ -1,0 +1,118 @@
+"""`i2sb restore` before any model is loaded: which found pictures are earlier results, where
+the model comes from, whether inpainting can find a hole, and the plan a --dry-run shows."""
+
+import json
+from pathlib import Path
+
+from rich.markup import escape
+
+from ..errors import CheckpointError, UsageError
+from ..models.cache import OfflineError, is_offline
+from ..models.checkpoint import CheckpointMeta, read_meta
+from ..models.registry import find_model, resolve_model
+from ..pictures.decode import may_have_alpha
+from ..pictures.inputs import STDIO, InputFile, leave_out_outputs
+from ..restore import OUTPUT_MARK, Job, is_done
+from ..tasks import family_of
+from .common import console
+
+SUFFIX = "_restored"
+"""The default --suffix of an output next to its input."""
+
+
+def without_earlier_results(
+    found: list[InputFile], suffix: str, folder: Path | None
+) -> list[InputFile]:
+    """The pictures found, less the results of earlier runs among them, counted on stderr."""
+    sources, left_out = leave_out_outputs(found, suffix=suffix, folder=folder, mark=OUTPUT_MARK)
+    if not left_out:
+        return sources
+    what = (
+        f"{len(left_out)} earlier result(s) of i2sb restore (named *{suffix}.*, in the -o "
+        "folder, or carrying its metadata)"
+    )
+    if not sources:
+        raise UsageError(
+            f"nothing to restore: the pictures found are {what}; name files to restore them again"
+        )
+    console.print(f"left out {what}; name a file to restore it again", markup=False, soft_wrap=True)
+    return sources
+
+
+def locate_model(
+    model: str | None,
+    task: str | None,
+    cache_dir: Path | None,
+    offline: bool | None,
+    *,
+    dry_run: bool,
+) -> tuple[Path | None, CheckpointMeta | None]:
+    """The checkpoint (None: a download a dry run leaves to the real one) and its metadata when
+    the file gives it without loading the net (a safetensors checkpoint; not an export)."""
+    try:
+        checkpoint = resolve_model(
+            model, task, cache_dir=cache_dir, offline=True if dry_run else offline
+        )
+    except OfflineError:
+        if not dry_run or is_offline(offline):
+            raise
+        return None, None
+    try:
+        return checkpoint, read_meta(checkpoint)
+    except CheckpointError:
+        return checkpoint, None
+
+
+def check_hole_possible(task: str | None, sources: list[InputFile], mask: Path | None) -> None:
+    """Inpainting without --mask takes the hole from each picture's transparency: when no
+    picture can have any (a JPEG never does), say so before loading the model."""
+    if task is None or family_of(task) != "inpaint" or mask is not None:
+        return
+    if any(s.path == STDIO or may_have_alpha(s.path) for s in sources):
+        return
+    which = (
+        f"{sources[0].path} has no transparency"
+        if len(sources) == 1
+        else f"none of the {len(sources)} pictures has transparency"
+    )
+    raise UsageError(
+        f"inpainting needs a mask: pass --mask FILE|DIR (white = hole); {which} to mark it"
+    )
+
+
+def report_dry_run(
+    model: str | None,
+    checkpoint: Path | None,
+    meta: CheckpointMeta | None,
+    jobs: list[Job],
+    overwrite: bool,
+    samples: int,
+    json_lines: bool,
+) -> None:
+    """What a run would do, from the plan alone: no model loaded, nothing written."""
+    entry = find_model(model) if checkpoint is None and model else None
+    if entry is not None:
+        name, where = entry.name, f"({entry.family}), not downloaded yet: a run fetches {entry.url}"
+    else:
+        name = meta.name if meta else Path(str(checkpoint)).name
+        where = f"({meta.task}) from {checkpoint}" if meta else f"from {checkpoint}"
+    console.print(f"dry run: {name} {where}", markup=False, soft_wrap=True)
+    counts = {"planned": 0, "skipped": 0}
+    for job in jobs:
+        done = is_done(job.output, overwrite=overwrite, samples=samples)
+        status = "skipped" if done else "planned"
+        counts[status] += 1
+        source, target = escape(str(job.source.path)), escape(str(job.output))
+        target = "stdout" if job.output == STDIO else target
+        mask = f" (mask {escape(str(job.mask))})" if job.mask else ""
+        if done:
+            console.print(f"[yellow]would skip[/] {source}: {target} exists", soft_wrap=True)
+        else:
+            console.print(f"would restore {source}{mask} -> {target}", soft_wrap=True)
+        if json_lines:
+            record = {"input": str(job.source.path), "output": str(job.output), "status": status}
+            print(json.dumps({**record, "mask": job.mask and str(job.mask), "model": name}))
+    console.print(
+        f"dry run: {counts['planned']} to restore, {counts['skipped']} to skip; "
+        "no model loaded, nothing written"
+    )
