@@ -11,13 +11,19 @@ With `samples` K > 1, each picture is restored K times from K generators, seeded
 its relative path, k), in one network batch; the K results are written with `_s0` ...
 `_s{K-1}` before their extension, then the map of their spread (`_spread.png`), last, so that
 its existence says the picture is done.
+
+A chain (`then`: the stages after the first, chain.py) samples each picture's result again with
+the next stage's model. After the last stage the result is resized to `outscale` times the
+input's size when asked (pictures/resize.py). An inpainting mask of another size than its
+picture is resized to it (nearest neighbour), grown by `mask_dilate` pixels before the bridge
+sees it, and the restored hole fades into the original over `mask_feather` pixels at its border.
 """
 
 import dataclasses
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +32,8 @@ import torch
 from torch import Tensor
 
 from .bridge import StepInfo, nfe_steps, per_image_noise, sample
+from .chain import Stage, StageRecord, stage_input
+from .degrade.masks import dilate_mask, feather_weights, resize_mask
 from .errors import I2SBError, ImageError, UsageError
 from .evaluation.spread import heat_map, spread
 from .evaluation.trajectory import Frame, TrajectoryRecorder, save_trajectory
@@ -41,6 +49,7 @@ from .pictures.files import (
     write_image,
 )
 from .pictures.inputs import STDIO, InputFile
+from .pictures.resize import check_outscale, resize_pixels, scaled_size
 from .runtime.torch_backend import LoadedModel
 from .tasks import make_x1
 from .tiling import tiled
@@ -87,8 +96,18 @@ class RestoreSettings:
     path (None: none). With several samples, the trajectory is sample 0's."""
     samples: int = 1
     """Restorations per picture; above 1, each written with `_s{k}`, and their spread map."""
+    outscale: float | None = None
+    """The output's size as a factor of the input's (None: the model's own scale)."""
+    mask_dilate: int = 0
+    """Pixels by which an inpainting hole grows before it is restored (a disc)."""
+    mask_feather: int = 0
+    """Pixels over which the restored hole fades into the original at its border."""
 
     def __post_init__(self) -> None:
+        if self.outscale is not None:
+            check_outscale(self.outscale)
+        if self.mask_dilate < 0 or self.mask_feather < 0:
+            raise UsageError("--mask-dilate and --mask-feather take a number of pixels, 0 or more")
         if self.samples < 1:
             raise UsageError(f"--samples must be at least 1, not {self.samples}")
         if self.samples > 1 and self.ot_ode:
@@ -122,6 +141,8 @@ class Outcome:
     """The K restorations written when there are several (`output` is then their spread map)."""
     spread_mean: float | None = None
     """The mean over the picture of the samples' spread, in 8-bit levels (several samples)."""
+    stages: tuple[StageRecord, ...] = ()
+    """What each stage did to the picture (sample 0's seeds), when it was restored."""
 
 
 @dataclass
@@ -131,9 +152,11 @@ class _Prepared:
     x1: Tensor
     """[K, 3, H, W]: the picture's x1 once per sample."""
     mask: Tensor | None
-    generators: list[torch.Generator]
-    """One per sample."""
-    seeds: list[int]
+    generators: list[list[torch.Generator]]
+    """[stage][sample]."""
+    seeds: list[list[int]]
+    """[stage][sample]."""
+    note: str = ""
 
 
 def file_sha256(path: Path) -> str:
@@ -166,6 +189,29 @@ def is_done(output: Path, *, overwrite: bool, samples: int) -> bool:
     return (spread_path(output) if samples > 1 else output).exists()
 
 
+def stage_seed(seed: int, name: str, k: int, stage: int) -> int:
+    """The seed of stage `stage` of a chain for sample k of one picture. The first stage's is
+    the sample's seed, so that a chain starts as its first task alone would; the others hash
+    the stage after a second NUL, so that no stage's seed is another sample's or picture's."""
+    return sample_seed(seed, name, k) if stage == 0 else image_seed(seed, f"{name}\0{k}\0{stage}")
+
+
+def first_stage(model: LoadedModel, settings: RestoreSettings) -> Stage:
+    """The stage that `settings` describe: a chain's first, or a run's only one."""
+    return Stage(
+        model=model,
+        family=settings.family,
+        nfe=settings.nfe,
+        ot_ode=settings.ot_ode,
+        detail=settings.detail,
+        classical=settings.classical,
+        model_sha256=settings.model_sha256,
+        tile=settings.tile,
+        tile_overlap=settings.tile_overlap,
+        upsampled=settings.upsampled,
+    )
+
+
 def sample_path(output: Path, k: int) -> Path:
     """Where sample k of a picture whose single result would be `output` goes."""
     return output.with_name(f"{output.stem}_s{k}{output.suffix}")
@@ -176,7 +222,8 @@ def spread_path(output: Path) -> Path:
 
 
 class Restorer:
-    """Runs the bridge sampler over jobs with one model; yields one Outcome per job."""
+    """Runs the bridge sampler over jobs with one model, or a chain of models (`then`: the
+    stages after the one of `model` and `settings`); yields one Outcome per job."""
 
     def __init__(
         self,
@@ -184,18 +231,22 @@ class Restorer:
         settings: RestoreSettings,
         *,
         on_step: Callable[[StepInfo], None] | None = None,
+        then: Sequence[Stage] = (),
     ) -> None:
-        self.model = model
         self.settings = settings
         self.on_step = on_step
-        self.steps = nfe_steps(settings.nfe, model.schedule.interval)
-        self.denoise = tiled(
-            model.denoise,
-            tile=settings.tile,
-            overlap=settings.tile_overlap,
-            tile_batch=settings.tile_batch,
-            multiple=model.size_multiple,
-        )
+        self.stages = [first_stage(model, settings), *then]
+        self.steps = [nfe_steps(s.nfe, s.model.schedule.interval) for s in self.stages]
+        self.denoisers = [
+            tiled(
+                s.model.denoise,
+                tile=s.tile,
+                overlap=s.tile_overlap,
+                tile_batch=settings.tile_batch,
+                multiple=s.model.size_multiple,
+            )
+            for s in self.stages
+        ]
 
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
         jobs = list(jobs)
@@ -229,11 +280,15 @@ class Restorer:
         name = Path("stdin") if job.source.path == STDIO else job.source.path
         picture = read_image(name, data=job.data, max_pixels=settings.max_pixels)
         relative = job.source.relative.as_posix()
-        seeds = [sample_seed(settings.seed, relative, k) for k in range(settings.samples)]
-        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-        mask = None
+        seeds = [
+            [stage_seed(settings.seed, relative, k, stage) for k in range(settings.samples)]
+            for stage in range(len(self.stages))
+        ]
+        generators = [[torch.Generator().manual_seed(seed) for seed in row] for row in seeds]
+        mask, notes = None, []
         if settings.family == "inpaint":
-            mask = self._mask_for(job, picture)
+            mask, mask_note = self._mask_for(job, picture)
+            notes += [mask_note] if mask_note else []
             # Transparency that marked the hole (without --mask, or all inside the mask's hole,
             # as `i2sb degrade` writes it) is filled now; the picture's own is carried through.
             if picture.alpha is not None and (job.mask is None or _inside(picture.alpha, mask)):
@@ -244,7 +299,7 @@ class Restorer:
             picture.pixels,
             upsampled=settings.upsampled,
             mask=mask,
-            noise=per_image_noise(generators[:1]),
+            noise=per_image_noise(generators[0][:1]),
             classical=settings.classical,
         )
         # The samples share their start (an inpainting hole's noise is sample 0's, as in a
@@ -252,7 +307,7 @@ class Restorer:
         x1 = x1.expand(settings.samples, -1, -1, -1)
         if mask is not None:
             mask = mask.expand(settings.samples, -1, -1, -1)
-        return _Prepared(job, picture, x1, mask, generators, seeds)
+        return _Prepared(job, picture, x1, mask, generators, seeds, "; ".join(notes))
 
     def _check_transparency(self, job: Job, picture: Picture) -> None:
         """Refuse, before any sampling, a transparent picture bound for a format that would
@@ -266,15 +321,22 @@ class Restorer:
                 "(e.g. --background white) to lay it over a colour, or write PNG, WebP or TIFF"
             )
 
-    def _mask_for(self, job: Job, picture: Picture) -> Tensor:
+    def _mask_for(self, job: Job, picture: Picture) -> tuple[Tensor, str]:
+        """The picture's hole, grown by --mask-dilate, and a note when its mask file was resized
+        to the picture."""
         settings = self.settings
-        size = tuple(picture.pixels.shape[-2:])
+        size = picture.size
         threshold, invert = settings.mask_threshold, settings.invert_mask
+        note = ""
         if job.mask is not None:
             mask = read_mask(
-                job.mask, size, threshold=threshold, invert=invert, max_pixels=settings.max_pixels
+                job.mask, None, threshold=threshold, invert=invert, max_pixels=settings.max_pixels
             )
             named = f"the mask {job.mask}"
+            if tuple(mask.shape[-2:]) != size:
+                (mh, mw), (h, w) = mask.shape[-2:], size
+                note = f"mask {mw}x{mh} resized to the picture's {w}x{h} (nearest neighbour)"
+                mask = resize_mask(mask, size)
         elif picture.alpha is not None:
             mask = mask_from_alpha(picture.alpha, threshold=threshold, invert=invert)
             named = f"the transparency of {job.source.path}"
@@ -289,34 +351,13 @@ class Restorer:
                 f"(hole: {'below' if invert else 'at or above'} {threshold:g} of white, "
                 "transparent for alpha); check --mask-threshold and --invert-mask"
             )
-        return mask
+        return dilate_mask(mask, settings.mask_dilate), note
 
     def _restore(self, batch: list[_Prepared]) -> Iterator[Outcome]:
         started = time.monotonic()
-        device = self.model.device
-        x1 = torch.cat([item.x1 for item in batch]).to(device)
-        mask = None
-        if batch[0].mask is not None:
-            mask = torch.cat([item.mask for item in batch]).to(device)
-        callback, recorder = self.on_step, None
-        if self.settings.trajectory is not None:
-            # The recorder listens to the sampler's own steps: no extra network call.
-            recorder = TrajectoryRecorder()
-            recorder.begin(x1)
-            callback = _both(self.on_step, recorder)
+        recorder = None if self.settings.trajectory is None else TrajectoryRecorder()
         try:
-            x0 = sample(
-                self.denoise,
-                x1,
-                self.model.schedule,
-                self.steps,
-                ot_ode=self.settings.ot_ode,
-                noise=per_image_noise([g for item in batch for g in item.generators]),
-                mask=mask,
-                cond=x1 if self.model.meta.cond_x1 else None,
-                callback=callback,
-                detail=self.settings.detail,
-            ).cpu()
+            x0 = self._sample_stages(batch, recorder)
         except (RuntimeError, MemoryError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             for item in batch:
@@ -324,16 +365,70 @@ class Restorer:
                     item.job.source.path, item.job.output, "failed", f"sampling failed: {reason}"
                 )
             return
-        if mask is not None:
-            # The stochastic sampler's last projection leaves noise of std std_sb[0] on the
-            # known pixels (as the official sampler does); a user expects them untouched.
-            x0 = (1 - mask.cpu()) * x1.cpu() + mask.cpu() * x0
         seconds = (time.monotonic() - started) / len(batch)
         k = self.settings.samples
         for i, item in enumerate(batch):
             # Row i * k is the picture's sample 0, whose path the trajectory shows.
             path = None if recorder is None else (recorder.start[i * k], recorder.frames[i * k])
             yield self._write(item, x0[i * k : (i + 1) * k], seconds, path)
+
+    def _sample_stages(self, batch: list[_Prepared], recorder: TrajectoryRecorder | None) -> Tensor:
+        """The batch's results [N K, 3, H, W] on the CPU: the first stage samples the pictures'
+        x1, each later one the previous result; then the size --outscale asks for. The
+        trajectory (`recorder`) is the last stage's."""
+        x1 = torch.cat([item.x1 for item in batch])
+        mask = None if batch[0].mask is None else torch.cat([item.mask for item in batch])
+        x0 = self._sample(0, batch, x1, mask, recorder if len(self.stages) == 1 else None)
+        if mask is not None:
+            x0 = self._composite(batch, x0, mask)
+        for index in range(1, len(self.stages)):
+            last = index == len(self.stages) - 1
+            x1 = stage_input(self.stages[index], x0)
+            x0 = self._sample(index, batch, x1, None, recorder if last else None)
+        if self.settings.outscale is None:
+            return x0
+        return resize_pixels(x0, scaled_size(batch[0].picture.size, self.settings.outscale))
+
+    def _sample(
+        self,
+        index: int,
+        batch: list[_Prepared],
+        x1: Tensor,
+        mask: Tensor | None,
+        recorder: TrajectoryRecorder | None,
+    ) -> Tensor:
+        """Stage `index`'s bridge from x1 [N K, 3, H, W] back to its x0, on the CPU."""
+        stage = self.stages[index]
+        device = stage.model.device
+        x1 = x1.to(device)
+        callback = self.on_step
+        if recorder is not None:
+            # The recorder listens to the sampler's own steps: no extra network call.
+            recorder.begin(x1)
+            callback = _both(self.on_step, recorder)
+        return sample(
+            self.denoisers[index],
+            x1,
+            stage.model.schedule,
+            self.steps[index],
+            ot_ode=stage.ot_ode,
+            noise=per_image_noise([g for item in batch for g in item.generators[index]]),
+            mask=None if mask is None else mask.to(device),
+            cond=x1 if stage.model.meta.cond_x1 else None,
+            callback=callback,
+            detail=stage.detail,
+        ).cpu()
+
+    def _composite(self, batch: list[_Prepared], restored: Tensor, mask: Tensor) -> Tensor:
+        """The restored hole over the original pictures. The known pixels are the original
+        ones exactly: the stochastic sampler's last projection leaves noise of std std_sb[0]
+        on them (as the official sampler does), and a user expects them untouched. With
+        --mask-feather the hole's border mixes in the original, a soft seam: a mix of two
+        pictures, so the restoration is clamped to the pictures' range first."""
+        k = self.settings.samples
+        original = torch.cat([item.picture.pixels.expand(k, -1, -1, -1) for item in batch])
+        weights = feather_weights(mask, self.settings.mask_feather)
+        return (1 - weights) * original + weights * restored.clamp(-1, 1)
 
     def _write(
         self,
@@ -346,7 +441,7 @@ class Restorer:
         H, W] `restored` samples: the file a rerun checks comes last, so that when it exists
         all is written."""
         job, settings = item.job, self.settings
-        source, seed = job.source.path, item.seeds[0]
+        source, seed = job.source.path, item.seeds[0][0]
         like = item.picture
         options = {"quality": settings.quality, "background": settings.background}
         try:
@@ -355,7 +450,7 @@ class Restorer:
                 save_trajectory(*path, settings.trajectory / relative.parent / relative.stem)
             if settings.samples > 1:
                 return self._write_samples(item, restored, seconds)
-            metadata = self._metadata(seed)
+            metadata = self._metadata(item, 0)
             if job.output == STDIO:
                 fmt = settings.stdout_format
                 data = encode_image(fmt, restored, like=like, metadata=metadata, **options)
@@ -368,17 +463,18 @@ class Restorer:
         except OSError as exc:  # stdout closed early, as by a pipe into `head`
             message = f"cannot write to stdout: {exc.strerror or exc}"
             return Outcome(source, job.output, "failed", message, seed, seconds)
-        return Outcome(source, job.output, "restored", "", seed, seconds)
+        stages = self._records(item)
+        return Outcome(source, job.output, "restored", item.note, seed, seconds, stages=stages)
 
     def _write_samples(self, item: _Prepared, restored: Tensor, seconds: float) -> Outcome:
         """Each sample under its `_s{k}` name, then their spread map."""
         paths = tuple(sample_path(item.job.output, k) for k in range(len(restored)))
-        for path, sample_k, seed in zip(paths, restored, item.seeds, strict=True):
+        for k, (path, sample_k) in enumerate(zip(paths, restored, strict=True)):
             write_image(
                 path,
                 sample_k,
                 like=item.picture,
-                metadata=self._metadata(seed),
+                metadata=self._metadata(item, k),
                 quality=self.settings.quality,
                 background=self.settings.background,
             )
@@ -391,29 +487,37 @@ class Restorer:
             item.job.source.path,
             target,
             "restored",
-            "",
-            item.seeds[0],
+            item.note,
+            item.seeds[0][0],
             seconds,
             samples=paths,
             spread_mean=float(values.mean()),
+            stages=self._records(item),
         )
 
-    def _metadata(self, image_seed: int) -> dict[str, str]:
-        """What an output records of how it was made."""
-        meta, settings = self.model.meta, self.settings
-        metadata = {
-            OUTPUT_MARK: meta.name,
-            "i2sb:task": meta.task,
-            "i2sb:nfe": str(settings.nfe),
-            "i2sb:sampler": "ot-ode" if settings.ot_ode else "stochastic",
-            "i2sb:detail": f"{settings.detail:g}",
-            "i2sb:seed": str(settings.seed),
-            "i2sb:image-seed": str(image_seed),
-            "i2sb:backend": f"{self.model.backend} {self.model.precision}",
-        }
-        if settings.model_sha256:
-            metadata["i2sb:model-sha256"] = settings.model_sha256
+    def _metadata(self, item: _Prepared, k: int) -> dict[str, str]:
+        """What sample k's output records of how it was made: each stage's values in order,
+        separated by commas (one value for a single model)."""
+        settings = self.settings
+        stages = [
+            stage.metadata(seeds[k]) for stage, seeds in zip(self.stages, item.seeds, strict=True)
+        ]
+        keys = dict.fromkeys(key for values in stages for key in values)
+        metadata = {key: ",".join(values.get(key, "") for values in stages) for key in keys}
+        metadata["i2sb:seed"] = str(settings.seed)
+        if settings.outscale is not None:
+            metadata["i2sb:outscale"] = f"{settings.outscale:g}"
+        if settings.mask_dilate:
+            metadata["i2sb:mask-dilate"] = str(settings.mask_dilate)
+        if settings.mask_feather:
+            metadata["i2sb:mask-feather"] = str(settings.mask_feather)
         return metadata
+
+    def _records(self, item: _Prepared) -> tuple[StageRecord, ...]:
+        return tuple(
+            StageRecord(s.model.meta.task, s.model.meta.name, s.model_sha256, s.nfe, seeds[0])
+            for s, seeds in zip(self.stages, item.seeds, strict=True)
+        )
 
 
 def _inside(alpha: Tensor, hole: Tensor) -> bool:

@@ -17,6 +17,7 @@ from i2sb_cli.degrade import (
     hole_fraction,
     palette_mask,
 )
+from i2sb_cli.degrade.masks import dilate_mask, feather_weights, resize_mask
 from i2sb_cli.errors import ImageError, UsageError
 
 
@@ -131,3 +132,50 @@ def test_registry_names_and_errors() -> None:
         get_operator("inpaint-mask")(torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError):
         get_operator("inpaint-center")(torch.zeros(1, 3, 8, 8), mask=torch.zeros(1, 1, 8, 8))
+
+
+# --- what restore does to a user's mask --------------------------------------------------------
+
+
+def test_dilate_mask_grows_the_hole_by_a_disc():
+    point = torch.zeros(1, 1, 9, 9)
+    point[..., 4, 4] = 1
+    assert torch.equal(dilate_mask(point, 0), point)
+    # The pixels within 2 of the centre: the centre, 4 at 1, 4 at sqrt(2), 4 at 2 (not sqrt(5)).
+    grown = dilate_mask(point, 2)
+    assert int(grown.sum()) == 13
+    assert grown[..., 4, 2] == 1 and grown[..., 3, 3] == 1 and grown[..., 3, 2] == 0
+    assert set(grown.unique().tolist()) == {0.0, 1.0}
+    with pytest.raises(ValueError):
+        dilate_mask(point, -1)
+
+
+def test_dilate_mask_works_per_picture_of_a_batch():
+    masks = torch.zeros(2, 1, 5, 5)
+    masks[0, 0, 0, 0] = 1
+    masks[1, 0, 4, 4] = 1
+    grown = dilate_mask(masks, 1)
+    assert grown[0, 0, 1, 0] == 1 and grown[0, 0, 3, 4] == 0
+    assert grown[1, 0, 3, 4] == 1 and grown[1, 0, 1, 0] == 0
+
+
+def test_feather_weights_ramp_inside_the_hole_only():
+    block = torch.zeros(1, 1, 9, 9)
+    block[..., 1:8, 1:8] = 1
+    assert torch.equal(feather_weights(block, 0), block)
+    weights = feather_weights(block, 2)[0, 0]
+    assert torch.all(weights[block[0, 0] == 0] == 0)  # kept pixels stay the original
+    assert torch.allclose(weights[1, 1:8], torch.full((7,), 1 / 3))
+    assert torch.allclose(weights[2, 2:7], torch.full((5,), 2 / 3))
+    assert torch.all(weights[3:6, 3:6] == 1)
+    # A picture that is all hole has nothing to fade into.
+    assert torch.all(feather_weights(torch.ones(1, 1, 4, 4), 3) == 1)
+
+
+def test_resize_mask_by_nearest_neighbour():
+    mask = (torch.arange(16).reshape(1, 1, 4, 4) % 3 == 0).float()
+    big = resize_mask(mask, (8, 8))
+    assert torch.equal(big, mask.repeat_interleave(2, 2).repeat_interleave(2, 3))
+    assert torch.equal(resize_mask(big, (4, 4)), mask)
+    assert resize_mask(mask, (4, 4)) is mask
+    assert resize_mask(mask, (3, 5)).shape == (1, 1, 3, 5)

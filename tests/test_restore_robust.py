@@ -203,9 +203,12 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
         "model_sha256",
         "samples",
         "spread_mean",
+        "stages",
     }
     # One restoration: no samples and no spread (restore --samples K fills them).
     assert record["samples"] == [] and record["spread_mean"] is None
+    (stage,) = record["stages"]
+    assert stage["model_sha256"] == record["model_sha256"] and stage["seed"] == record["seed"]
     assert record["model_sha256"] == hashlib.sha256(sr.read_bytes()).hexdigest()
     assert record["output"] == str(tmp_path / "photo_restored.png")
     assert isinstance(record["seed"], int) and record["seconds"] >= 0
@@ -329,7 +332,7 @@ def test_mask_threshold_invert_and_empty_masks(tmp_path, inpaint):
     Image.fromarray(_mask(100)).save(masks / "faint.png")  # a hole at 0.39 of white
     Image.fromarray(_mask(0, background=255)).save(masks / "inverted.png")  # black = hole
     Image.fromarray(_mask(0)).save(masks / "blank.png")
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks / "small.png")
+    Image.fromarray(_mask(255)[::2, ::2]).save(masks / "small.png")  # half the picture's size
     options = ["--model", inpaint, "--mask", masks, "--json"]
 
     default = restore(pictures, *options, "-o", tmp_path / "a")
@@ -337,7 +340,7 @@ def test_mask_threshold_invert_and_empty_masks(tmp_path, inpaint):
     errors = {Path(r["input"]).name: r["error"] for r in _records(default)}
     assert "marks no hole" in errors["faint.png"] and "--mask-threshold" in errors["faint.png"]
     assert "marks no hole" in errors["blank.png"]
-    assert "8x8 pixels but the picture is 16x16" in errors["small.png"]
+    assert errors["small.png"] is None  # resized to the picture, not refused
     assert errors["inverted.png"] is None  # not inverted, the white frame is the hole
 
     lower = restore(pictures / "faint.png", *options, "-o", tmp_path / "b", "--mask-threshold", 0.3)

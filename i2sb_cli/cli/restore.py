@@ -1,15 +1,20 @@
 """`i2sb restore`: files, folders, globs or stdin in; restored pictures out."""
 
+import dataclasses
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..chain import Stage, StageSpec, make_stage, plan_chain
 from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
+from ..models.registry import resolve_model
 from ..pictures.files import FORMATS, colour_rgb
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
@@ -21,9 +26,9 @@ from ..pictures.inputs import (
     plan_outputs,
 )
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
-from ..runtime import default_tile, load_model
+from ..runtime import load_model
 from ..runtime.torch_backend import LoadedModel
-from ..tasks import classical_degradation, family_of
+from ..tasks import family_of
 from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
 from .restore_options import (
     Backend,
@@ -38,6 +43,8 @@ from .restore_options import (
     InvertMask,
     JsonLines,
     Mask,
+    MaskDilate,
+    MaskFeather,
     MaskThreshold,
     MaxPixels,
     Model,
@@ -45,6 +52,7 @@ from .restore_options import (
     OtOde,
     Output,
     OutputFormat,
+    Outscale,
     Overwrite,
     Precision,
     Quality,
@@ -107,6 +115,9 @@ def restore(
     mask: Mask = None,
     mask_threshold: MaskThreshold = None,
     invert_mask: InvertMask = False,
+    mask_dilate: MaskDilate = 0,
+    mask_feather: MaskFeather = 0,
+    outscale: Outscale = None,
     tile: Tile = None,
     tile_overlap: TileOverlap = None,
     tile_batch: TileBatch = 1,
@@ -137,34 +148,54 @@ def restore(
     loaded; 2 for a usage error (a bad option or argument, nothing done); 130 when
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
+
+    Examples: --task jpeg,sr4x (a small web JPEG: clean, then enlarge; --nfe 10,2 per stage);
+    --task sr4x --outscale 2 (2x from the 4x model); --task inpaint --mask logo.png
+    --mask-dilate 6 --mask-feather 4 (cover the logo's halo, soften the seam).
     """
     rgb = None if background is None else colour_rgb(background)
+    chain = plan_chain(task, model, nfe)
     sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask, suffix)
     stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
-    checkpoint, early = locate_model(model, task, cache_dir, offline, dry_run=dry_run)
+    masking = {
+        "--mask": mask is not None,
+        "--mask-threshold": mask_threshold is not None,
+        "--invert-mask": invert_mask,
+        "--mask-dilate": mask_dilate > 0,
+        "--mask-feather": mask_feather > 0,
+    }
+    head = chain[0]
+    checkpoint, early = locate_model(head.model, head.task, cache_dir, offline, dry_run=dry_run)
     if early is not None:
-        _check_model(early, task, nfe, mask, mask_threshold, invert_mask)
-    check_hole_possible(task or (early.task if early else None), sources, mask)
+        _check_model(early, head.task, head.nfe, masking)
+    check_hole_possible(head.task or (early.task if early else None), sources, mask)
     if dry_run:
         jobs = _jobs(sources, outputs, mask, None)
-        report_dry_run(model, checkpoint, early, jobs, overwrite, samples, json_lines)
+        report_dry_run(head.model, checkpoint, early, jobs, overwrite, samples, json_lines)
         return
-    loaded = _load(
-        checkpoint, device, backend, precision, compile_net, clip_denoise, trust_pickle, cache_dir
+    load = functools.partial(
+        _load,
+        device=device,
+        backend=backend,
+        precision=precision,
+        compile_net=compile_net,
+        clip_denoise=clip_denoise,
+        trust_pickle=trust_pickle,
+        cache_dir=cache_dir,
     )
-    meta = loaded.meta
-    family = _check_model(meta, task, nfe, mask, mask_threshold, invert_mask)
-    tile = default_tile(meta.config) if tile is None else tile
+    sampling = {"ot_ode": ot_ode, "detail": detail, "tile": tile, "tile_overlap": tile_overlap}
+    stages = _stages(chain, load, masking, sampling, upsampled, cache_dir, offline)
+    first = stages[0]
     settings = RestoreSettings(
-        family=family,
-        classical=classical_degradation(meta.start, meta.degradation, task),
-        nfe=nfe or meta.default_nfe,
+        family=first.family,
+        classical=first.classical,
+        nfe=first.nfe,
         seed=seed,
-        ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
-        detail=meta.default_detail if detail is None else detail,
+        ot_ode=first.ot_ode,
+        detail=first.detail,
         batch_size=batch_size,
-        tile=tile,
-        tile_overlap=min(64, tile // 4) if tile_overlap is None else tile_overlap,
+        tile=first.tile,
+        tile_overlap=first.tile_overlap,
         tile_batch=tile_batch,
         upsampled=upsampled,
         overwrite=overwrite,
@@ -174,13 +205,41 @@ def restore(
         quality=quality,
         stdout_format=FORMATS[f".{output_format or 'png'}"],
         background=rgb,
-        model_sha256=file_sha256(checkpoint),
+        model_sha256=first.model_sha256,
         trajectory=save_trajectory,
         samples=samples,
+        outscale=outscale,
+        mask_dilate=mask_dilate,
+        mask_feather=mask_feather,
     )
     jobs = _jobs(sources, outputs, mask, stdin)
-    _announce(loaded, settings, len(jobs))
-    _finish(_run(loaded, settings, jobs, json_lines))
+    _announce(first.model, settings, len(jobs), stages[1:])
+    _finish(_run(first.model, settings, jobs, json_lines, stages[1:]))
+
+
+def _stages(
+    chain: list[StageSpec],
+    load: Callable[[Path], LoadedModel],
+    masking: dict[str, bool],
+    sampling: dict,
+    upsampled: bool,
+    cache_dir: Path | None,
+    offline: bool | None,
+) -> list[Stage]:
+    """Each stage with its model, loaded once however many stages run it, and checked against
+    the options (the mask's are the first stage's)."""
+    loaded: dict[Path, LoadedModel] = {}
+    stages = []
+    for index, spec in enumerate(chain):
+        checkpoint = resolve_model(spec.model, spec.task, cache_dir=cache_dir, offline=offline)
+        model = loaded[checkpoint] = loaded.get(checkpoint) or load(checkpoint)
+        family = _check_model(model.meta, spec.task, spec.nfe, masking if index == 0 else {})
+        sha256 = file_sha256(checkpoint)
+        first = upsampled and index == 0  # --upsampled describes the input picture
+        stages.append(
+            make_stage(model, spec, family, upsampled=first, model_sha256=sha256, **sampling)
+        )
+    return stages
 
 
 def _jobs(
@@ -250,24 +309,16 @@ def _load(
 
 
 def _check_model(
-    meta: CheckpointMeta,
-    task: str | None,
-    nfe: int | None,
-    mask: Path | None,
-    mask_threshold: float | None,
-    invert_mask: bool,
+    meta: CheckpointMeta, task: str | None, nfe: int | None, masking: dict[str, bool]
 ) -> str:
-    """The task family the model restores, once the options are checked against it."""
+    """The task family the model restores, once the options are checked against it
+    (`masking`: whether each inpainting option was given)."""
     family = family_of(task or meta.task)
     if family != family_of(meta.task):
         raise UsageError(
             f"--model {meta.name} restores {meta.task} pictures, not the {family} family"
         )
-    for name, given in [
-        ("--mask", mask is not None),
-        ("--mask-threshold", mask_threshold is not None),
-        ("--invert-mask", invert_mask),
-    ]:
+    for name, given in masking.items():
         if given and family != "inpaint":
             raise UsageError(f"{name} is for inpainting; {meta.name} does {meta.task}")
     if nfe is not None and nfe >= meta.interval:
@@ -275,7 +326,9 @@ def _check_model(
     return family
 
 
-def _announce(loaded: LoadedModel, settings: RestoreSettings, pictures: int) -> None:
+def _announce(
+    loaded: LoadedModel, settings: RestoreSettings, pictures: int, then: list[Stage]
+) -> None:
     meta = loaded.meta
     start = (
         f", from the classical restoration of {settings.classical}" if settings.classical else ""
@@ -289,6 +342,13 @@ def _announce(loaded: LoadedModel, settings: RestoreSettings, pictures: int) -> 
         markup=False,
         soft_wrap=True,
     )
+    for stage in then:
+        sampler = "OT-ODE" if stage.ot_ode else "stochastic"
+        console.print(
+            f"then {stage.model.meta.name} ({stage.model.meta.task}), NFE {stage.nfe}, {sampler}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _finish(counts: dict[str, int]) -> None:
@@ -322,7 +382,11 @@ def _read_stdin() -> bytes:
 
 
 def _run(
-    loaded: LoadedModel, settings: RestoreSettings, jobs: list[Job], json_lines: bool
+    loaded: LoadedModel,
+    settings: RestoreSettings,
+    jobs: list[Job],
+    json_lines: bool,
+    then: list[Stage],
 ) -> dict[str, int]:
     counts = {"restored": 0, "skipped": 0, "failed": 0}
     columns = (
@@ -336,16 +400,22 @@ def _run(
         *columns, console=console, transient=True, disable=not console.is_terminal
     ) as progress:
         # A picture's samples are rows of the network batch: each counts its steps.
-        steps = settings.nfe * settings.samples
+        steps = (settings.nfe + sum(stage.nfe for stage in then)) * settings.samples
         bar = progress.add_task("restoring", total=len(jobs) * steps)
         restorer = Restorer(
-            loaded, settings, on_step=lambda step: progress.advance(bar, step.x.shape[0])
+            loaded,
+            settings,
+            on_step=lambda step: progress.advance(bar, step.x.shape[0]),
+            then=then,
         )
+        # A chain is named by its stages' models, in order, as the outputs' metadata names it.
+        model = ",".join(stage.model.meta.name for stage in restorer.stages)
+        model_sha256 = ",".join(stage.model_sha256 or "" for stage in restorer.stages)
         for outcome in restorer.run(jobs):
             counts[outcome.status] += 1
             if outcome.status != "restored":
                 progress.advance(bar, steps)
-            _report(outcome, json_lines, loaded.meta.name, settings.model_sha256)
+            _report(outcome, json_lines, model, model_sha256)
     return counts
 
 
@@ -381,5 +451,6 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
             "model_sha256": model_sha256,
             "samples": [str(path) for path in outcome.samples],
             "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
+            "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
         }
         print(json.dumps(record), flush=True)

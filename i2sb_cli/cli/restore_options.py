@@ -5,19 +5,21 @@ from typing import Annotated
 
 import typer
 
+from ..chain import MAX_NFE
+from ..errors import UsageError
 from ..pictures.files import FORMATS, default_max_pixels
+from ..pictures.resize import MAX_OUTSCALE, check_outscale
 from ..tasks import TASK_CHOICES
 
 _LIMIT = default_max_pixels()
 _DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"
 
 
-def _check_task(value: str | None) -> str | None:
-    if value is not None and value not in TASK_CHOICES:
-        raise typer.BadParameter(
-            f"{value!r} is not a task; choose one of: {', '.join(TASK_CHOICES)}"
-        )
-    return value
+def _check_outscale(value: float | None) -> float | None:
+    try:
+        return None if value is None else check_outscale(value)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _check_format(value: str | None) -> str | None:
@@ -76,17 +78,36 @@ Background = Annotated[
 Task = Annotated[
     str | None,
     typer.Option(
-        help=f"What to restore: {', '.join(TASK_CHOICES)}. A family picks its bundled model.",
-        callback=_check_task,
+        help=f"What to restore: {', '.join(TASK_CHOICES)}. A family picks its bundled model. "
+        "Several, separated by commas, run one after the other on each picture: "
+        "--task jpeg,sr4x cleans a small JPEG, then enlarges it (inpaint first only).",
     ),
 ]
 Model = Annotated[
     str | None,
-    typer.Option(help="A model name or checkpoint file (default: the task's bundled model)."),
+    typer.Option(
+        help="A model name or checkpoint file (default: the task's bundled model); for a "
+        "chain, one per stage (--model ,my-sr.safetensors: an empty item is the bundled one)."
+    ),
 ]
 Nfe = Annotated[
-    int | None,
-    typer.Option(min=1, max=999, help="Network calls per picture (default: the model's)."),
+    str | None,
+    typer.Option(
+        help=f"Network calls per picture, 1 to {MAX_NFE} (default: the model's); for a chain, "
+        "one for every stage or one per stage (--nfe 10,2).",
+        show_default=False,
+    ),
+]
+Outscale = Annotated[
+    float | None,
+    typer.Option(
+        help="Resize the result to this factor of the input's size (as Real-ESRGAN's "
+        "option): --task sr4x --outscale 2 gives a 2x picture, by area averaging down from "
+        f"the model's 4x (Lanczos to enlarge); up to {MAX_OUTSCALE:g}. Default: the model's "
+        "own scale (4 for sr4x, 1 for the others).",
+        callback=_check_outscale,
+        show_default=False,
+    ),
 ]
 Seed = Annotated[
     int, typer.Option(help="Seed; each picture's noise comes from (seed, its relative path).")
@@ -165,7 +186,8 @@ Quality = Annotated[
 Mask = Annotated[
     Path | None,
     typer.Option(
-        help="Inpainting mask FILE or DIR (white = hole). Default: the picture's alpha channel."
+        help="Inpainting mask FILE or DIR (white = hole); one of another size than its picture "
+        "is resized to it (nearest neighbour), with a note. Default: the picture's alpha channel."
     ),
 ]
 MaskThreshold = Annotated[
@@ -180,6 +202,23 @@ MaskThreshold = Annotated[
 ]
 InvertMask = Annotated[
     bool, typer.Option("--invert-mask", help="Swap hole and kept pixels: black = hole.")
+]
+MaskDilate = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Grow the hole by N pixels (a disc) before restoring it, to cover the halo "
+        "around an object.",
+    ),
+]
+MaskFeather = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Fade the restored hole into the original picture over its first N pixels "
+        "from the border (a soft seam; pixels outside the hole stay untouched). Keep it at "
+        "most --mask-dilate to replace every pixel you marked.",
+    ),
 ]
 Tile = Annotated[
     int | None,
@@ -253,6 +292,6 @@ JsonLines = Annotated[
         "--json",
         help="Print one JSON object per picture on stdout: input, output, status "
         "(restored, skipped, failed), error, seed, seconds, model, model_sha256, samples, "
-        "spread_mean.",
+        "spread_mean, stages (each stage's task, model, model_sha256, nfe and seed).",
     ),
 ]

@@ -17,6 +17,10 @@
   seed and resized to the picture by nearest neighbour (pixel centres).
 - `apply_hole`: the official corrupted picture, hole set to +1 (white). The network itself is
   given noise in the hole (`bridge.fill_hole`); the white picture is what people look at.
+- `resize_mask`, `dilate_mask`, `feather_weights`: what restore does to a user's mask: fit it
+  to the picture (nearest neighbour), grow it to cover an object's halo, and soften the seam
+  where the restored hole meets the kept pixels. Distances are Euclidean between pixel
+  centres, so a dilation's structuring element is a disc and a feather follows the hole's shape.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import math
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ImageError
@@ -55,6 +61,50 @@ def center_mask(height: int, width: int) -> Tensor:
 def apply_hole(x: Tensor, mask: Tensor) -> Tensor:
     """The official corrupted picture `x (1 - mask) + mask`: the hole becomes white (+1)."""
     return x * (1 - mask) + mask
+
+
+def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """A [B, 1, h, w] mask of {0, 1} at `size` (height, width) by nearest neighbour on pixel
+    centres: it stays binary, and a hole's edge moves by at most half a pixel of the mask."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return F.interpolate(mask.float(), size=tuple(size), mode="nearest-exact")
+
+
+def dilate_mask(mask: Tensor, pixels: int) -> Tensor:
+    """Grow the hole (1) of a [B, 1, H, W] mask by every pixel within `pixels` of it (a disc
+    structuring element); 0 leaves it as it is."""
+    if pixels < 0:
+        raise ValueError(f"a dilation must be at least 0 pixels, got {pixels}")
+    if pixels == 0:
+        return mask
+    # The distance of each kept pixel to the nearest hole pixel.
+    distance = _distances(mask < 0.5)
+    return ((mask >= 0.5) | (distance <= pixels)).float()
+
+
+def feather_weights(mask: Tensor, pixels: int) -> Tensor:
+    """The weight of the restoration when it is composited over the original picture: 0 on kept
+    pixels (they stay exactly the original), rising linearly inside the hole over its first
+    `pixels` pixels from the border (d / (pixels + 1) at distance d from the nearest kept
+    pixel), 1 deeper in. With 0 the weights are the mask itself: a hard edge."""
+    if pixels < 0:
+        raise ValueError(f"a feather must be at least 0 pixels, got {pixels}")
+    if pixels == 0:
+        return mask.float()
+    # The distance of each hole pixel to the nearest kept pixel (at least 1).
+    distance = _distances(mask >= 0.5)
+    return (distance / (pixels + 1)).clamp(max=1.0) * (mask >= 0.5)
+
+
+def _distances(inside: Tensor) -> Tensor:
+    """For each pixel of a boolean [B, 1, H, W] map that is True, its exact Euclidean distance
+    to the nearest False pixel (0 on False pixels; a large number when there is none)."""
+    maps = [
+        cv2.distanceTransform(plane.numpy().astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        for plane in inside.reshape(-1, *inside.shape[-2:]).cpu()
+    ]
+    return torch.from_numpy(np.stack(maps)).reshape(inside.shape)
 
 
 def hole_fraction(mask: Tensor) -> float:

@@ -261,7 +261,7 @@ def encode_image(
 
 def read_mask(
     path: str | Path,
-    size: tuple[int, int],
+    size: tuple[int, int] | None,
     *,
     threshold: float = 0.5,
     invert: bool = False,
@@ -272,10 +272,10 @@ def read_mask(
     White marks the hole: grey level (after conversion to grey, transparent pixels counting
     as black) at or above `threshold` of white; the default 0.5 is ">= 128" in 8 bits.
     `invert` swaps hole and kept pixels (black = hole). `size` is the picture's (height,
-    width), which the mask must match.
+    width), which the mask must match (None: the mask's own size is taken as it is).
     """
     mask = read_image(path, max_pixels=max_pixels)
-    if mask.size != tuple(size):
+    if size is not None and mask.size != tuple(size):
         (mh, mw), (h, w) = mask.size, size
         raise ImageError(
             f"mask {path} is {mw}x{mh} pixels but the picture is {w}x{h}; "

@@ -1,0 +1,198 @@
+"""Restorations chained in one run (`--task jpeg,sr4x`): the plan of stages, and each stage.
+
+A picture from the web is often small and compressed: it wants its JPEG artefacts removed and
+then to be enlarged, in that order (an upscaler trained on clean pictures enlarges the artefacts
+with the rest). A chain runs each picture through its stages in one run: each stage's result,
+clamped to [-1, 1] but not rounded to 8 bits, is the next stage's degraded picture; each model
+is loaded once for the whole run. The options that name models take one value per stage,
+separated by commas (`--model ,my-sr.safetensors`: an empty item keeps the stage's bundled
+model), and `--nfe` one for all stages or one per stage. Inpainting can only come first: its
+mask marks the input picture.
+
+Outputs record every stage: a metadata key holds the stages' values in order, separated by
+commas as on the command line (`i2sb:model` = `jpeg-wide,sr4x-tiny`).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .errors import UsageError
+from .runtime.metadata import default_tile
+from .runtime.torch_backend import LoadedModel
+from .tasks import TASK_CHOICES, classical_degradation, make_x1
+
+MAX_STAGES = 4
+"""A longer chain is a mistake: each stage costs a model's memory and its network calls."""
+MAX_NFE = 999
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What the command line asks of one stage (None: the default)."""
+
+    task: str | None = None
+    """A family or paper task name, whose bundled model runs when `model` is None."""
+    model: str | None = None
+    """A model name or checkpoint file."""
+    nfe: int | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One restoration of a chain: a loaded model and how to sample it."""
+
+    model: LoadedModel
+    family: str
+    nfe: int
+    ot_ode: bool
+    detail: float = 1.0
+    classical: str | None = None
+    """The degradation whose classical restoration is x1 (models with start "classical")."""
+    model_sha256: str | None = None
+    tile: int = 512
+    tile_overlap: int = 64
+    upsampled: bool = False
+    """sr4x: the stage's input is nearest-upsampled already (the first stage only)."""
+
+    def metadata(self, image_seed: int) -> dict[str, str]:
+        """What an output records of this stage."""
+        meta = self.model.meta
+        metadata = {
+            "i2sb:model": meta.name,
+            "i2sb:task": meta.task,
+            "i2sb:nfe": str(self.nfe),
+            "i2sb:sampler": "ot-ode" if self.ot_ode else "stochastic",
+            "i2sb:detail": f"{self.detail:g}",
+            "i2sb:image-seed": str(image_seed),
+            "i2sb:backend": f"{self.model.backend} {self.model.precision}",
+        }
+        if self.model_sha256:
+            metadata["i2sb:model-sha256"] = self.model_sha256
+        return metadata
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What one stage did to one picture, for --json."""
+
+    task: str
+    model: str
+    model_sha256: str | None
+    nfe: int
+    seed: int
+
+
+def plan_chain(task: str | None, model: str | None, nfe: str | None) -> list[StageSpec]:
+    """The stages that `--task`, `--model` and `--nfe` ask for, each a comma-separated list
+    (one item per stage; `--nfe` may give one value for all). A UsageError names the option."""
+    tasks = _task_items(task)
+    models = _model_items(model)
+    count = len(tasks or models or [None])
+    if tasks and models and len(models) != len(tasks):
+        raise UsageError(
+            f"--task names {len(tasks)} stage(s) but --model {len(models)}: give one model per "
+            "stage, or an empty item for a stage's bundled model (e.g. --model ,my-sr.safetensors)"
+        )
+    if count > MAX_STAGES:
+        raise UsageError(f"a chain has at most {MAX_STAGES} stages, not {count}")
+    nfes = _nfe_items(nfe)
+    if len(nfes) not in (1, count):
+        raise UsageError(f"--nfe {nfe}: give one value for all stages or one per stage ({count})")
+    specs = []
+    for index in range(count):
+        spec = StageSpec(
+            task=tasks[index] if tasks else None,
+            model=models[index] if models else None,
+            nfe=nfes[index if len(nfes) > 1 else 0],
+        )
+        if spec.task is None and spec.model is None:
+            raise UsageError(
+                f"stage {index + 1} has neither a task nor a model: name its --task or --model"
+            )
+        specs.append(spec)
+    return specs
+
+
+def _task_items(task: str | None) -> list[str]:
+    if task is None:
+        return []
+    items = [item.strip() for item in task.split(",")]
+    for index, item in enumerate(items):
+        if item not in TASK_CHOICES:
+            raise UsageError(
+                f"--task {task}: {item!r} is not a task; choose one of: {', '.join(TASK_CHOICES)}"
+                + (" (a chain separates its stages with commas: jpeg,sr4x)" if "," in task else "")
+            )
+        if index > 0 and item.startswith("inpaint"):
+            raise UsageError(
+                f"--task {task}: inpainting can only be the first stage (its mask marks the input)"
+            )
+    return items
+
+
+def _model_items(model: str | None) -> list[str | None]:
+    """One model per stage: a file whose name holds a comma is one model, not a chain."""
+    if model is None:
+        return []
+    if "," not in model or Path(model).expanduser().is_file():
+        return [model]
+    return [item.strip() or None for item in model.split(",")]
+
+
+def _nfe_items(nfe: str | None) -> list[int | None]:
+    if nfe is None:
+        return [None]
+    values: list[int | None] = []
+    for item in (item.strip() for item in nfe.split(",")):
+        if not item:
+            values.append(None)  # the stage's model's default
+        elif item.isdigit() and 1 <= int(item) <= MAX_NFE:
+            values.append(int(item))
+        else:
+            raise UsageError(
+                f"--nfe {nfe}: {item!r} is not a number of network calls from 1 to {MAX_NFE}"
+            )
+    return values
+
+
+def make_stage(
+    model: LoadedModel,
+    spec: StageSpec,
+    family: str,
+    *,
+    ot_ode: bool | None = None,
+    detail: float | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    upsampled: bool = False,
+    model_sha256: str | None = None,
+) -> Stage:
+    """A stage running `model` for `spec`, the options left unset taken from the model (its
+    sampler, detail and NFE; a tile of 512, or its training size for nets with attention)."""
+    meta = model.meta
+    tile = default_tile(meta.config) if tile is None else tile
+    return Stage(
+        model=model,
+        family=family,
+        nfe=spec.nfe or meta.default_nfe,
+        ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
+        detail=meta.default_detail if detail is None else detail,
+        classical=classical_degradation(meta.start, meta.degradation, spec.task),
+        model_sha256=model_sha256,
+        tile=tile,
+        tile_overlap=min(64, tile // 4) if tile_overlap is None else tile_overlap,
+        upsampled=upsampled,
+    )
+
+
+def stage_input(stage: Stage, previous: Tensor) -> Tensor:
+    """The x1 of a stage after the first, from the previous stage's [B, 3, H, W] result: its
+    picture clamped to [-1, 1], as if written to a file and read back (less the rounding)."""
+    pixels = previous.clamp(-1, 1)
+    # make_x1's classical starts take one picture at a time.
+    return torch.cat(
+        [make_x1(stage.family, row[None], classical=stage.classical) for row in pixels]
+    )
