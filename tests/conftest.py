@@ -37,3 +37,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def worktree_weights(monkeypatch):
+    """The manifest and checkpoints of this checkout's weights/ (an editable install of another
+    checkout would otherwise serve its own)."""
+    from i2sb_cli.models import registry
+
+    monkeypatch.setattr(registry, "weights_dir", lambda: REPO_ROOT / "weights")
+    registry.bundled_models.cache_clear()
+    yield
+    registry.bundled_models.cache_clear()

@@ -94,4 +94,4 @@ def test_compare_command_usage_errors(
 def test_compare_help_has_an_example() -> None:
     result = CliRunner().invoke(app, ["compare", "--help"])
     assert result.exit_code == 0
-    assert "i2sb compare pairs -o grid.png --column" in result.stdout
+    assert "i2sb compare pairs/ -o grid.png --column" in result.stdout

@@ -140,3 +140,53 @@ def test_manifest_schema():
         parse_manifest(json.dumps({"models": [_entry(), _entry()]}))
     with pytest.raises(ManifestError, match="schema_version"):
         parse_manifest(json.dumps({"schema_version": 2, "models": []}))
+
+
+def _score(**changes) -> dict:
+    score = {
+        "task": "sr4x-bicubic",
+        "pictures": "9 photos",
+        "nfe": 2,
+        "baseline": "bicubic upsampling",
+        "psnr": {"restored": 26.76, "baseline": 26.1},
+        "ssim": {"restored": 0.77, "baseline": 0.76},
+        "st_lpips": {"restored": 0.18, "baseline": 0.32},
+        "command": "i2sb evaluate pairs restored",
+    }
+    return {**score, **changes}
+
+
+def test_manifest_says_what_a_model_is_good_for():
+    (plain,) = parse_manifest(json.dumps({"models": [_entry()]}))
+    assert plain.trained_on == "" and plain.scores == ()
+    entry = _entry(trained_on="4x bicubic only", scores=[_score(), _score(detail=0.4)])
+    (known,) = parse_manifest(json.dumps({"models": [entry]}))
+    assert known.trained_on == "4x bicubic only"
+    assert known.scores[0].psnr.restored == 26.76 and known.scores[1].detail == 0.4
+    broken = {
+        "not a degradation of sr4x": _score(task="jpeg-10"),
+        "must have the fields": {k: v for k, v in _score().items() if k != "command"},
+        "psnr must be": _score(psnr={"restored": 26.7}),
+        "must be numbers": _score(ssim={"restored": "high", "baseline": 0.7}),
+        "nfe must be": _score(nfe=0),
+    }
+    for problem, score in broken.items():
+        with pytest.raises(ManifestError, match=problem):
+            parse_manifest(json.dumps({"models": [_entry(scores=[score])]}))
+    with pytest.raises(ManifestError, match="wrong type"):
+        parse_manifest(json.dumps({"models": [_entry(trained_on=["x"])]}))
+
+
+def test_info_shows_what_a_bundled_model_was_trained_on_and_scores(cache_dir, worktree_weights):
+    for entry in registry.bundled_models():
+        assert entry.trained_on and entry.scores, entry.name
+    result = _cli("info", "deblur-tiny")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "trained_on: one blur only, the Gaussian of sigma 10 on 5 taps" in text
+    assert "blur-gauss-plain deblur-tiny, NFE 1 34.37 0.9231 0.0249" in text
+    assert "Wiener deconvolution 32.76 0.8559 0.0387" in text
+    assert "--model runs/deblur-tiny-step500.safetensors --nfe 1" in text
+    record = json.loads(_cli("info", "jpeg-wide", "--json").stdout)
+    assert record["scores"][0]["detail"] == 0.4
+    assert record["scores"][0]["psnr"] == {"restored": 26.81, "baseline": 26.71}

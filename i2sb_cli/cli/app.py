@@ -4,17 +4,25 @@ import signal
 from types import FrameType
 
 import typer
+from typer import rich_utils
 
 from .. import __version__
 from . import benchmark, compare, degrade, export, restore, train
+from .common import Command, Group, no_color
 from .evaluate import evaluate_command
+from .examples import epilog
 from .models import app as models_app
+
+if no_color():
+    # Typer's help and usage errors print through consoles of its own; this is its switch.
+    rich_utils.COLOR_SYSTEM = None
 
 app = typer.Typer(
     name="i2sb",
+    cls=Group,
     help="Restore pictures with the Image-to-Image Schrödinger Bridge (I2SB).",
+    epilog=epilog("i2sb"),
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
@@ -28,24 +36,28 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "-V",
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """Restore pictures with the Image-to-Image Schrödinger Bridge (I2SB)."""
 
 
-EXIT_CODES = (
-    "Exit codes: 0 all pictures restored or skipped; 1 some pictures failed (or the model could "
-    "not be loaded); 2 usage error; 130 interrupted."
-)
-
-app.command("restore", epilog=EXIT_CODES)(restore.restore)
-app.command("degrade")(degrade.degrade)
-app.command("train")(train.train_command)
-app.command("export")(export.export)
-app.command("benchmark")(benchmark.benchmark)
-app.command("evaluate")(evaluate_command)
-app.command("compare")(compare.compare)
+COMMANDS = {
+    "restore": restore.restore,
+    "degrade": degrade.degrade,
+    "train": train.train_command,
+    "export": export.export,
+    "benchmark": benchmark.benchmark,
+    "evaluate": evaluate_command,
+    "compare": compare.compare,
+}
+for name, command in COMMANDS.items():
+    app.command(name, cls=Command, epilog=epilog(name))(command)
 app.add_typer(models_app, name="models")
 
 

@@ -7,14 +7,13 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import UsageError
 from ..models.registry import resolve_model
 from ..nets.adm import PRESET_NAMES
 from ..runtime.bench import Case, Measurement, RunConfig, Source, parse_config, run_benchmark
-from .common import CacheDir, Offline, console, reports_errors
+from .common import CacheDir, Offline, console, make_console, reports_errors
 
 _CONFIG_HELP = (
     "torch (restore's default: channels_last on the CPU), torch+nchw (plain eager), torch+cl, "
@@ -109,6 +108,7 @@ TileBatch = Annotated[
 Compare = Annotated[
     tuple[str, str] | None,
     typer.Option(
+        metavar="A B",
         help="Two configurations (e.g. torch+nchw onnxruntime) run alternately at each "
         "case; prints how many times B's throughput is A's.",
         show_default=False,
@@ -222,7 +222,7 @@ def _source(
 def _print_report(report: dict, output: Path | None) -> None:
     """The table and any comparison on stderr; the JSON report on stdout or in `output`."""
     # A log file or pipe gets the whole table rather than one folded to 80 columns.
-    wide = console if console.is_terminal else Console(stderr=True, width=160)
+    wide = console if console.is_terminal else make_console(stderr=True, width=160)
     wide.print(_table(report))
     for ratio in report["comparison"] or []:
         console.print(

@@ -1,19 +1,36 @@
-"""What every command shares: the stderr console and turning library errors into exit codes."""
+"""What every command shares: the stderr console, the look of --help, and turning library
+errors into exit codes."""
 
 import functools
+import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from pathlib import Path, PurePath
+from typing import Annotated, Any, ParamSpec, TypeVar, get_args, get_origin
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from ..errors import I2SBError
 
+
+def no_color() -> bool:
+    """Whether NO_COLOR (no-color.org) is set to anything but the empty string."""
+    return os.environ.get("NO_COLOR", "") != ""
+
+
+def make_console(**options: Any) -> Console:
+    """A rich Console that writes no ANSI style at all under NO_COLOR: rich itself drops only
+    the colours and keeps bold, dim and underline; without a colour system it styles nothing."""
+    if no_color():
+        options["color_system"] = None
+    return Console(**options)
+
+
 # stdout is for data (--json); people read stderr (DESIGN.md decision 8).
-console = Console(stderr=True, highlight=False)
+console = make_console(stderr=True, highlight=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,3 +82,59 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+# Placeholders for --help. Recent Typer (0.29) prints a parameter's Python type (`<bool>` beside
+# every flag, `<list[str]>`, `{inputs}`); these are click's: a flag takes no value, an option
+# shows its value's kind, an argument its name in capitals.
+_KINDS = {str: "TEXT", int: "INTEGER", float: "FLOAT"}
+
+
+def _value_kind(annotation: Any, path_type: str) -> str:
+    if get_origin(annotation) is list:
+        return _value_kind(get_args(annotation)[0], path_type)
+    if get_origin(annotation) is tuple:
+        return " ".join(_value_kind(a, path_type) for a in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, PurePath):
+        return {"dir": "DIR", "file": "FILE"}.get(path_type, "PATH")
+    return _KINDS.get(annotation, "VALUE")
+
+
+class _Argument(TyperArgument):
+    """An argument shown by its placeholder alone, required bare and optional in brackets."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        return self.metavar if self.required else f"[{self.metavar}]"
+
+
+def _with_placeholders(params: list[Any]) -> list[Any]:
+    for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None:
+            continue  # an older Typer, which prints click's placeholders itself
+        if isinstance(param, TyperArgument):
+            # Typer offers no hook for its argument class; _Argument only changes the display.
+            param.__class__ = _Argument
+            if param.metavar is None:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+        elif param.metavar is None:
+            kind = _value_kind(descriptor.annotation, descriptor.path_type)
+            param.metavar = "" if param.is_flag else kind
+    return params
+
+
+class Command(TyperCommand):
+    """Every subcommand's class: click's placeholders in --help and usage lines."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _with_placeholders(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """Every command group's class: click's placeholders in --help and usage lines."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _with_placeholders(super().get_params(ctx))

@@ -62,12 +62,7 @@ def compare(
     tile_width: Annotated[int, typer.Option(min=16, help="Width of each tile in pixels.")] = 256,
 ) -> None:
     """Draw degraded | classical baseline | each --column | original, one row per picture,
-    each tile labelled with its PSNR against the original.
-
-    Example:
-
-        i2sb compare pairs -o grid.png --column nfe2=r2 --column nfe10=r10 --crop 96
-    """
+    each tile labelled with its PSNR against the original."""
     if output.suffix.lower() != ".png":
         raise UsageError(f"--output {output}: the grid is written as PNG; name it .png")
     grid = comparison_grid(

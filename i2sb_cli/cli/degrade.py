@@ -22,15 +22,19 @@ from rich.markup import escape
 
 from ..degrade import PAPER_TASKS, Operator, get_operator, nearest_upsample4
 from ..errors import I2SBError, UsageError
+from ..models.registry import family_degradation
 from ..pictures.files import atomic_write, read_image, read_mask, write_image
 from ..pictures.inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
 from ..restore import image_seed
+from ..tasks import FAMILIES
 from .common import EXIT_FAILED, console, reports_errors
 
 MANIFEST = "manifest.jsonl"
 
 
 def _check_task(value: str) -> str:
+    if value in FAMILIES:
+        return value
     try:
         get_operator(value)
     except I2SBError as exc:
@@ -73,7 +77,8 @@ Output = Annotated[
 Task = Annotated[
     str,
     typer.Option(
-        help="The degradation, one of the tasks listed above (Q: a JPEG quality 1-100).",
+        help="The degradation: a task listed above (Q: a JPEG quality 1-100), or a family "
+        "(sr4x, deblur, jpeg, inpaint) for the degradation its bundled model restores.",
         callback=_check_task,
         show_default=False,
     ),
@@ -132,7 +137,11 @@ def degrade(
     Real-world variants: blur-uni-plain, blur-gauss-plain (true convolutions),
     blur-blind (a photographic blur drawn per picture: Gaussian, defocus or none),
     jpeg-real-Q (a real JPEG file), inpaint-mask (your own masks, --mask).
+    Families, as restore takes them: sr4x, deblur, jpeg, inpaint stand for the degradation
+    that the family's bundled model restores (`restore --task FAMILY`); stderr names it.
     """
+    if task in FAMILIES:
+        task = _family_task(task)
     operator = get_operator(task, palette_masks=palette_masks)
     _check_options(operator, bit_depth, upsampled, mask, palette_masks)
     sources = collect_inputs(inputs, recursive=recursive)
@@ -148,6 +157,17 @@ def degrade(
     console.print(f"done: {len(records)} degraded, {failed} failed; {output / MANIFEST}")
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _family_task(family: str) -> str:
+    name = family_degradation(family)
+    console.print(
+        f"--task {family} -> {name}: the degradation restore --task {family} expects "
+        "(name a task for another)",
+        markup=False,
+        soft_wrap=True,
+    )
+    return name
 
 
 def _check_options(

@@ -5,14 +5,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ..evaluation.metrics import load_perceptual
 from ..evaluation.score import METHODS, PERCEPTUAL, Failure, Summary, evaluate
 from ..runtime.torch_backend import resolve_device
-from .common import EXIT_FAILED, console, reports_errors
+from .common import EXIT_FAILED, console, make_console, reports_errors
 
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", PERCEPTUAL: "{:.4f}"}
 _TITLES = {"psnr": "PSNR dB", "ssim": "SSIM", PERCEPTUAL: "ST-LPIPS"}
@@ -81,7 +80,7 @@ def evaluate_command(
         table = _table(rows, summary)
         # Wide enough for every column whatever the terminal (or a pipe's 80 columns).
         wanted = sum(max(c.min_width or 0, 8) + 3 for c in table.columns) + 1
-        out = console if console.width >= wanted else Console(stderr=True, width=wanted)
+        out = console if console.width >= wanted else make_console(stderr=True, width=wanted)
         out.print(table)
     if json_lines:
         print(json.dumps(summary.to_json()), flush=True)

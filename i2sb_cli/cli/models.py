@@ -1,13 +1,16 @@
 """`i2sb models`: what models are known, what is on disk, and getting the others there."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import CheckpointError, I2SBError, ModelNotFoundError, UsageError
 from ..models import cache, registry
@@ -22,10 +25,22 @@ from ..models.convert import (
 from ..models.download import DownloadSettings
 from ..models.manifest import ModelEntry, is_valid_name
 from ..nets.adm import PRESET_NAMES
-from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
+from .common import (
+    EXIT_FAILED,
+    CacheDir,
+    Command,
+    Offline,
+    console,
+    make_console,
+    reports_errors,
+)
+from .common import Group as CommandGroup
+from .examples import epilog
 
 app = typer.Typer(
+    cls=CommandGroup,
     help="Known models, the download cache, and importing official I2SB checkpoints.",
+    epilog=epilog("models"),
     no_args_is_help=True,
 )
 
@@ -38,8 +53,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 def _stdout() -> Console:
     # Data goes to stdout; wide enough that a piped table keeps one model per line.
-    out = Console(highlight=False)
-    return out if out.is_terminal else Console(highlight=False, width=200)
+    out = make_console(highlight=False)
+    return out if out.is_terminal else make_console(highlight=False, width=200)
 
 
 def _describe(entry: ModelEntry, folder: Path) -> dict[str, Any]:
@@ -65,13 +80,15 @@ def _describe(entry: ModelEntry, folder: Path) -> dict[str, Any]:
         "size": path.stat().st_size if path.is_file() else entry.size,
         "path": str(path) if path.is_file() else None,
         "summary": entry.summary,
+        "trained_on": entry.trained_on or None,
+        "scores": [asdict(score) for score in entry.scores],
     }
 
 
 def _describe_cached(name: str, folder: Path) -> dict[str, Any]:
     """A model in the cache that the manifest does not list (a download by URL, an import)."""
     path = cache.model_path(name, folder)
-    record: dict[str, Any] = {"name": name, "source": "cache", "status": "cached"}
+    record: dict[str, Any] = {"name": name, "source": "cache", "status": "cached", "scores": []}
     try:
         meta = read_meta(path)
         record.update(family=None, tasks=[meta.task], licence=meta.licence, summary=meta.provenance)
@@ -103,26 +120,56 @@ def _size(size: int | None) -> str:
     return "-" if size is None else f"{size / 1e6:,.1f} MB"
 
 
+def _good_for(record: dict[str, Any]) -> list[str]:
+    """What `models list` says a model is good for: its PSNR on each measured degradation
+    beside the classical baseline's (models info has the rest), or the tasks it was made for."""
+    if not record["tasks"]:
+        return []
+    if not record["scores"]:
+        return [f"good for {', '.join(record['tasks'])} (not measured here)"]
+    return [
+        f"good for {score['task']}: PSNR {score['psnr']['restored']:.2f} dB "
+        f"({score['baseline']}: {score['psnr']['baseline']:.2f})"
+        for score in record["scores"]
+    ]
+
+
+def _model_lines(records: list[dict[str, Any]]) -> RenderableType:
+    """One line of name, licence, status and size per model, aligned, then what it is good
+    for below it: narrow enough for 80 columns, where a table of every field is not."""
+    header = ("name", "licence", "status", "size")
+    rows = [(r["name"], r["licence"], r["status"], _size(r["size"])) for r in records]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: tuple[str, ...], style: str = "") -> Text:
+        cells = [f"{value:<{width}}" for value, width in zip(row[:-1], widths, strict=False)]
+        return Text("  ".join([*cells, f"{row[-1]:>{widths[-1]}}"]), style=style)
+
+    parts: list[RenderableType] = [line(header, "bold")]
+    for record, row in zip(records, rows, strict=True):
+        parts.append(line(row))
+        parts += [
+            Padding(Text(note, style="dim"), (0, 0, 0, 2), expand=False)
+            for note in _good_for(record)
+        ]
+    return Group(*parts)
+
+
 @reports_errors
 def list_models(cache_dir: CacheDir = None, json_out: JsonFlag = False) -> None:
-    """List every known model and what is on disk."""
+    """List every known model, what it is good for (its scores beside the classical
+    baseline), and what is on disk."""
     folder = cache.models_dir(cache_dir)
     records = _records(folder)
     if json_out:
         print(json.dumps(records, indent=1))
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("name", "tasks", "licence", "source", "status", "size"):
-        table.add_column(column, no_wrap=True, justify="right" if column == "size" else "left")
-    for r in records:
-        table.add_row(
-            *(escape(str(v)) for v in (r["name"], ",".join(r["tasks"]), r["licence"])),
-            r["source"],
-            r["status"],
-            _size(r["size"]),
-        )
-    _stdout().print(table)
-    console.print(f"cache: {escape(str(folder))}", soft_wrap=True)
+    _stdout().print(_model_lines(records))
+    console.print(
+        f"cache: {escape(str(folder))}; i2sb models info NAME: what a model was trained on, "
+        "and how it was measured",
+        soft_wrap=True,
+    )
 
 
 @reports_errors
@@ -131,7 +178,8 @@ def info(
     cache_dir: CacheDir = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Show what is known about a model, and how to get it."""
+    """Show what is known about a model: what it was trained on, its scores beside the
+    classical baseline, and how to get it."""
     _checked_names([name])
     folder = cache.models_dir(cache_dir)
     entry = registry.find_model(name)
@@ -174,12 +222,39 @@ def info(
         return
     out = _stdout()
     for key, value in record.items():
-        if value is not None and value != "":
+        if value is not None and value != "" and key != "scores":
             if isinstance(value, dict):
                 shown = ", ".join(f"{k} {v}" for k, v in value.items())
             else:
                 shown = ", ".join(value) if isinstance(value, list) else value
             out.print(f"[bold]{key}[/]: {escape(str(shown))}", soft_wrap=True)
+    if record["scores"]:
+        out.print(_scores_table(name, record["scores"]))
+
+
+def _scores_table(name: str, scores: list[dict[str, Any]]) -> RenderableType:
+    """A model's measured scores beside its classical baseline's, with what they were measured
+    on and the command that measured them."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("degradation")
+    table.add_column("restored by")
+    for metric in ("PSNR dB", "SSIM", "ST-LPIPS"):
+        table.add_column(metric, justify="right")
+    sources: dict[str, str] = {}
+    for score in scores:
+        settings = f"NFE {score['nfe']}"
+        if score.get("detail") is not None:
+            settings += f", detail {score['detail']}"
+        for who, key in ((f"{name}, {settings}", "restored"), (score["baseline"], "baseline")):
+            values = (score["psnr"][key], score["ssim"][key], score["st_lpips"][key])
+            numbers = (f"{values[0]:.2f}", f"{values[1]:.4f}", f"{values[2]:.4f}")
+            table.add_row(score["task"] if key == "restored" else "", who, *numbers)
+        sources[score["command"]] = score["pictures"]
+    notes = [
+        Text(f"on {pictures}: {command}", style="dim") for command, pictures in sources.items()
+    ]
+    title = Text.from_markup("[bold]scores[/] (the classical baseline below each):")
+    return Group(title, Padding(Group(table, *notes), (0, 0, 0, 2)))
 
 
 @reports_errors
@@ -382,10 +457,14 @@ def rm(
         raise typer.Exit(EXIT_FAILED)
 
 
-app.command("list")(list_models)
-app.command("info")(info)
-app.command("download")(download)
-app.command("import")(import_model)
-app.command("verify")(verify)
-app.command("path")(path)
-app.command("rm")(rm)
+COMMANDS = {
+    "list": list_models,
+    "info": info,
+    "download": download,
+    "import": import_model,
+    "verify": verify,
+    "path": path,
+    "rm": rm,
+}
+for name, command in COMMANDS.items():
+    app.command(name, cls=Command, epilog=epilog(f"models {name}"))(command)

@@ -4,7 +4,9 @@ Each entry says where the model's file comes from, in one of three ways (weights
 `file` (bundled in weights/), `url` (downloaded into the cache, pinned by sha256) or `import`
 (a foreign checkpoint the user obtains, e.g. an official I2SB folder on Google Drive, and
 converts with `i2sb models import`). The architecture and schedule fields describe the model
-for people; the checkpoint's own metadata is what sampling uses.
+for people; the checkpoint's own metadata is what sampling uses. `trained_on` and `scores` say
+what a model is good for: the exact degradation it learnt, and what it measured against the
+classical baseline (weights/README.md's model cards); manifests may leave them out.
 """
 
 import json
@@ -12,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..degrade import get_operator
+from ..errors import UsageError
 from ..nets.adm import PRESET_NAMES
 from ..tasks import FAMILIES, TASKS
 
@@ -30,7 +34,11 @@ _OPTIONAL: dict[str, Any] = {
     "ot_ode": None,
     "provenance": "",
     "import": None,
+    "trained_on": "",
+    "scores": [],
 }
+_SCORE_FIELDS = {"task", "pictures", "nfe", "baseline", "psnr", "ssim", "st_lpips", "command"}
+_METRICS = ("psnr", "ssim", "st_lpips")
 
 
 class ManifestError(ValueError):
@@ -44,6 +52,33 @@ class ImportSource:
     format: str
     page: str
     files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One metric's mean for the model's restorations and for the classical baseline."""
+
+    restored: float
+    baseline: float
+
+
+@dataclass(frozen=True)
+class Score:
+    """A measurement of the model beside the classical baseline, and the command that made it.
+
+    `task` is the `i2sb degrade` task the pictures went through; `pictures` says which;
+    `detail` is restore's --detail when it was not 1.
+    """
+
+    task: str
+    pictures: str
+    nfe: int
+    baseline: str
+    psnr: Pair
+    ssim: Pair
+    st_lpips: Pair
+    command: str
+    detail: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +99,8 @@ class ModelEntry:
     ot_ode: bool | None = None
     provenance: str = ""
     import_source: ImportSource | None = None
+    trained_on: str = ""
+    scores: tuple[Score, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -111,7 +148,11 @@ def _entry(raw: Any, index: int) -> ModelEntry:
     source = values.pop("import")
     try:
         entry = ModelEntry(
-            **{**values, "tasks": tuple(_list(values["tasks"], "tasks"))},
+            **{
+                **values,
+                "tasks": tuple(_list(values["tasks"], "tasks")),
+                "scores": _scores(values["scores"]),
+            },
             import_source=None if source is None else _import_source(source),
         )
         _check(entry)
@@ -127,6 +168,40 @@ def _import_source(raw: Any) -> ImportSource:
     if not all(isinstance(v, str) for v in (raw["format"], raw["page"], *files)):
         raise ManifestError('"import" fields must be strings')
     return ImportSource(raw["format"], raw["page"], files)
+
+
+def _scores(raw: Any) -> tuple[Score, ...]:
+    if not isinstance(raw, list):
+        raise ManifestError('"scores" must be a list')
+    return tuple(_score(item, index) for index, item in enumerate(raw))
+
+
+def _score(raw: Any, index: int) -> Score:
+    where = f"score {index}"
+    if not isinstance(raw, dict) or not _SCORE_FIELDS <= set(raw) <= _SCORE_FIELDS | {"detail"}:
+        raise ManifestError(f"{where} must have the fields {sorted(_SCORE_FIELDS)} (and detail)")
+    if not all(
+        isinstance(raw[k], str) and raw[k] for k in ("task", "pictures", "baseline", "command")
+    ):
+        raise ManifestError(f"{where}: task, pictures, baseline and command must be text")
+    if type(raw["nfe"]) is not int or raw["nfe"] < 1:
+        raise ManifestError(f"{where}: nfe must be a whole number from 1")
+    if raw.get("detail") is not None and not _is_number(raw["detail"]):
+        raise ManifestError(f"{where}: detail must be a number")
+    pairs = {metric: _pair(raw[metric], f"{where}: {metric}") for metric in _METRICS}
+    return Score(**{**raw, **pairs})
+
+
+def _pair(raw: Any, where: str) -> Pair:
+    if not isinstance(raw, dict) or set(raw) != {"restored", "baseline"}:
+        raise ManifestError(f'{where} must be {{"restored": number, "baseline": number}}')
+    if not all(_is_number(v) for v in raw.values()):
+        raise ManifestError(f"{where}: the values must be numbers")
+    return Pair(**raw)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _list(value: Any, field: str) -> list:
@@ -159,6 +234,13 @@ def _check(e: ModelEntry) -> None:
             raise ManifestError("size must be the file's size in bytes")
     if e.url is not None and not e.url.startswith(("https://", "http://")):
         raise ManifestError("url must be http(s)")
+    for score in e.scores:
+        try:
+            family = get_operator(score.task).family
+        except UsageError:
+            family = None
+        if family != e.family:
+            raise ManifestError(f"score task {score.task!r} is not a degradation of {e.family}")
 
 
 def _types(e: ModelEntry) -> None:
@@ -168,6 +250,7 @@ def _types(e: ModelEntry) -> None:
         "licence": (str,),
         "summary": (str,),
         "provenance": (str,),
+        "trained_on": (str,),
         "default_nfe": (int,),
         "file": (str, type(None)),
         "url": (str, type(None)),

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import CheckpointError, ModelNotFoundError, UsageError
 from ..tasks import family_of
 from . import cache as model_cache
+from .checkpoint import read_meta
 from .manifest import ManifestError, ModelEntry, parse_manifest
 
 MANIFEST = "models.json"
@@ -55,6 +56,15 @@ def default_model(task: str) -> ModelEntry:
         )
     exact = [m for m in candidates if task in m.tasks]
     return (exact or candidates)[0]
+
+
+def family_degradation(family: str) -> str:
+    """The degradation `restore --task FAMILY` takes its input to have: the one the family's
+    bundled model starts from when it starts from a classical restoration (the checkpoint's
+    `degradation`), else the first task the manifest says the model was trained on."""
+    entry = default_model(family)
+    meta = read_meta(verify_bundled(entry))
+    return meta.degradation if meta.start == "classical" else entry.tasks[0]
 
 
 def verify_bundled(entry: ModelEntry) -> Path:
