@@ -33,6 +33,20 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "Remove JPEG artefacts from a pipe into a pipe (PNG out)",
             "cat in.jpg | i2sb restore - --task jpeg > out.png",
         ),
+        (
+            "A small web JPEG: clean it, then enlarge it 4x (NFE per stage)",
+            "i2sb restore web.jpg --task jpeg,sr4x --nfe 10,2",
+        ),
+        ("2x from the 4x model", "i2sb restore photo.jpg --task sr4x --outscale 2"),
+        (
+            "Cover a logo's halo and soften the seam",
+            "i2sb restore photo.png --task inpaint --mask logo.png --mask-dilate 6 "
+            "--mask-feather 4",
+        ),
+        (
+            "Name outputs by a template; list the plan first, loading nothing",
+            "i2sb restore scans/ -r -o 'out/{parent}/{stem}_x4.{ext}' --task sr4x --dry-run",
+        ),
     ),
     "degrade": (
         (

@@ -148,10 +148,6 @@ def restore(
     loaded; 2 for a usage error (a bad option or argument, nothing done); 130 when
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
-
-    Examples: --task jpeg,sr4x (a small web JPEG: clean, then enlarge; --nfe 10,2 per stage);
-    --task sr4x --outscale 2 (2x from the 4x model); --task inpaint --mask logo.png
-    --mask-dilate 6 --mask-feather 4 (cover the logo's halo, soften the seam).
     """
     rgb = None if background is None else colour_rgb(background)
     chain = plan_chain(task, model, nfe)
