@@ -12,8 +12,10 @@ from rich.markup import escape
 
 from ..errors import I2SBError
 
-# stdout is for data (--json); people read stderr (DESIGN.md decision 8).
+# stdout is for data (--json); people read stderr (DESIGN.md decision 8). `console` carries
+# progress, notes and per-picture lines, which --quiet silences; `errors` is never silenced.
 console = Console(stderr=True, highlight=False)
+errors = Console(stderr=True, highlight=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,19 +44,31 @@ Offline = Annotated[
         show_default=False,
     ),
 ]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "-q",
+        "--quiet",
+        help="For scripts: no progress, no per-picture lines, no notes; only errors on stderr "
+        "(and with --json the JSON lines on stdout).",
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print a one-line error on stderr and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Map the library's errors to a one-line message and the error's exit code."""
+    """Map the library's errors to a one-line message and the error's exit code; a command
+    with a `quiet` option (`Quiet`) runs with `console` silenced when it is given."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        saved = console.quiet
+        console.quiet = saved or bool(kwargs.get("quiet"))
         try:
             return command(*args, **kwargs)
         except I2SBError as exc:
@@ -63,5 +77,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             # Outputs are written atomically: whatever exists now is complete.
             console.print("interrupted; every output written so far is complete", style="yellow")
             sys.exit(EXIT_INTERRUPTED)
+        finally:
+            console.quiet = saved
 
     return wrapper

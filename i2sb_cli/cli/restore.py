@@ -1,30 +1,32 @@
 """`i2sb restore`: files, folders, globs or stdin in; restored pictures out."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
 from ..models.registry import resolve_model
-from ..pictures.files import FORMATS
+from ..pictures.files import FORMATS, picture_pixels
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
     STDIO,
     InputFile,
+    check_written,
     collect_inputs,
     is_picture_name,
     plan_outputs,
 )
-from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
+from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
 from ..runtime import default_tile, load_model
 from ..runtime.torch_backend import LoadedModel
 from ..tasks import classical_degradation, family_of
-from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
+from .common import EXIT_FAILED, CacheDir, Offline, Quiet, console, errors, reports_errors
+from .progress import PictureProgress, works
 from .restore_options import (
     Backend,
     BatchSize,
@@ -107,6 +109,7 @@ def restore(
     save_trajectory: SaveTrajectory = None,
     samples: Samples = 1,
     json_lines: JsonLines = False,
+    quiet: Quiet = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
 
@@ -119,7 +122,7 @@ def restore(
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
     """
-    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask)
+    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask, samples)
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
     checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
     loaded = _load(
@@ -171,14 +174,20 @@ def _plan(
     recursive: bool,
     json_lines: bool,
     mask: Path | None,
+    samples: int,
 ) -> tuple[list[InputFile], list[Path]]:
-    """The pictures to restore and the output path of each, with the checks they allow."""
+    """The pictures to restore and the output path of each, with the checks they allow: every
+    file to be written (with several samples, each sample and the spread map) is planned before
+    the model loads, and two that coincide, or one that is an input, are refused."""
     if mask is not None and not mask.exists():
         raise UsageError(f"--mask {mask}: no such file or folder")
     sources = collect_inputs(inputs, recursive=recursive)
     _check_output_format(output, output_format)
     outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
     _check_stdout(outputs, json_lines)
+    if samples > 1 and STDIO in outputs:
+        raise UsageError("--samples above 1 writes several files; give -o FILE or FOLDER")
+    check_written(sources, [written_files(o, samples) for o in outputs])
     return sources, outputs
 
 
@@ -287,26 +296,17 @@ def _run(
     loaded: LoadedModel, settings: RestoreSettings, jobs: list[Job], json_lines: bool
 ) -> dict[str, int]:
     counts = {"restored": 0, "skipped": 0, "failed": 0}
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    # Off when stderr is not a terminal: a log file would only get an empty line from it.
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as progress:
-        # A picture's samples are rows of the network batch: each counts its steps.
-        steps = settings.nfe * settings.samples
-        bar = progress.add_task("restoring", total=len(jobs) * steps)
+    # A picture's work is its pixels: the time left follows the pictures' sizes.
+    pixels = [picture_pixels(job.source.path, data=job.data) for job in jobs]
+    work = dict(zip((job.source.path for job in jobs), works(pixels), strict=True))
+    with PictureProgress(console, "restoring", len(jobs), sum(work.values())) as progress:
+        counted = dataclasses.replace(loaded, denoise=progress.counting(loaded.denoise))
         restorer = Restorer(
-            loaded, settings, on_step=lambda step: progress.advance(bar, step.x.shape[0])
+            counted, settings, on_step=lambda step: progress.step(step.index, step.total)
         )
         for outcome in restorer.run(jobs):
             counts[outcome.status] += 1
-            if outcome.status != "restored":
-                progress.advance(bar, steps)
+            progress.finished(work[outcome.source], timed=outcome.status == "restored")
             _report(outcome, json_lines, loaded.meta.name, settings.model_sha256)
     return counts
 
@@ -315,7 +315,7 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
     # Paths and messages are escaped: "photo [edit].png" is a file name, not rich markup.
     source, output = escape(str(outcome.source)), escape(str(outcome.output))
     if outcome.status == "failed":
-        console.print(f"[red]failed[/] {source}: {escape(outcome.message)}", soft_wrap=True)
+        errors.print(f"[red]failed[/] {source}: {escape(outcome.message)}", soft_wrap=True)
     elif outcome.status == "skipped":
         console.print(
             f"[yellow]skipped[/] {source}: {output} exists (use --overwrite)", soft_wrap=True
