@@ -193,3 +193,16 @@ def test_quiet_restore_prints_only_errors_and_json(model: Path, tmp_path: Path) 
     # --quiet is the command's alone: the next command talks again.
     again = CliRunner().invoke(app, [*command, "--overwrite"])
     assert "done:" in again.stderr
+
+
+def test_quiet_degrade_and_evaluate_print_only_data(tmp_path: Path) -> None:
+    write_picture(tmp_path / "clean" / "a.png", 16)
+    pairs = tmp_path / "pairs"
+    command = ["degrade", str(tmp_path / "clean"), "-o", str(pairs), "--task", "jpeg-10"]
+    degraded = CliRunner().invoke(app, [*command, "-q", "--json"])
+    assert degraded.exit_code == 0 and degraded.stderr == ""
+    assert json.loads(degraded.stdout)["name"] == "a.png"
+    scored = CliRunner().invoke(app, ["evaluate", str(pairs), str(pairs / "degraded"), "-q"])
+    assert scored.exit_code == 0 and scored.stderr == "" and scored.stdout == ""
+    talkative = CliRunner().invoke(app, ["evaluate", str(pairs), str(pairs / "degraded")])
+    assert "1 scored" in talkative.stderr
