@@ -62,7 +62,7 @@ Plot = Annotated[
     Path | None,
     typer.Option(
         help="With --nfe: draw PSNR, SSIM and ST-LPIPS against NFE into this PNG, the classical "
-        'baseline and the degraded input as lines (needs matplotlib: pip install "i2sb[plot]").',
+        'baseline and the degraded input as lines (needs matplotlib: pip install "i2sb\\[plot]").',
         show_default=False,
     ),
 ]

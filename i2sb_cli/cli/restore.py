@@ -185,9 +185,10 @@ def _plan(
     _check_output_format(output, output_format)
     outputs = plan_outputs(sources, output, suffix="_restored", default_ext=output_format)
     _check_stdout(outputs, json_lines)
-    if samples > 1 and STDIO in outputs:
-        raise UsageError("--samples above 1 writes several files; give -o FILE or FOLDER")
-    check_written(sources, [written_files(o, samples) for o in outputs])
+    if samples > 1:
+        if STDIO in outputs:
+            raise UsageError("--samples above 1 writes several files; give -o FILE or FOLDER")
+        check_written(sources, [written_files(o, samples) for o in outputs])
     return sources, outputs
 
 
