@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.cli.progress import Calls, Eta, PictureProgress, format_seconds, works
+from i2sb_cli.pictures.files import picture_pixels
 
 
 class Clock:
@@ -110,6 +111,15 @@ def test_skipped_pictures_leave_the_work_but_not_the_rate() -> None:
     eta.skip(100)
     assert eta.rate == pytest.approx(0.1)
     assert eta.seconds_left() == pytest.approx(10)
+
+
+def test_pictures_are_weighed_by_their_header(tmp_path: Path) -> None:
+    picture = write_picture(tmp_path / "a.png", (30, 20))
+    assert picture_pixels(picture) == 600
+    assert picture_pixels(Path("stdin"), data=picture.read_bytes()) == 600
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    assert picture_pixels(tmp_path / "broken.png") is None
+    assert picture_pixels(tmp_path / "missing.png") is None
 
 
 def test_unknown_sizes_count_as_the_mean_and_times_are_formatted() -> None:

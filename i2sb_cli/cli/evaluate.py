@@ -142,7 +142,13 @@ def evaluate_command(
         checkpoint = resolve_model(
             model, restore_task(records), cache_dir=cache_dir, offline=offline
         )
-        loaded = load_model(checkpoint, device, backend, cache_dir=cache_dir, on_step=console.print)
+        loaded = load_model(
+            checkpoint,
+            device,
+            backend,
+            cache_dir=cache_dir,
+            on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
+        )
         for note in loaded.notes:
             console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
         check_model(loaded, records, nfes)
@@ -154,7 +160,7 @@ def evaluate_command(
                 for nfe in nfes
             ]
         failed = sum(point.summary.failed for point in points)
-        _report_nfes(points, loaded, degrade_dir, records, plot)
+        _report_nfes(points, loaded, records, plot)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -247,7 +253,6 @@ def _score_nfe(
 def _report_nfes(
     points: list[NfePoint],
     loaded: LoadedModel,
-    degrade_dir: Path,
     records: list[Record],
     plot: Path | None,
 ) -> None:
@@ -258,8 +263,7 @@ def _report_nfes(
     baseline, name = baseline_name(records[0].task), loaded.meta.name
     _print(_nfe_table(scored, baseline, name))
     if plot is not None:
-        count = scored[0].summary.count
-        title = f"{name} on {degrade_dir.name} ({records[0].task}, {count} pictures)"
+        title = f"{name} on {_pictures(scored[0].summary.count)} ({records[0].task})"
         plot_nfe(scored, plot, title=title, baseline=baseline)
         console.print(f"plot: {escape(str(plot))}")
 
@@ -277,8 +281,7 @@ def _nfe_table(points: list[NfePoint], baseline: str, model: str) -> Table:
     means = [point.summary.means() for point in points]
     metrics = list(means[0])
     table = Table(
-        title=f"{model}: mean scores of {points[0].summary.count} pictures against NFE",
-        title_justify="left",
+        title=f"{model} against NFE, {_pictures(points[0].summary.count)}", title_justify="left"
     )
     table.add_column("", min_width=8)
     for metric in metrics:
@@ -295,6 +298,10 @@ def _nfe_table(points: list[NfePoint], baseline: str, model: str) -> Table:
     table.add_row(baseline, *cells(means[0], "baseline"), "")
     table.add_row("input", *cells(means[0], "degraded"), "")
     return table
+
+
+def _pictures(count: int) -> str:
+    return f"{count} picture{'' if count == 1 else 's'}"
 
 
 def _table(rows: Iterable[Scores], summary: Summary) -> Table:
