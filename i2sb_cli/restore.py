@@ -221,6 +221,14 @@ def spread_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_spread.png")
 
 
+def written_files(output: Path, samples: int) -> list[Path]:
+    """The files a picture whose single result would be `output` gets: that file, or its
+    samples' then its spread map (PNG whatever the output's format)."""
+    if samples == 1 or output == STDIO:
+        return [output]
+    return [*(sample_path(output, k) for k in range(samples)), spread_path(output)]
+
+
 class Restorer:
     """Runs the bridge sampler over jobs with one model, or a chain of models (`then`: the
     stages after the one of `model` and `settings`); yields one Outcome per job."""

@@ -71,6 +71,12 @@ def test_compare_command_writes_the_grid(pairs: Path, tmp_path: Path) -> None:
     result = compare(pairs, "-o", one, *args)
     assert result.exit_code == 0, result.stderr
     assert Image.open(one).size == (4 * 64, 64)
+    # A file is a column of one picture: e.g. the samples of `restore --samples`.
+    sample = perfect / "b.png"
+    result = compare(pairs, "-o", one, "--column", f"s0={sample}", "--column", f"s1={sample}",
+                     "--names", "b.png", "--tile-width", 64)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(one).width == 5 * 64
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -78,7 +84,8 @@ def test_compare_command_writes_the_grid(pairs: Path, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--column", "nolabel"], "LABEL=FOLDER"),
-        (["--column", "x=/no/such/folder"], "is not a folder"),
+        (["--column", "x=/no/such/folder"], "is neither a folder nor a file"),
+        (["--column", f"x={__file__}"], "shows one picture, and 2 are asked for"),
         (["--names", "nope.png"], "no picture named nope.png"),
     ],
 )

@@ -141,22 +141,54 @@ def test_samples_json_names_the_files_and_the_mean_spread(model: Path, tmp_path:
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["a.png"]
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        (["--ot-ode", "--samples", "2"], "needs the stochastic sampler"),
-        (["--samples", "2", "-o", "-"], "writes several files"),
-    ],
-)
-def test_samples_refusals(model: Path, tmp_path: Path, options: list[str], message: str):
+def test_samples_refusals(model: Path, tmp_path: Path):
     source = write_picture(tmp_path / "a.png", 8)
-    result = CliRunner().invoke(
-        app,
-        ["restore", "--backend", "torch", "-", "--model", str(model), "--nfe", "1", *options],
-        input=source.read_bytes(),
+
+    def refused(*options: str | Path) -> str:
+        result = CliRunner().invoke(
+            app,
+            ["restore", "--backend", "torch", "-", "--nfe", "1", *map(str, options)],
+            input=source.read_bytes(),
+        )
+        assert result.exit_code == 2
+        (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        return error
+
+    out = tmp_path / "out.png"
+    assert "needs the stochastic sampler" in refused(
+        "--model", model, "--ot-ode", "--samples", 2, "-o", out
     )
-    assert result.exit_code == 2
-    # One line of error (the stdout refusal comes after the model's announcement).
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0]
+    # Refused before the model is even looked for: this one does not exist.
+    for options in (["--samples", 2, "-o", "-"], ["--samples", 2]):  # stdin goes to stdout
+        error = refused("--model", tmp_path / "missing.safetensors", *options)
+        assert "writes several files" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_samples_refuse_files_that_would_coincide(model: Path, tmp_path: Path):
+    """Every file of the plan, samples and spread maps included, is checked before the model
+    loads: a.jpg and a.png both want out/a_spread.png, and a's sample 0 next to it would be the
+    input a_restored_s0.png."""
+    write_picture(tmp_path / "in" / "a.png", 8)
+    write_picture(tmp_path / "in" / "a.jpg", 8)
+    missing = tmp_path / "missing.safetensors"
+    result = restore(tmp_path / "in", "-o", tmp_path / "out", "--model", missing, "--samples", 2)
+    assert result.exit_code == 2
+    assert f"would both be written to {tmp_path / 'out' / 'a_spread.png'}" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+    (tmp_path / "in" / "a.jpg").unlink()
+    write_picture(tmp_path / "in" / "a_restored_s0.png", 8)
+    # Named on the command line: found in the folder, it would be left out as a's earlier result.
+    named = [tmp_path / "in" / "a.png", tmp_path / "in" / "a_restored_s0.png"]
+    result = restore(*named, "--model", missing, "--samples", 2)
+    assert result.exit_code == 2
+    assert "would overwrite the input" in result.stderr and "a_restored_s0.png" in result.stderr
+    # Distinct names restore: an input called a_s0.png gets a_s0_s0.png, never a's a_s0.png.
+    (tmp_path / "in" / "a_restored_s0.png").rename(tmp_path / "in" / "a_s0.png")
+    result = restore(tmp_path / "in", "-o", tmp_path / "out", "--model", model, "--nfe", 1,
+                     "--samples", 2)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a_s0.png", "a_s0_s0.png", "a_s0_s1.png", "a_s0_spread.png", "a_s1.png", "a_spread.png",
+    ]  # fmt: skip

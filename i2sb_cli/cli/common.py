@@ -29,8 +29,10 @@ def make_console(**options: Any) -> Console:
     return Console(**options)
 
 
-# stdout is for data (--json); people read stderr (DESIGN.md decision 8).
+# stdout is for data (--json); people read stderr (DESIGN.md decision 8). `console` carries
+# progress, notes and per-picture lines, which --quiet silences; `errors` is never silenced.
 console = make_console(stderr=True, highlight=False)
+errors = make_console(stderr=True, highlight=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,19 +61,31 @@ Offline = Annotated[
         show_default=False,
     ),
 ]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "-q",
+        "--quiet",
+        help="For scripts: no progress, no per-picture lines, no notes; only errors on stderr "
+        "(and with --json the JSON lines on stdout).",
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print a one-line error on stderr and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Map the library's errors to a one-line message and the error's exit code."""
+    """Map the library's errors to a one-line message and the error's exit code; a command
+    with a `quiet` option (`Quiet`) runs with `console` silenced when it is given."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        saved = console.quiet
+        console.quiet = saved or bool(kwargs.get("quiet"))
         try:
             return command(*args, **kwargs)
         except I2SBError as exc:
@@ -80,6 +94,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             # Outputs are written atomically: whatever exists now is complete.
             console.print("interrupted; every output written so far is complete", style="yellow")
             sys.exit(EXIT_INTERRUPTED)
+        finally:
+            console.quiet = saved
 
     return wrapper
 

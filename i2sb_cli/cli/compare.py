@@ -12,15 +12,15 @@ from .common import console, reports_errors
 
 
 def _columns(values: list[str]) -> list[tuple[str, Path]]:
-    """LABEL=FOLDER pairs, each folder checked, in the order given."""
+    """LABEL=FOLDER or LABEL=FILE pairs, each path checked, in the order given."""
     columns = []
     for value in values:
-        label, sep, folder = value.partition("=")
-        if not sep or not label or not folder:
+        label, sep, path = value.partition("=")
+        if not sep or not label or not path:
             raise UsageError(f"--column {value!r}: write it LABEL=FOLDER, e.g. nfe10=restored/")
-        if not Path(folder).is_dir():
-            raise UsageError(f"--column {value}: {folder} is not a folder")
-        columns.append((label, Path(folder)))
+        if not Path(path).exists():
+            raise UsageError(f"--column {value}: {path} is neither a folder nor a file")
+        columns.append((label, Path(path)))
     return columns
 
 
@@ -43,7 +43,8 @@ def compare(
         list[str] | None,
         typer.Option(
             help="A column of restorations, LABEL=FOLDER (FOLDER as `i2sb restore -o` wrote "
-            "it); repeat for several, in order.",
+            "it), or LABEL=FILE for a grid of one picture (e.g. a sample of restore "
+            "--samples); repeat for several, in order.",
             show_default=False,
         ),
     ] = None,

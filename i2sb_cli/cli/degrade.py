@@ -23,11 +23,12 @@ from rich.markup import escape
 from ..degrade import PAPER_TASKS, Operator, get_operator, nearest_upsample4
 from ..errors import I2SBError, UsageError
 from ..models.registry import family_degradation
-from ..pictures.files import atomic_write, read_image, read_mask, write_image
+from ..pictures.files import atomic_write, picture_pixels, read_image, read_mask, write_image
 from ..pictures.inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
 from ..restore import image_seed
 from ..tasks import FAMILIES
-from .common import EXIT_FAILED, console, reports_errors
+from .common import EXIT_FAILED, Quiet, console, errors, reports_errors
+from .progress import PictureProgress, works
 
 MANIFEST = "manifest.jsonl"
 
@@ -128,6 +129,7 @@ def degrade(
     recursive: Recursive = False,
     overwrite: Overwrite = False,
     json_lines: JsonLines = False,
+    quiet: Quiet = False,
 ) -> None:
     """Degrade clean pictures exactly as the paper did, to make test pairs for `restore`.
 
@@ -205,19 +207,22 @@ def _degrade_all(
 ) -> tuple[list[dict[str, object]], int]:
     """Degrade each picture, reporting each; the manifest records and the count of failures."""
     records, failed = [], 0
-    for source, target in zip(sources, targets, strict=True):
-        try:
-            record = _degrade_one(settings, source, target)
-        except I2SBError as exc:
-            failed += 1
-            console.print(
-                f"[red]failed[/] {escape(str(source.path))}: {escape(str(exc))}", soft_wrap=True
-            )
-            continue
-        records.append(record)
-        console.print(f"degraded {escape(str(source.path))} -> {escape(str(target))}")
-        if json_lines:
-            print(json.dumps(record), flush=True)
+    pixels = works([picture_pixels(source.path) for source in sources])
+    with PictureProgress(console, "degrading", len(sources), sum(pixels)) as progress:
+        for source, target, work in zip(sources, targets, pixels, strict=True):
+            try:
+                record = _degrade_one(settings, source, target)
+            except I2SBError as exc:
+                failed += 1
+                progress.finished(work, timed=False)
+                message = f"{escape(str(source.path))}: {escape(str(exc))}"
+                errors.print(f"[red]failed[/] {message}", soft_wrap=True)
+                continue
+            progress.finished(work)
+            records.append(record)
+            console.print(f"degraded {escape(str(source.path))} -> {escape(str(target))}")
+            if json_lines:
+                print(json.dumps(record), flush=True)
     return records, failed
 
 

@@ -1,6 +1,10 @@
-"""`i2sb evaluate`: score restorations against the originals of a `degrade` folder."""
+"""`i2sb evaluate`: score restorations against the originals of a `degrade` folder, or restore
+them at several NFE and score each (quality against NFE, with a plot)."""
 
+import dataclasses
 import json
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -8,14 +12,68 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..evaluation.metrics import load_perceptual
-from ..evaluation.score import METHODS, PERCEPTUAL, Failure, Summary, evaluate
-from ..runtime.torch_backend import resolve_device
-from .common import EXIT_FAILED, console, make_console, reports_errors
+from ..errors import UsageError
+from ..evaluation.baselines import baseline_name
+from ..evaluation.metrics import Perceptual, load_perceptual
+from ..evaluation.plot import plot_nfe, require_matplotlib
+from ..evaluation.score import METHODS, PERCEPTUAL, Failure, Record, Scores, Summary, evaluate
+from ..evaluation.score import read_manifest as read_records
+from ..evaluation.sweep import (
+    NfePoint,
+    check_model,
+    median_seconds,
+    nfe_folder,
+    parse_nfes,
+    restore_at,
+    restore_task,
+)
+from ..models.registry import resolve_model
+from ..pictures.files import picture_pixels
+from ..runtime import load_model
+from ..runtime.torch_backend import LoadedModel, resolve_device
+from .common import (
+    EXIT_FAILED,
+    CacheDir,
+    Offline,
+    Quiet,
+    console,
+    errors,
+    make_console,
+    reports_errors,
+)
+from .progress import PictureProgress, works
+from .restore_options import Backend, Model, OtOde, Seed
 
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", PERCEPTUAL: "{:.4f}"}
 _TITLES = {"psnr": "PSNR dB", "ssim": "SSIM", PERCEPTUAL: "ST-LPIPS"}
 _SHORT = {"restored": "rest.", "baseline": "base.", "degraded": "input"}
+
+RestoredDir = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Folder of restorations, as `i2sb restore DEGRADE_DIR/degraded -o` wrote it. With "
+        "--nfe: where each NFE's restorations go (RESTORED_DIR/nfe-N; default: a temporary "
+        "folder).",
+        show_default=False,
+    ),
+]
+NfeList = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--nfe",
+        help="Restore DEGRADE_DIR here at each of these NFE (--nfe 1,2,5,10,20 or repeated "
+        "--nfe) with one model load, and score each: quality against NFE.",
+        show_default=False,
+    ),
+]
+Plot = Annotated[
+    Path | None,
+    typer.Option(
+        help="With --nfe: draw PSNR, SSIM and ST-LPIPS against NFE into this PNG, the classical "
+        'baseline and the degraded input as lines (needs matplotlib: pip install "i2sb\\[plot]").',
+        show_default=False,
+    ),
+]
 
 
 @reports_errors
@@ -29,13 +87,7 @@ def evaluate_command(
             show_default=False,
         ),
     ],
-    restored_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="Folder of restorations, as `i2sb restore DEGRADE_DIR/degraded -o` wrote it.",
-            show_default=False,
-        ),
-    ],
+    restored_dir: RestoredDir = None,
     perceptual: Annotated[
         bool,
         typer.Option(
@@ -43,11 +95,22 @@ def evaluate_command(
             help="Shift-tolerant LPIPS where stlpips-pytorch is installed (extra 'perceptual').",
         ),
     ] = True,
-    device: Annotated[str, typer.Option(help="Device of the perceptual metric.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="Device of the perceptual metric, and with --nfe of the model.")
+    ] = "cpu",
     json_lines: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON object per picture, then the means."),
     ] = False,
+    nfe: NfeList = None,
+    model: Model = None,
+    seed: Seed = 0,
+    ot_ode: OtOde = None,
+    backend: Backend = "auto",
+    cache_dir: CacheDir = None,
+    offline: Offline = None,
+    plot: Plot = None,
+    quiet: Quiet = False,
 ) -> None:
     """Score restorations (PSNR, SSIM, perceptual distance) beside the classical baseline.
 
@@ -57,39 +120,200 @@ def evaluate_command(
     (the -plain blurs), the decoded picture (JPEG), OpenCV Telea (inpainting).
     PSNR and SSIM (11x11 Gaussian window, sigma 1.5) are computed on RGB.
     A table goes to stderr; --json prints the scores on stdout.
+
+    With --nfe 1,2,5 the model (--model, default: the bundled one of the folder's
+    task) restores the degraded pictures at each NFE, as `i2sb restore` would,
+    and each NFE is scored: a table of the means and the median sampling seconds
+    per picture, with --json each NFE's pictures and means (keys "nfe",
+    "seconds_per_picture"), with --plot FILE the curves.
     """
-    distance = None
-    if perceptual:
-        distance, reason = load_perceptual(resolve_device(device))
-        if distance is None:
-            console.print(f"[yellow]no perceptual column:[/] {escape(reason)}", soft_wrap=True)
-    summary = Summary()
-    rows = []
-    for row in evaluate(degrade_dir, restored_dir, distance):
-        if isinstance(row, Failure):
-            summary.failed += 1
-            console.print(
-                f"[red]failed[/] {escape(row.name)}: {escape(row.reason)}", soft_wrap=True
-            )
-            continue
-        summary.add(row)
-        rows.append(row)
+    nfes = parse_nfes(nfe) if nfe is not None else None
+    if nfes is None:
+        for name, given in [("--plot", plot), ("--model", model)]:
+            if given is not None:
+                raise UsageError(f"{name} goes with --nfe (e.g. --nfe 1,2,5)")
+        if restored_dir is None:
+            raise UsageError("give RESTORED_DIR, or --nfe 1,2,5 to restore the pictures here")
+    elif plot is not None:
+        require_matplotlib()
+    records = read_records(degrade_dir)
+    distance = _perceptual(perceptual, device)
+    if nfes is None:
+        summary, rows = _score_all(degrade_dir, restored_dir, distance, records, json_lines)
+        if summary.count:
+            _print(_table(rows, summary))
         if json_lines:
-            print(json.dumps(row.to_json()), flush=True)
-    if summary.count:
-        table = _table(rows, summary)
-        # Wide enough for every column whatever the terminal (or a pipe's 80 columns).
-        wanted = sum(max(c.min_width or 0, 8) + 3 for c in table.columns) + 1
-        out = console if console.width >= wanted else make_console(stderr=True, width=wanted)
-        out.print(table)
-    if json_lines:
-        print(json.dumps(summary.to_json()), flush=True)
-    console.print(f"{summary.count} scored, {summary.failed} failed")
-    if summary.failed:
+            print(json.dumps(summary.to_json()), flush=True)
+        console.print(f"{summary.count} scored, {summary.failed} failed")
+        failed = summary.failed
+    else:
+        checkpoint = resolve_model(
+            model, restore_task(records), cache_dir=cache_dir, offline=offline
+        )
+        loaded = load_model(
+            checkpoint,
+            device,
+            backend,
+            cache_dir=cache_dir,
+            on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
+        )
+        for note in loaded.notes:
+            console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
+        check_model(loaded, records, nfes)
+        with tempfile.TemporaryDirectory(prefix="i2sb-nfe-") as scratch:
+            root = restored_dir or Path(scratch)
+            seconds = _restore_all(loaded, records, root, nfes, seed, ot_ode)
+            points = [
+                _score_nfe(degrade_dir, root, nfe, seconds[nfe], distance, records, json_lines)
+                for nfe in nfes
+            ]
+        failed = sum(point.summary.failed for point in points)
+        _report_nfes(points, loaded, records, plot)
+    if failed:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _table(rows: list, summary: Summary) -> Table:
+def _perceptual(wanted: bool, device: str) -> Perceptual | None:
+    if not wanted:
+        return None
+    distance, reason = load_perceptual(resolve_device(device))
+    if distance is None:
+        console.print(f"[yellow]no perceptual column:[/] {escape(reason)}", soft_wrap=True)
+    return distance
+
+
+def _score_all(
+    degrade_dir: Path,
+    restored_dir: Path,
+    distance: Perceptual | None,
+    records: list[Record],
+    json_lines: bool,
+    extra: dict[str, object] | None = None,
+) -> tuple[Summary, list[Scores]]:
+    """Score a folder under a progress bar; print failures and, with --json, each picture
+    (with `extra` keys)."""
+    summary, rows = Summary(), []
+    pixels = {record.name: record.size[0] * record.size[1] for record in records}
+    with PictureProgress(console, "scoring", len(records), sum(pixels.values())) as progress:
+        for row in evaluate(degrade_dir, restored_dir, distance):
+            progress.finished(pixels[row.name], timed=isinstance(row, Scores))
+            if isinstance(row, Failure):
+                summary.failed += 1
+                errors.print(
+                    f"[red]failed[/] {escape(row.name)}: {escape(row.reason)}", soft_wrap=True
+                )
+                continue
+            summary.add(row)
+            rows.append(row)
+            if json_lines:
+                print(json.dumps({**row.to_json(), **(extra or {})}), flush=True)
+    return summary, rows
+
+
+def _restore_all(
+    loaded: LoadedModel,
+    records: list[Record],
+    root: Path,
+    nfes: list[int],
+    seed: int,
+    ot_ode: bool | None,
+) -> dict[int, float | None]:
+    """Restore every picture at every NFE under a progress bar (a picture's work: its pixels
+    times the NFE); the median sampling seconds per picture of each NFE."""
+    pixels = works([picture_pixels(record.degraded) for record in records])
+    work = {record.degraded: p for record, p in zip(records, pixels, strict=True)}
+    seconds = {}
+    count, total = len(records) * len(nfes), sum(pixels) * sum(nfes)
+    with PictureProgress(console, "restoring", count, total) as progress:
+        counted = dataclasses.replace(loaded, denoise=progress.counting(loaded.denoise))
+        for nfe in nfes:
+            outcomes = []
+            for outcome in restore_at(
+                counted, records, root, nfe, seed=seed, ot_ode=ot_ode,
+                on_step=lambda step: progress.step(step.index, step.total),
+            ):  # fmt: skip
+                outcomes.append(outcome)
+                progress.finished(work[outcome.source] * nfe, timed=outcome.status == "restored")
+                if outcome.status == "failed":
+                    message = f"NFE {nfe} {outcome.source}: {outcome.message}"
+                    errors.print(f"[red]failed[/] {escape(message)}", soft_wrap=True)
+            seconds[nfe] = median_seconds(outcomes)
+    return seconds
+
+
+def _score_nfe(
+    degrade_dir: Path,
+    root: Path,
+    nfe: int,
+    seconds: float | None,
+    distance: Perceptual | None,
+    records: list[Record],
+    json_lines: bool,
+) -> NfePoint:
+    folder = nfe_folder(root, nfe)
+    summary, _ = _score_all(degrade_dir, folder, distance, records, json_lines, {"nfe": nfe})
+    point = NfePoint(nfe, summary, seconds)
+    if json_lines:
+        print(json.dumps(point.to_json()), flush=True)
+    return point
+
+
+def _report_nfes(
+    points: list[NfePoint],
+    loaded: LoadedModel,
+    records: list[Record],
+    plot: Path | None,
+) -> None:
+    """The table of the NFE sweep, and its plot when asked for."""
+    scored = [point for point in points if point.summary.count]
+    if not scored:
+        return
+    baseline, name = baseline_name(records[0].task), loaded.meta.name
+    _print(_nfe_table(scored, baseline, name))
+    if plot is not None:
+        title = f"{name} on {_pictures(scored[0].summary.count)} ({records[0].task})"
+        plot_nfe(scored, plot, title=title, baseline=baseline)
+        console.print(f"plot: {escape(str(plot))}")
+
+
+def _print(table: Table) -> None:
+    # Wide enough for every column whatever the terminal (or a pipe's 80 columns).
+    wanted = sum(max(c.min_width or 0, 8) + 3 for c in table.columns) + 1
+    if console.width >= wanted:
+        console.print(table)
+    else:
+        make_console(stderr=True, width=wanted, quiet=console.quiet).print(table)
+
+
+def _nfe_table(points: list[NfePoint], baseline: str, model: str) -> Table:
+    means = [point.summary.means() for point in points]
+    metrics = list(means[0])
+    table = Table(
+        title=f"{model} against NFE, {_pictures(points[0].summary.count)}", title_justify="left"
+    )
+    table.add_column("", min_width=8)
+    for metric in metrics:
+        table.add_column(_TITLES[metric], justify="right", no_wrap=True, min_width=7)
+    table.add_column("s/picture", justify="right", no_wrap=True, min_width=7)
+
+    def cells(scores: dict[str, dict[str, float]], method: str) -> list[str]:
+        return [_FORMATS[metric].format(scores[metric][method]) for metric in metrics]
+
+    for point, scores in zip(points, means, strict=True):
+        time = "-" if point.seconds is None else f"{point.seconds:.2f}"
+        table.add_row(f"NFE {point.nfe}", *cells(scores, "restored"), time)
+    table.add_section()
+    table.add_row(baseline, *cells(means[0], "baseline"), "")
+    table.add_row("input", *cells(means[0], "degraded"), "")
+    return table
+
+
+def _pictures(count: int) -> str:
+    return f"{count} picture{'' if count == 1 else 's'}"
+
+
+def _table(rows: Iterable[Scores], summary: Summary) -> Table:
+    rows = list(rows)
     means = summary.means()
     metrics = list(means)
     baselines = sorted({row.baseline for row in rows})

@@ -9,27 +9,28 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..chain import Stage, StageSpec, make_stage, plan_chain
 from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
 from ..models.registry import resolve_model
-from ..pictures.files import FORMATS, colour_rgb
+from ..pictures.files import FORMATS, colour_rgb, picture_pixels
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
     STDIO,
     InputFile,
+    check_written,
     collect_inputs,
     is_picture_name,
     output_kind,
     plan_outputs,
 )
-from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
+from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
 from ..runtime import load_model
 from ..runtime.torch_backend import LoadedModel
 from ..tasks import family_of
-from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
+from .common import EXIT_FAILED, CacheDir, Offline, Quiet, console, errors, reports_errors
+from .progress import PictureProgress, works
 from .restore_options import (
     Backend,
     Background,
@@ -131,6 +132,7 @@ def restore(
     suffix: Suffix = None,
     background: Background = None,
     dry_run: DryRun = False,
+    quiet: Quiet = False,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
 
@@ -151,7 +153,9 @@ def restore(
     """
     rgb = None if background is None else colour_rgb(background)
     chain = plan_chain(task, model, nfe)
-    sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask, suffix)
+    sources, outputs = _plan(
+        inputs, output, output_format, recursive, json_lines, mask, suffix, samples
+    )
     stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
     masking = {
         "--mask": mask is not None,
@@ -255,8 +259,11 @@ def _plan(
     json_lines: bool,
     mask: Path | None,
     suffix: str | None,
+    samples: int,
 ) -> tuple[list[InputFile], list[Path]]:
-    """The pictures to restore and the output path of each, with the checks they allow."""
+    """The pictures to restore and the output path of each, with the checks they allow: every
+    file to be written (with several samples, each sample and the spread map) is planned before
+    the model loads, and two that coincide, or one that is an input, are refused."""
     if mask is not None and not mask.exists():
         raise UsageError(f"--mask {mask}: no such file or folder")
     kind = output_kind(output)
@@ -272,6 +279,10 @@ def _plan(
         sources, output, suffix=beside, default_ext=output_format, folder_suffix=suffix or ""
     )
     _check_stdout(outputs, json_lines)
+    if samples > 1:
+        if STDIO in outputs:
+            raise UsageError("--samples above 1 writes several files; give -o FILE or FOLDER")
+        check_written(sources, [written_files(o, samples) for o in outputs])
     return sources, outputs
 
 
@@ -385,23 +396,24 @@ def _run(
     then: list[Stage],
 ) -> dict[str, int]:
     counts = {"restored": 0, "skipped": 0, "failed": 0}
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    # Off when stderr is not a terminal: a log file would only get an empty line from it.
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as progress:
-        # A picture's samples are rows of the network batch: each counts its steps.
-        steps = (settings.nfe + sum(stage.nfe for stage in then)) * settings.samples
-        bar = progress.add_task("restoring", total=len(jobs) * steps)
+    # A picture's work is its pixels: the time left follows the pictures' sizes.
+    pixels = [picture_pixels(job.source.path, data=job.data) for job in jobs]
+    work = dict(zip((job.source.path for job in jobs), works(pixels), strict=True))
+    with PictureProgress(console, "restoring", len(jobs), sum(work.values())) as progress:
+        counted = dataclasses.replace(loaded, denoise=progress.counting(loaded.denoise))
+        then = [
+            dataclasses.replace(
+                stage,
+                model=dataclasses.replace(
+                    stage.model, denoise=progress.counting(stage.model.denoise)
+                ),
+            )
+            for stage in then
+        ]
         restorer = Restorer(
-            loaded,
+            counted,
             settings,
-            on_step=lambda step: progress.advance(bar, step.x.shape[0]),
+            on_step=lambda step: progress.step(step.index, step.total),
             then=then,
         )
         # A chain is named by its stages' models, in order, as the outputs' metadata names it.
@@ -409,8 +421,7 @@ def _run(
         model_sha256 = ",".join(stage.model_sha256 or "" for stage in restorer.stages)
         for outcome in restorer.run(jobs):
             counts[outcome.status] += 1
-            if outcome.status != "restored":
-                progress.advance(bar, steps)
+            progress.finished(work[outcome.source], timed=outcome.status == "restored")
             _report(outcome, json_lines, model, model_sha256)
     return counts
 
@@ -419,7 +430,7 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
     # Paths and messages are escaped: "photo [edit].png" is a file name, not rich markup.
     source, output = escape(str(outcome.source)), escape(str(outcome.output))
     if outcome.status == "failed":
-        console.print(f"[red]failed[/] {source}: {escape(outcome.message)}", soft_wrap=True)
+        errors.print(f"[red]failed[/] {source}: {escape(outcome.message)}", soft_wrap=True)
     elif outcome.status == "skipped":
         console.print(
             f"[yellow]skipped[/] {source}: {output} exists (use --overwrite)", soft_wrap=True

@@ -34,7 +34,8 @@ class Tile:
 
 
 def row_tiles(record: Record, columns: Sequence[tuple[str, Path]]) -> list[Tile]:
-    """The tiles of one manifest picture: input, baseline, each restoration, original."""
+    """The tiles of one manifest picture: input, baseline, each restoration (a column is a
+    folder of restorations, or the restoration file itself), original."""
     clean = read_image(record.clean).pixels
     degraded = read_image(record.degraded).pixels
     mask = read_mask(record.mask, record.size) if record.mask is not None else None
@@ -47,7 +48,7 @@ def row_tiles(record: Record, columns: Sequence[tuple[str, Path]]) -> list[Tile]
         (baseline_name(record.task), baseline),
     ]
     for label, folder in columns:
-        path = find_restored(folder, record.name)
+        path = folder if folder.is_file() else find_restored(folder, record.name)
         if path is None:
             raise UsageError(f"{folder} holds no restoration of {record.name}")
         pictures.append((label, read_image(path).pixels[..., :height, :width]))
@@ -74,6 +75,12 @@ def comparison_grid(
         if unknown:
             raise UsageError(f"{degrade_dir} has no picture named {', '.join(unknown)}")
         records = [r for r in records if r.name in names]
+    files = [label for label, path in columns if path.is_file()]
+    if files and len(records) != 1:
+        raise UsageError(
+            f"--column {files[0]}=FILE shows one picture, and {len(records)} are asked for; "
+            "pick one with --names"
+        )
     rows = [[_render(tile, crop, tile_width) for tile in row_tiles(r, columns)] for r in records]
     row_heights = [max(t.height for t in row) for row in rows]
     grid = Image.new("RGB", (tile_width * len(rows[0]), sum(row_heights)), (24, 24, 24))

@@ -58,6 +58,7 @@ __all__ = [
     "encode_image",
     "format_of",
     "mask_from_alpha",
+    "picture_pixels",
     "read_image",
     "read_mask",
     "read_metadata",
@@ -136,6 +137,19 @@ def read_image(
             return _read(file, path, limit)
     except CODEC_ERRORS as err:  # the file itself: missing, a folder, unreadable
         raise ImageError(f"cannot read {path}: {reason(err)}") from err
+
+
+def picture_pixels(path: Path, *, data: bytes | None = None) -> int | None:
+    """A picture's pixel count from its header alone (nothing decoded), or None when it cannot
+    be identified: what a progress estimate weighs pictures by, before reading them."""
+    try:
+        with warnings.catch_warnings(), _open_source(path, data) as file:
+            warnings.simplefilter("ignore")
+            with open_picture(file, str(path), None) as image:
+                width, height = image.size
+    except (*CODEC_ERRORS, ImageError):
+        return None
+    return width * height
 
 
 def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:

@@ -11,6 +11,7 @@ quietly, while a file named explicitly is always taken, so that reading it decid
 import glob
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def plan_outputs(
             else item.path.parent / _renamed(item.path, suffix, ext).name
             for item in inputs
         ]
-    _check_targets(inputs, targets)
+    check_written(inputs, [[target] for target in targets])
     return targets
 
 
@@ -275,25 +276,28 @@ def _renamed(path: Path, suffix: str, ext: str | None) -> Path:
     return path.with_name(path.stem + suffix + ext)
 
 
-def _check_targets(inputs: list[InputFile], targets: list[Path]) -> None:
+def check_written(inputs: list[InputFile], written: list[Sequence[Path]]) -> None:
+    """Refuse a plan in which an input would be overwritten, or two files written to one path;
+    `written[i]` are the files input i gets (`STDIO` for stdout)."""
     files = [item.path for item in inputs if item.path != STDIO]
     sources = {_file_id(path): path for path in files if path.exists()}
     claimed: dict[str, Path] = {}
-    for item, target in zip(inputs, targets, strict=True):
-        if target == STDIO:
-            continue
-        if target.exists() and _file_id(target) in sources:
-            raise UsageError(
-                f"output {target} would overwrite the input {sources[_file_id(target)]}; "
-                "choose another --output or --suffix"
-            )
-        key = os.path.normcase(os.path.abspath(target))
-        if key in claimed:
-            raise UsageError(
-                f"{claimed[key]} and {item.path} would both be written to {target}; "
-                "rename one or process them separately"
-            )
-        claimed[key] = item.path
+    for item, targets in zip(inputs, written, strict=True):
+        for target in targets:
+            if target == STDIO:
+                continue
+            if target.exists() and _file_id(target) in sources:
+                raise UsageError(
+                    f"output {target} would overwrite the input {sources[_file_id(target)]}; "
+                    "choose another --output or --suffix"
+                )
+            key = os.path.normcase(os.path.abspath(target))
+            if key in claimed:
+                raise UsageError(
+                    f"{claimed[key]} and {item.path} would both be written to {target}; "
+                    "rename one or process them separately"
+                )
+            claimed[key] = item.path
 
 
 def _file_id(path: Path) -> tuple[int, int]:
