@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import make_checkpoint
 
+from i2sb_cli import runtime
 from i2sb_cli.runtime import agreement, load_model
 from i2sb_cli.runtime.agreement import Agreement, measure_agreement
 
@@ -33,25 +34,30 @@ def test_a_model_agrees_with_itself_and_not_with_a_shifted_copy(checkpoint):
     assert not worse.ok and worse.share < 0.5
 
 
-def test_auto_measures_agreement_once_and_records_it(checkpoint, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One cache for the module: the checkpoint is exported to ONNX once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_auto_measures_agreement_once_and_records_it(checkpoint, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
-    assert load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path).backend == "onnxruntime"
-    (record,) = (tmp_path / "onnx").glob("*.agreement.json")
+    assert load_model(checkpoint, "cpu", "auto", cache_dir=cache).backend == "onnxruntime"
+    (record,) = (cache / "onnx").glob("*.agreement.json")
     assert Agreement(**json.loads(record.read_text())).ok
 
     def never(*_):
         raise AssertionError("measured again")
 
     monkeypatch.setattr(agreement, "measure_agreement", never)
-    assert load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path).backend == "onnxruntime"
+    assert load_model(checkpoint, "cpu", "auto", cache_dir=cache).backend == "onnxruntime"
 
 
-def test_auto_runs_pytorch_and_says_why_when_the_runtimes_disagree(
-    checkpoint, tmp_path, monkeypatch
-):
+def test_auto_runs_pytorch_and_says_why_when_the_runtimes_disagree(checkpoint, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
-    monkeypatch.setattr(agreement, "measure_agreement", lambda *_: Agreement(0.97, "NFE 10 OT-ODE"))
-    model = load_model(checkpoint, "cpu", "auto", cache_dir=tmp_path)
+    disagree = (Agreement(0.97, "NFE 10 OT-ODE"), True)
+    monkeypatch.setattr(runtime, "cached_agreement", lambda *_: disagree)
+    model = load_model(checkpoint, "cpu", "auto", cache_dir=cache)
     assert (model.backend, model.precision) == ("torch", "fp32")
     (note,) = [note for note in model.notes if "disagree" in note]
     assert "97.00% of pixels within 2 levels at NFE 10 OT-ODE" in note
