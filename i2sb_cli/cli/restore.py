@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import restore_split
 from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
 from ..models.registry import resolve_model
@@ -20,8 +21,11 @@ from ..pictures.inputs import (
     is_picture_name,
     plan_outputs,
 )
+from ..pictures.shards import parse_shard
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256
+from ..restore_split import Split
 from ..runtime import default_tile, load_model
+from ..runtime.cluster import Cluster, main_first
 from ..runtime.torch_backend import LoadedModel
 from ..tasks import classical_degradation, family_of
 from .common import EXIT_FAILED, CacheDir, Offline, console, reports_errors
@@ -50,6 +54,7 @@ from .restore_options import (
     Samples,
     SaveTrajectory,
     Seed,
+    Shard,
     Task,
     Tile,
     TileBatch,
@@ -107,6 +112,7 @@ def restore(
     save_trajectory: SaveTrajectory = None,
     samples: Samples = 1,
     json_lines: JsonLines = False,
+    shard: Shard = None,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
 
@@ -118,41 +124,55 @@ def restore(
     loaded; 2 for a usage error (a bad option or argument, nothing done); 130 when
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
+
+    Under torchrun (one process per GPU, or per CPU core), the processes split the inputs
+    by pixels, each on its own GPU; only the first prints the header, the summary and, with
+    --json, the report of all, in input order. Every process exits with the job's code.
     """
+    shard_of = parse_shard(shard) if shard is not None else None
     sources, outputs = _plan(inputs, output, output_format, recursive, json_lines, mask)
+    restore_split.check_splittable(shard_of, sources, outputs)
     stdin = _read_stdin() if any(s.path == STDIO for s in sources) else None
-    checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
-    loaded = _load(
-        checkpoint, device, backend, precision, compile_net, clip_denoise, trust_pickle, cache_dir
-    )
-    meta = loaded.meta
-    family = _check_model(meta, task, nfe, mask, mask_threshold, invert_mask)
-    tile = default_tile(meta.config) if tile is None else tile
-    settings = RestoreSettings(
-        family=family,
-        classical=classical_degradation(meta.start, meta.degradation, task),
-        nfe=nfe or meta.default_nfe,
-        seed=seed,
-        ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
-        detail=meta.default_detail if detail is None else detail,
-        batch_size=batch_size,
-        tile=tile,
-        tile_overlap=min(64, tile // 4) if tile_overlap is None else tile_overlap,
-        tile_batch=tile_batch,
-        upsampled=upsampled,
-        overwrite=overwrite,
-        mask_threshold=0.5 if mask_threshold is None else mask_threshold,
-        invert_mask=invert_mask,
-        max_pixels=max_pixels,
-        quality=quality,
-        stdout_format=FORMATS[f".{output_format or 'png'}"],
-        model_sha256=file_sha256(checkpoint),
-        trajectory=save_trajectory,
-        samples=samples,
-    )
-    jobs = _jobs(sources, outputs, mask, stdin)
-    _announce(loaded, settings, len(jobs))
-    _finish(_run(loaded, settings, jobs, json_lines))
+    with restore_split.joined(device) as cluster:
+        with main_first(cluster):
+            checkpoint = resolve_model(model, task, cache_dir=cache_dir, offline=offline)
+            loaded = _load(
+                checkpoint, restore_split.device_for(device, cluster), backend, precision,
+                compile_net, clip_denoise, trust_pickle, cache_dir, talk=cluster.is_main,
+            )  # fmt: skip
+        meta = loaded.meta
+        family = _check_model(meta, task, nfe, mask, mask_threshold, invert_mask)
+        tile = default_tile(meta.config) if tile is None else tile
+        settings = RestoreSettings(
+            family=family,
+            classical=classical_degradation(meta.start, meta.degradation, task),
+            nfe=nfe or meta.default_nfe,
+            seed=seed,
+            ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
+            detail=meta.default_detail if detail is None else detail,
+            batch_size=batch_size,
+            tile=tile,
+            tile_overlap=min(64, tile // 4) if tile_overlap is None else tile_overlap,
+            tile_batch=tile_batch,
+            upsampled=upsampled,
+            overwrite=overwrite,
+            mask_threshold=0.5 if mask_threshold is None else mask_threshold,
+            invert_mask=invert_mask,
+            max_pixels=max_pixels,
+            quality=quality,
+            stdout_format=FORMATS[f".{output_format or 'png'}"],
+            model_sha256=file_sha256(checkpoint),
+            trajectory=save_trajectory,
+            samples=samples,
+        )
+        split = restore_split.plan_split(sources, shard_of, cluster)
+        mine = [sources[i] for i in split.mine], [outputs[i] for i in split.mine]
+        jobs = _jobs(*mine, mask, stdin)
+        if cluster.is_main:
+            _announce(loaded, settings, _pictures(split))
+        outcomes = _run(loaded, settings, jobs, json_lines, cluster)
+        everyone = restore_split.gather(cluster, outcomes, sources)
+        _finish(everyone, json_lines, cluster, meta.name, settings.model_sha256)
 
 
 def _jobs(
@@ -191,8 +211,11 @@ def _load(
     clip_denoise: bool,
     trust_pickle: bool,
     cache_dir: Path | None,
+    *,
+    talk: bool,
 ) -> LoadedModel:
-    """The model, announcing a slow first step (an ONNX export) and printing its notes."""
+    """The model, announcing a slow first step (an ONNX export) and printing its notes (when
+    `talk`: under torchrun, the main process speaks for all)."""
     loaded = load_model(
         checkpoint,
         device,
@@ -202,11 +225,11 @@ def _load(
         clip_denoise=clip_denoise,
         trust_pickle=trust_pickle,
         cache_dir=cache_dir,
-        on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
+        on_step=lambda step: console.print(step, markup=False, soft_wrap=True) if talk else None,
     )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.
-    for note in loaded.notes:
+    for note in loaded.notes if talk else ():
         console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     return loaded
 
@@ -237,7 +260,16 @@ def _check_model(
     return family
 
 
-def _announce(loaded: LoadedModel, settings: RestoreSettings, pictures: int) -> None:
+def _pictures(split: Split) -> str:
+    """How many pictures the run restores, and how they are split."""
+    counted = f"{split.in_shard} picture(s)"
+    if split.shard is not None:
+        index, count = split.shard
+        counted = f"share {index}/{count}: {split.in_shard} of {split.total} picture(s)"
+    return counted if split.processes == 1 else f"{counted} over {split.processes} processes"
+
+
+def _announce(loaded: LoadedModel, settings: RestoreSettings, pictures: str) -> None:
     meta = loaded.meta
     start = (
         f", from the classical restoration of {settings.classical}" if settings.classical else ""
@@ -246,16 +278,26 @@ def _announce(loaded: LoadedModel, settings: RestoreSettings, pictures: int) -> 
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
         f"{loaded.precision}, NFE {settings.nfe}{start}, "
         f"{f'detail {settings.detail:g}, ' if settings.detail < 1 else ''}"
-        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: "
-        f"{pictures} picture(s)",
+        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: {pictures}",
         markup=False,
         soft_wrap=True,
     )
 
 
-def _finish(counts: dict[str, int]) -> None:
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-    console.print(f"done: {summary or 'nothing to do'}")
+def _finish(
+    outcomes: list[Outcome], json_lines: bool, cluster: Cluster, model: str, sha256: str | None
+) -> None:
+    """The summary, and under torchrun the JSON report of all processes, from the main one;
+    the exit code in every process."""
+    counts = {"restored": 0, "skipped": 0, "failed": 0}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    if cluster.is_main:
+        if json_lines and cluster.enabled:
+            for outcome in outcomes:
+                _print_record(outcome, model, sha256)
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        console.print(f"done: {summary or 'nothing to do'}")
     if counts["failed"]:
         raise typer.Exit(EXIT_FAILED)
 
@@ -284,19 +326,24 @@ def _read_stdin() -> bytes:
 
 
 def _run(
-    loaded: LoadedModel, settings: RestoreSettings, jobs: list[Job], json_lines: bool
-) -> dict[str, int]:
-    counts = {"restored": 0, "skipped": 0, "failed": 0}
+    loaded: LoadedModel,
+    settings: RestoreSettings,
+    jobs: list[Job],
+    json_lines: bool,
+    cluster: Cluster,
+) -> list[Outcome]:
+    """Restore the jobs, reporting each picture on stderr (and with --json, alone, on stdout)."""
+    outcomes = []
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    # Off when stderr is not a terminal: a log file would only get an empty line from it.
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as progress:
+    # Off when stderr is not a terminal: a log file would only get an empty line from it; and
+    # under torchrun but in the main process, whose bar counts its own share.
+    shown = console.is_terminal and cluster.is_main
+    with Progress(*columns, console=console, transient=True, disable=not shown) as progress:
         # A picture's samples are rows of the network batch: each counts its steps.
         steps = settings.nfe * settings.samples
         bar = progress.add_task("restoring", total=len(jobs) * steps)
@@ -304,14 +351,17 @@ def _run(
             loaded, settings, on_step=lambda step: progress.advance(bar, step.x.shape[0])
         )
         for outcome in restorer.run(jobs):
-            counts[outcome.status] += 1
+            outcomes.append(outcome)
             if outcome.status != "restored":
                 progress.advance(bar, steps)
-            _report(outcome, json_lines, loaded.meta.name, settings.model_sha256)
-    return counts
+            _report(outcome)
+            # Under torchrun, the main process prints everyone's records in input order at the end.
+            if json_lines and not cluster.enabled:
+                _print_record(outcome, loaded.meta.name, settings.model_sha256)
+    return outcomes
 
 
-def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | None) -> None:
+def _report(outcome: Outcome) -> None:
     # Paths and messages are escaped: "photo [edit].png" is a file name, not rich markup.
     source, output = escape(str(outcome.source)), escape(str(outcome.output))
     if outcome.status == "failed":
@@ -331,17 +381,20 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
         console.print(
             f"restored {source} -> {target} ({outcome.seconds:.1f} s{note})", soft_wrap=True
         )
-    if json_lines:
-        record = {
-            "input": str(outcome.source),
-            "output": str(outcome.output),
-            "status": outcome.status,
-            "error": outcome.message if outcome.status == "failed" else None,
-            "seed": outcome.seed,
-            "seconds": round(outcome.seconds, 3),
-            "model": model,
-            "model_sha256": model_sha256,
-            "samples": [str(path) for path in outcome.samples],
-            "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
-        }
-        print(json.dumps(record), flush=True)
+
+
+def _print_record(outcome: Outcome, model: str, model_sha256: str | None) -> None:
+    """One picture's line of --json on stdout."""
+    record = {
+        "input": str(outcome.source),
+        "output": str(outcome.output),
+        "status": outcome.status,
+        "error": outcome.message if outcome.status == "failed" else None,
+        "seed": outcome.seed,
+        "seconds": round(outcome.seconds, 3),
+        "model": model,
+        "model_sha256": model_sha256,
+        "samples": [str(path) for path in outcome.samples],
+        "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
+    }
+    print(json.dumps(record), flush=True)

@@ -11,8 +11,10 @@ restores it does not change the result.
 import heapq
 from collections.abc import Sequence
 
-from ..errors import UsageError
+from ..errors import ImageError, UsageError
+from .decode import open_picture
 from .inputs import InputFile
+from .meta import CODEC_ERRORS
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -53,3 +55,21 @@ def share(
                 mine.add(i)
             heapq.heappush(loads, (load + pixels[i], shard))
     return [source for i, source in enumerate(sources) if i in mine]
+
+
+def header_pixels(sources: Sequence[InputFile]) -> list[int]:
+    """Each picture's width x height from its file header (no pixel is decoded): what `share`
+    balances. A picture whose header cannot be read counts 0; it fails later in the process
+    that draws it, with the reader's message."""
+    pixels = []
+    for source in sources:
+        try:
+            with (
+                source.path.open("rb") as file,
+                open_picture(file, str(source.path), None) as image,
+            ):
+                width, height = image.size
+        except (ImageError, *CODEC_ERRORS):
+            width, height = 0, 0
+        pixels.append(width * height)
+    return pixels
