@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZES = [24, 32, (40, 24), 48, (24, 48), 36, 28]
 """Seven small pictures of mixed sizes (width, height)."""
 
-posix_only = pytest.mark.skipif(
+linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="gloo and /proc as on Linux"
 )
 
@@ -74,7 +74,7 @@ def _same_pictures(folder: Path, reference: Path) -> None:
         assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
 
 
-@posix_only
+@linux_only
 def test_two_torchrun_processes_write_what_one_process_writes(work, tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = _run_torchrun(
@@ -91,7 +91,7 @@ def test_two_torchrun_processes_write_what_one_process_writes(work, tmp_path):
     assert not list(out.glob(".*"))
 
 
-@posix_only
+@linux_only
 def test_three_torchrun_processes_go_on_past_a_broken_picture(work, tmp_path):
     pictures, out = tmp_path / "in", tmp_path / "out"
     pictures.mkdir()
@@ -125,7 +125,7 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
     return None
 
 
-@posix_only
+@linux_only
 def test_a_job_whose_rank_was_killed_finishes_when_run_again(work, tmp_path):
     out = tmp_path / "out"
     args = (work["in"], "-o", out, "--model", work["model"], "--json")
