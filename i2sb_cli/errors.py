@@ -28,3 +28,7 @@ class CheckpointError(I2SBError):
 
 class ModelNotFoundError(I2SBError):
     """A model name or task with no known or bundled checkpoint."""
+
+
+class ClusterError(I2SBError):
+    """Another process of a torchrun job stopped, so that this one cannot finish with it."""

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import pytest
+from helpers import write_picture
 
 from i2sb_cli.errors import UsageError
 from i2sb_cli.pictures.inputs import InputFile
-from i2sb_cli.pictures.shards import parse_shard, share
+from i2sb_cli.pictures.shards import header_pixels, parse_shard, share
 
 
 def _sources(names: list[str]) -> list[InputFile]:
@@ -49,3 +50,10 @@ def test_bad_shards_are_usage_errors(text: str) -> None:
 
 def test_a_good_shard_parses() -> None:
     assert parse_shard("2/5") == (2, 5)
+
+
+def test_header_pixels_reads_sizes_and_counts_unreadable_pictures_as_zero(tmp_path: Path) -> None:
+    write_picture(tmp_path / "a.png", (30, 20))
+    (tmp_path / "b.png").write_bytes(b"not a picture")
+    sources = [InputFile(tmp_path / n, Path(n)) for n in ("a.png", "b.png", "gone.png")]
+    assert header_pixels(sources) == [600, 0, 0]

@@ -160,6 +160,7 @@ class PictureProgress:
         total: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        disable: bool = False,
     ) -> None:
         self.eta = Eta(total, clock=clock)
         self.calls = Calls()
@@ -172,7 +173,7 @@ class PictureProgress:
             transient=True,
             # JSON lines and pictures on stdout must reach stdout, not the bar's console.
             redirect_stdout=False,
-            disable=console.quiet or not console.is_terminal,
+            disable=disable or console.quiet or not console.is_terminal,
             refresh_per_second=4,
         )
         self._pictures = self._bars.add_task(label, total=count, eta=self.eta)

@@ -6,10 +6,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
+from .. import restore_split
 from ..chain import Stage, StageSpec, make_stage, plan_chain
 from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
@@ -25,8 +27,11 @@ from ..pictures.inputs import (
     output_kind,
     plan_outputs,
 )
+from ..pictures.shards import parse_shard
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
+from ..restore_split import Split
 from ..runtime import load_model
+from ..runtime.cluster import Cluster, main_first
 from ..runtime.torch_backend import LoadedModel
 from ..tasks import family_of
 from .common import EXIT_FAILED, CacheDir, Offline, Quiet, console, errors, reports_errors
@@ -61,6 +66,7 @@ from .restore_options import (
     Samples,
     SaveTrajectory,
     Seed,
+    Shard,
     Suffix,
     Task,
     Tile,
@@ -133,6 +139,7 @@ def restore(
     background: Background = None,
     dry_run: DryRun = False,
     quiet: Quiet = False,
+    shard: Shard = None,
 ) -> None:
     """Restore pictures with the I2SB bridge sampler.
 
@@ -150,12 +157,17 @@ def restore(
     loaded; 2 for a usage error (a bad option or argument, nothing done); 130 when
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
+
+    Under torchrun (one process per GPU, or per CPU core), the processes split the inputs
+    by pixels, each on its own GPU; only the first prints the header, the summary and, with
+    --json, the report of all, in input order. Every process exits with the job's code.
     """
-    rgb = None if background is None else colour_rgb(background)
+    shard_of = parse_shard(shard) if shard is not None else None
     chain = plan_chain(task, model, nfe)
     sources, outputs = _plan(
         inputs, output, output_format, recursive, json_lines, mask, suffix, samples
     )
+    restore_split.check_splittable(shard_of, sources, outputs)
     stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
     masking = {
         "--mask": mask is not None,
@@ -169,52 +181,67 @@ def restore(
     if early is not None:
         _check_model(early, head.task, head.nfe, masking)
     check_hole_possible(head.task or (early.task if early else None), sources, mask)
-    if dry_run:
-        jobs = _jobs(sources, outputs, mask, None)
-        report_dry_run(head.model, checkpoint, early, jobs, overwrite, samples, json_lines)
-        return
-    load = functools.partial(
-        _load,
-        device=device,
-        backend=backend,
-        precision=precision,
-        compile_net=compile_net,
-        clip_denoise=clip_denoise,
-        trust_pickle=trust_pickle,
-        cache_dir=cache_dir,
-    )
-    sampling = {"ot_ode": ot_ode, "detail": detail, "tile": tile, "tile_overlap": tile_overlap}
-    stages = _stages(chain, load, masking, sampling, upsampled, cache_dir, offline)
-    first = stages[0]
-    settings = RestoreSettings(
+    with restore_split.joined(device) as cluster:
+        split = restore_split.plan_split(sources, shard_of, cluster)
+        jobs = _jobs(
+            [sources[i] for i in split.mine], [outputs[i] for i in split.mine], mask, stdin
+        )
+        if dry_run:
+            report_dry_run(head.model, checkpoint, early, jobs, overwrite, samples, json_lines)
+            return
+        load = functools.partial(
+            _load,
+            device=restore_split.device_for(device, cluster),
+            backend=backend,
+            precision=precision,
+            compile_net=compile_net,
+            clip_denoise=clip_denoise,
+            trust_pickle=trust_pickle,
+            cache_dir=cache_dir,
+            talk=cluster.is_main,
+        )
+        sampling = {"ot_ode": ot_ode, "detail": detail, "tile": tile, "tile_overlap": tile_overlap}
+        # The main process loads first: a download or an ONNX export is made once.
+        with main_first(cluster):
+            stages = _stages(chain, load, masking, sampling, upsampled, cache_dir, offline)
+        settings = _settings(
+            stages[0],
+            seed=seed,
+            batch_size=batch_size,
+            tile_batch=tile_batch,
+            upsampled=upsampled,
+            overwrite=overwrite,
+            mask_threshold=0.5 if mask_threshold is None else mask_threshold,
+            invert_mask=invert_mask,
+            max_pixels=max_pixels,
+            quality=quality,
+            stdout_format=FORMATS[f".{output_format or 'png'}"],
+            background=None if background is None else colour_rgb(background),
+            trajectory=save_trajectory,
+            samples=samples,
+            outscale=outscale,
+            mask_dilate=mask_dilate,
+            mask_feather=mask_feather,
+        )
+        if cluster.is_main:
+            _announce(stages, settings, _pictures(split))
+        outcomes = _run(stages, settings, jobs, json_lines, cluster)
+        _finish(restore_split.gather(cluster, outcomes, sources), json_lines, cluster, stages)
+
+
+def _settings(first: Stage, **options: Any) -> RestoreSettings:
+    """The run's settings: the first stage's sampling and the command line's `options`."""
+    return RestoreSettings(
         family=first.family,
         classical=first.classical,
         nfe=first.nfe,
-        seed=seed,
         ot_ode=first.ot_ode,
         detail=first.detail,
-        batch_size=batch_size,
         tile=first.tile,
         tile_overlap=first.tile_overlap,
-        tile_batch=tile_batch,
-        upsampled=upsampled,
-        overwrite=overwrite,
-        mask_threshold=0.5 if mask_threshold is None else mask_threshold,
-        invert_mask=invert_mask,
-        max_pixels=max_pixels,
-        quality=quality,
-        stdout_format=FORMATS[f".{output_format or 'png'}"],
-        background=rgb,
         model_sha256=first.model_sha256,
-        trajectory=save_trajectory,
-        samples=samples,
-        outscale=outscale,
-        mask_dilate=mask_dilate,
-        mask_feather=mask_feather,
+        **options,
     )
-    jobs = _jobs(sources, outputs, mask, stdin)
-    _announce(first.model, settings, len(jobs), stages[1:])
-    _finish(_run(first.model, settings, jobs, json_lines, stages[1:]))
 
 
 def _stages(
@@ -295,8 +322,11 @@ def _load(
     clip_denoise: bool,
     trust_pickle: bool,
     cache_dir: Path | None,
+    *,
+    talk: bool = True,
 ) -> LoadedModel:
-    """The model, announcing a slow first step (an ONNX export) and printing its notes."""
+    """The model, announcing a slow first step (an ONNX export) and printing its notes (when
+    `talk`: under torchrun, the main process speaks for all)."""
     loaded = load_model(
         checkpoint,
         device,
@@ -306,11 +336,11 @@ def _load(
         clip_denoise=clip_denoise,
         trust_pickle=trust_pickle,
         cache_dir=cache_dir,
-        on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
+        on_step=lambda step: console.print(step, markup=False, soft_wrap=True) if talk else None,
     )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.
-    for note in loaded.notes:
+    for note in loaded.notes if talk else ():
         console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     return loaded
 
@@ -333,9 +363,17 @@ def _check_model(
     return family
 
 
-def _announce(
-    loaded: LoadedModel, settings: RestoreSettings, pictures: int, then: list[Stage]
-) -> None:
+def _pictures(split: Split) -> str:
+    """How many pictures the run restores, and how they are split."""
+    counted = f"{split.in_shard} picture(s)"
+    if split.shard is not None:
+        index, count = split.shard
+        counted = f"share {index}/{count}: {split.in_shard} of {split.total} picture(s)"
+    return counted if split.processes == 1 else f"{counted} over {split.processes} processes"
+
+
+def _announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> None:
+    loaded = stages[0].model
     meta = loaded.meta
     start = (
         f", from the classical restoration of {settings.classical}" if settings.classical else ""
@@ -344,12 +382,11 @@ def _announce(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
         f"{loaded.precision}, NFE {settings.nfe}{start}, "
         f"{f'detail {settings.detail:g}, ' if settings.detail < 1 else ''}"
-        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: "
-        f"{pictures} picture(s)",
+        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: {pictures}",
         markup=False,
         soft_wrap=True,
     )
-    for stage in then:
+    for stage in stages[1:]:
         sampler = "OT-ODE" if stage.ot_ode else "stochastic"
         console.print(
             f"then {stage.model.meta.name} ({stage.model.meta.task}), NFE {stage.nfe}, {sampler}",
@@ -358,9 +395,20 @@ def _announce(
         )
 
 
-def _finish(counts: dict[str, int]) -> None:
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-    console.print(f"done: {summary or 'nothing to do'}")
+def _finish(
+    outcomes: list[Outcome], json_lines: bool, cluster: Cluster, stages: list[Stage]
+) -> None:
+    """The summary, and under torchrun the JSON report of all processes, from the main one;
+    the exit code in every process."""
+    counts = {"restored": 0, "skipped": 0, "failed": 0}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    if cluster.is_main:
+        if json_lines and cluster.enabled:
+            for outcome in outcomes:
+                _print_record(outcome, stages)
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        console.print(f"done: {summary or 'nothing to do'}")
     if counts["failed"]:
         raise typer.Exit(EXIT_FAILED)
 
@@ -388,45 +436,46 @@ def _read_stdin() -> bytes:
     return sys.stdin.buffer.read()
 
 
+def _counting(stage: Stage, progress: PictureProgress) -> Stage:
+    """The stage with its network calls counted for the progress bar."""
+    model = dataclasses.replace(stage.model, denoise=progress.counting(stage.model.denoise))
+    return dataclasses.replace(stage, model=model)
+
+
 def _run(
-    loaded: LoadedModel,
+    stages: list[Stage],
     settings: RestoreSettings,
     jobs: list[Job],
     json_lines: bool,
-    then: list[Stage],
-) -> dict[str, int]:
-    counts = {"restored": 0, "skipped": 0, "failed": 0}
+    cluster: Cluster,
+) -> list[Outcome]:
+    """Restore the jobs, reporting each picture on stderr (and with --json, alone, on stdout:
+    under torchrun the main process prints everyone's records in input order at the end)."""
+    outcomes = []
     # A picture's work is its pixels: the time left follows the pictures' sizes.
     pixels = [picture_pixels(job.source.path, data=job.data) for job in jobs]
     work = dict(zip((job.source.path for job in jobs), works(pixels), strict=True))
-    with PictureProgress(console, "restoring", len(jobs), sum(work.values())) as progress:
-        counted = dataclasses.replace(loaded, denoise=progress.counting(loaded.denoise))
-        then = [
-            dataclasses.replace(
-                stage,
-                model=dataclasses.replace(
-                    stage.model, denoise=progress.counting(stage.model.denoise)
-                ),
-            )
-            for stage in then
-        ]
+    # Under torchrun only the main process shows a bar (of its own share).
+    with PictureProgress(
+        console, "restoring", len(jobs), sum(work.values()), disable=not cluster.is_main
+    ) as progress:
+        first, *then = [_counting(stage, progress) for stage in stages]
         restorer = Restorer(
-            counted,
+            first.model,
             settings,
             on_step=lambda step: progress.step(step.index, step.total),
             then=then,
         )
-        # A chain is named by its stages' models, in order, as the outputs' metadata names it.
-        model = ",".join(stage.model.meta.name for stage in restorer.stages)
-        model_sha256 = ",".join(stage.model_sha256 or "" for stage in restorer.stages)
         for outcome in restorer.run(jobs):
-            counts[outcome.status] += 1
+            outcomes.append(outcome)
             progress.finished(work[outcome.source], timed=outcome.status == "restored")
-            _report(outcome, json_lines, model, model_sha256)
-    return counts
+            _report(outcome)
+            if json_lines and not cluster.enabled:
+                _print_record(outcome, stages)
+    return outcomes
 
 
-def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | None) -> None:
+def _report(outcome: Outcome) -> None:
     # Paths and messages are escaped: "photo [edit].png" is a file name, not rich markup.
     source, output = escape(str(outcome.source)), escape(str(outcome.output))
     if outcome.status == "failed":
@@ -446,18 +495,22 @@ def _report(outcome: Outcome, json_lines: bool, model: str, model_sha256: str | 
         console.print(
             f"restored {source} -> {target} ({outcome.seconds:.1f} s{note})", soft_wrap=True
         )
-    if json_lines:
-        record = {
-            "input": str(outcome.source),
-            "output": str(outcome.output),
-            "status": outcome.status,
-            "error": outcome.message if outcome.status == "failed" else None,
-            "seed": outcome.seed,
-            "seconds": round(outcome.seconds, 3),
-            "model": model,
-            "model_sha256": model_sha256,
-            "samples": [str(path) for path in outcome.samples],
-            "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
-            "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
-        }
-        print(json.dumps(record), flush=True)
+
+
+def _print_record(outcome: Outcome, stages: list[Stage]) -> None:
+    """One picture's line of --json on stdout. A chain is named by its stages' models, in
+    order, as the outputs' metadata names it."""
+    record = {
+        "input": str(outcome.source),
+        "output": str(outcome.output),
+        "status": outcome.status,
+        "error": outcome.message if outcome.status == "failed" else None,
+        "seed": outcome.seed,
+        "seconds": round(outcome.seconds, 3),
+        "model": ",".join(stage.model.meta.name for stage in stages),
+        "model_sha256": ",".join(stage.model_sha256 or "" for stage in stages),
+        "samples": [str(path) for path in outcome.samples],
+        "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
+        "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
+    }
+    print(json.dumps(record), flush=True)

@@ -295,3 +295,15 @@ JsonLines = Annotated[
         "spread_mean, stages (each stage's task, model, model_sha256, nfe and seed).",
     ),
 ]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        metavar="I/N",
+        help="Restore share I of N (0 <= I < N) of the inputs, balanced by pixels: N processes "
+        "that know nothing of each other (a Slurm job array, xargs -P, GNU parallel) cover "
+        "the list exactly once, each picture as a single run would restore it. Under torchrun "
+        "(one process per GPU), the processes split share I further; without --shard they "
+        "split the whole list.",
+        show_default=False,
+    ),
+]

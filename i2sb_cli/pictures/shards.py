@@ -12,6 +12,7 @@ import heapq
 from collections.abc import Sequence
 
 from ..errors import UsageError
+from .files import picture_pixels
 from .inputs import InputFile
 
 
@@ -53,3 +54,10 @@ def share(
                 mine.add(i)
             heapq.heappush(loads, (load + pixels[i], shard))
     return [source for i, source in enumerate(sources) if i in mine]
+
+
+def header_pixels(sources: Sequence[InputFile]) -> list[int]:
+    """Each picture's width x height from its file header (no pixel is decoded): what `share`
+    balances. A picture whose header cannot be read counts 0; it fails later in the process
+    that draws it, with the reader's message."""
+    return [picture_pixels(source.path) or 0 for source in sources]

@@ -8,74 +8,15 @@ network stay equal, and only rank 0 writes files and prints. GPUs talk through N
 processes through gloo (which the tests use).
 """
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import UsageError
-from ..runtime.torch_backend import resolve_device
+# Joining, waiting and leaving are shared with `restore`; training adds DDP and its reductions.
+from ..runtime.cluster import Cluster, barrier, join, leave
 
-
-@dataclass(frozen=True)
-class Cluster:
-    """This process's place among the training processes."""
-
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        """Whether this process writes files and talks to the user."""
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    try:
-        return int(value) if value else default
-    except ValueError:
-        raise UsageError(f"${name}={value!r} is not an integer (torchrun sets it)") from None
-
-
-def join(device_spec: str) -> Cluster:
-    """Join the process group torchrun describes, or run alone; picks this process's device.
-
-    Under torchrun, `auto` and `cuda` mean the GPU of this process's LOCAL_RANK.
-    """
-    world_size = _env_int("WORLD_SIZE", 1)
-    if world_size <= 1:
-        return Cluster(device=resolve_device(device_spec))
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    if device_spec in ("auto", "cuda") and torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-    else:
-        device = resolve_device(device_spec)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Cluster(device, rank, world_size, local_rank)
-
-
-def barrier(cluster: Cluster) -> None:
-    """Wait until every process gets here."""
-    if cluster.enabled:
-        dist.barrier()
-
-
-def leave(cluster: Cluster) -> None:
-    """Leave the process group; no collective call may follow."""
-    if cluster.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+__all__ = ["Cluster", "anyone", "barrier", "join", "leave", "mean", "wrap"]
 
 
 def wrap(net: nn.Module, cluster: Cluster) -> nn.Module:
