@@ -37,7 +37,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "A small web JPEG: clean it, then enlarge it 4x (NFE per stage)",
             "i2sb restore web.jpg --task jpeg,sr4x --nfe 10,2",
         ),
-        ("2x from the 4x model", "i2sb restore photo.jpg --task sr4x --outscale 2"),
+        (
+            "2x from the 4x model, named photo_x2.jpg",
+            "i2sb restore photo.jpg --task sr4x --outscale 2 --suffix _x2",
+        ),
         (
             "Cover a logo's halo and soften the seam",
             "i2sb restore photo.png --task inpaint --mask logo.png --mask-dilate 6 "

@@ -14,7 +14,6 @@ from rich.markup import escape
 from .. import restore_split
 from ..chain import Stage, StageSpec, make_stage, plan_chain
 from ..errors import UsageError
-from ..models.checkpoint import CheckpointMeta
 from ..models.registry import resolve_model
 from ..pictures.files import FORMATS, colour_rgb, picture_pixels
 from ..pictures.inputs import (
@@ -33,7 +32,6 @@ from ..restore_split import Split
 from ..runtime import load_model
 from ..runtime.cluster import Cluster, main_first
 from ..runtime.torch_backend import LoadedModel
-from ..tasks import family_of
 from .common import EXIT_FAILED, CacheDir, Offline, Quiet, console, errors, reports_errors
 from .progress import PictureProgress, works
 from .restore_options import (
@@ -77,8 +75,8 @@ from .restore_options import (
 )
 from .restore_plan import (
     SUFFIX,
-    check_hole_possible,
-    locate_model,
+    check_before_loading,
+    check_model,
     report_dry_run,
     without_earlier_results,
 )
@@ -177,17 +175,14 @@ def restore(
         "--mask-feather": mask_feather > 0,
     }
     head = chain[0]
-    checkpoint, early = locate_model(head.model, head.task, cache_dir, offline, dry_run=dry_run)
-    if early is not None:
-        _check_model(early, head.task, head.nfe, masking)
-    check_hole_possible(head.task or (early.task if early else None), sources, mask)
+    found = check_before_loading(head, sources, mask, masking, cache_dir, offline, dry_run)
     with restore_split.joined(device) as cluster:
         split = restore_split.plan_split(sources, shard_of, cluster)
         jobs = _jobs(
             [sources[i] for i in split.mine], [outputs[i] for i in split.mine], mask, stdin
         )
         if dry_run:
-            report_dry_run(head.model, checkpoint, early, jobs, overwrite, samples, json_lines)
+            report_dry_run(head.model, *found, jobs, overwrite, samples, json_lines)
             return
         load = functools.partial(
             _load,
@@ -260,7 +255,7 @@ def _stages(
     for index, spec in enumerate(chain):
         checkpoint = resolve_model(spec.model, spec.task, cache_dir=cache_dir, offline=offline)
         model = loaded[checkpoint] = loaded.get(checkpoint) or load(checkpoint)
-        family = _check_model(model.meta, spec.task, spec.nfe, masking if index == 0 else {})
+        family = check_model(model.meta, spec.task, spec.nfe, masking if index == 0 else {})
         sha256 = file_sha256(checkpoint)
         first = upsampled and index == 0  # --upsampled describes the input picture
         stages.append(
@@ -343,24 +338,6 @@ def _load(
     for note in loaded.notes if talk else ():
         console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     return loaded
-
-
-def _check_model(
-    meta: CheckpointMeta, task: str | None, nfe: int | None, masking: dict[str, bool]
-) -> str:
-    """The task family the model restores, once the options are checked against it
-    (`masking`: whether each inpainting option was given)."""
-    family = family_of(task or meta.task)
-    if family != family_of(meta.task):
-        raise UsageError(
-            f"--model {meta.name} restores {meta.task} pictures, not the {family} family"
-        )
-    for name, given in masking.items():
-        if given and family != "inpaint":
-            raise UsageError(f"{name} is for inpainting; {meta.name} does {meta.task}")
-    if nfe is not None and nfe >= meta.interval:
-        raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
-    return family
 
 
 def _pictures(split: Split) -> str:

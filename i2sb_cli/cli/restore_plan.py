@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from ..chain import StageSpec
 from ..errors import CheckpointError, UsageError
 from ..models.cache import OfflineError, is_offline
 from ..models.checkpoint import CheckpointMeta, read_meta
@@ -61,6 +62,43 @@ def locate_model(
         return checkpoint, read_meta(checkpoint)
     except CheckpointError:
         return checkpoint, None
+
+
+def check_model(
+    meta: CheckpointMeta, task: str | None, nfe: int | None, masking: dict[str, bool]
+) -> str:
+    """The task family the model restores, once the options are checked against it
+    (`masking`: whether each inpainting option was given)."""
+    family = family_of(task or meta.task)
+    if family != family_of(meta.task):
+        raise UsageError(
+            f"--model {meta.name} restores {meta.task} pictures, not the {family} family"
+        )
+    for name, given in masking.items():
+        if given and family != "inpaint":
+            raise UsageError(f"{name} is for inpainting; {meta.name} does {meta.task}")
+    if nfe is not None and nfe >= meta.interval:
+        raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
+    return family
+
+
+def check_before_loading(
+    head: StageSpec,
+    sources: list[InputFile],
+    mask: Path | None,
+    masking: dict[str, bool],
+    cache_dir: Path | None,
+    offline: bool | None,
+    dry_run: bool,
+) -> tuple[Path | None, CheckpointMeta | None]:
+    """The first stage's checkpoint and, when its file tells without loading the network, its
+    metadata, checked against the options (`masking`: whether each inpainting option was
+    given) and the pictures, so that a mistake is reported before anything loads."""
+    checkpoint, early = locate_model(head.model, head.task, cache_dir, offline, dry_run=dry_run)
+    if early is not None:
+        check_model(early, head.task, head.nfe, masking)
+    check_hole_possible(head.task or (early.task if early else None), sources, mask)
+    return checkpoint, early
 
 
 def check_hole_possible(task: str | None, sources: list[InputFile], mask: Path | None) -> None:

@@ -80,7 +80,7 @@ def strip(x1: Tensor, frames: Sequence[Frame], *, columns: int = 8) -> Image.Ima
     the estimate x0_hat it was moved towards; each tile labelled with its step."""
     shown = chosen(frames, columns - 1)
     top = [("x1 (start)", x1)] + [(f"x_n, n={f.prev}", f.x) for f in shown]
-    bottom = [("", None)] + [(f"x0_hat at n={f.n}", f.x0_hat) for f in shown]
+    bottom = [("", None)] + [(f"x0_hat, n={f.n}", f.x0_hat) for f in shown]
     tiles = [[_tile(label, picture) for label, picture in row] for row in (top, bottom)]
     width, height = tiles[0][0].size
     sheet = Image.new("RGB", (width * len(top), 2 * height), (24, 24, 24))
