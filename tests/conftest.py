@@ -1,10 +1,12 @@
-"""Shared fixtures: where the golden reference data lives."""
+"""Shared fixtures: where the golden reference data lives, tiny restoration models, and the
+isolation every test gets."""
 
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import make_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +51,16 @@ def worktree_weights(monkeypatch):
     registry.bundled_models.cache_clear()
     yield
     registry.bundled_models.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def sr(tmp_path_factory) -> Path:
+    """A tiny untrained 4x super-resolution model."""
+    return make_checkpoint(tmp_path_factory.mktemp("models") / "tiny-sr4x.safetensors")
+
+
+@pytest.fixture(scope="session")
+def same_size(tmp_path_factory) -> Path:
+    """A tiny untrained model whose output has the input's size (JPEG artefact removal)."""
+    folder = tmp_path_factory.mktemp("models")
+    return make_checkpoint(folder / "tiny-jpeg.safetensors", name="tiny-jpeg", task="jpeg-10")

@@ -19,18 +19,6 @@ from i2sb_cli.pictures.files import read_metadata
 
 
 @pytest.fixture(scope="module")
-def sr(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("models") / "tiny-sr4x.safetensors")
-
-
-@pytest.fixture(scope="module")
-def same_size(tmp_path_factory) -> Path:
-    """A model whose output has the input's size (JPEG artefact removal)."""
-    folder = tmp_path_factory.mktemp("models")
-    return make_checkpoint(folder / "tiny-jpeg.safetensors", name="tiny-jpeg", task="jpeg-10")
-
-
-@pytest.fixture(scope="module")
 def inpaint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     return make_checkpoint(
