@@ -15,25 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from restore_512 import picture  # benchmarks/ is the script's folder, first on sys.path
 
 from i2sb_cli.models.registry import bundled_models
-
-
-def picture(folder: Path, family: str, side: int) -> tuple[Path, list[str]]:
-    """A smooth random picture (a quarter of the side for sr4x), and the options it needs."""
-    side = side // 4 if family == "sr4x" else side
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 256, (side // 32, side // 32, 3), dtype=np.uint8)
-    path = folder / f"{family}.png"
-    Image.fromarray(small).resize((side, side), Image.BICUBIC).save(path)
-    if family != "inpaint":
-        return path, []
-    mask = np.zeros((side, side), np.uint8)
-    mask[side // 4 : side // 2, side // 3 : 2 * side // 3] = 255
-    Image.fromarray(mask).save(folder / "mask.png")
-    return path, ["--mask", str(folder / "mask.png")]
 
 
 def peak_rss(args: list[str]) -> tuple[int, float]:

@@ -21,10 +21,10 @@ from i2sb_cli.models.registry import bundled_models
 SIZE = 512
 
 
-def picture(folder: Path, family: str) -> tuple[Path, list[str]]:
-    """A smooth 512x512 test picture (128x128 for sr4x, whose output is 512x512), and the
-    options its family needs."""
-    side = SIZE // 4 if family == "sr4x" else SIZE
+def picture(folder: Path, family: str, output_side: int = SIZE) -> tuple[Path, list[str]]:
+    """A smooth test picture whose restoration is output_side pixels square (a quarter of that
+    for sr4x), and the options its family needs."""
+    side = output_side // 4 if family == "sr4x" else output_side
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (side // 16, side // 16, 3), dtype=np.uint8)
     image = Image.fromarray(small).resize((side, side), Image.BICUBIC)
