@@ -78,6 +78,20 @@ def make_checkpoint(path: Path, *, dtype: torch.dtype | None = None, **meta_opti
     return path
 
 
+def make_inpaint_checkpoint(path: Path, task: str = "inpaint-center", **meta_options) -> Path:
+    """A tiny untrained inpainting model as the official ones are set up (beta_max 1, OT-ODE,
+    conditioned on x1)."""
+    return make_checkpoint(
+        path,
+        name="tiny-inpaint",
+        task=task,
+        beta_max=1.0,
+        ot_ode=True,
+        cond_x1=True,
+        **meta_options,
+    )
+
+
 def write_picture(path: Path, size: int | tuple[int, int] = 16, *, seed: int = 0, mode="RGB"):
     """A random picture of `size` (width, height) pixels in `mode` (RGB or RGBA)."""
     width, height = (size, size) if isinstance(size, int) else size

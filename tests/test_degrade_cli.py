@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, read_pixels, write_picture
+from helpers import make_inpaint_checkpoint, read_pixels, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -112,14 +112,7 @@ def test_inpainting_round_trip_through_restore(tmp_path: Path, photos: Path) -> 
         assert torch.equal(degraded.alpha < 0.5, mask.bool())
         assert (degraded.pixels * mask).eq(mask).all()
 
-    model = make_checkpoint(
-        tmp_path / "tiny-inpaint.safetensors",
-        name="tiny-inpaint",
-        task="inpaint-center",
-        beta_max=1.0,
-        ot_ode=True,
-        cond_x1=True,
-    )
+    model = make_inpaint_checkpoint(tmp_path / "tiny-inpaint.safetensors")
     common = ("--task", "inpaint", "--model", model, "--nfe", 1, "-r", "--backend", "torch")
     flagged = run(
         "restore", out / "degraded", "--mask", out / "masks", "-o", tmp_path / "r1", *common

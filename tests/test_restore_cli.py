@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, read_pixels, tiny_meta, write_picture
+from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, tiny_meta, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -31,14 +31,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     return {
         "sr": make_checkpoint(folder / "tiny-sr4x.safetensors"),
-        "inpaint": make_checkpoint(
-            folder / "tiny-inpaint.safetensors",
-            name="tiny-inpaint",
-            task="inpaint-center",
-            beta_max=1.0,
-            ot_ode=True,
-            cond_x1=True,
-        ),
+        "inpaint": make_inpaint_checkpoint(folder / "tiny-inpaint.safetensors"),
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, read_pixels, write_picture
+from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -27,14 +27,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {
         "sr": make_checkpoint(folder / "tiny-sr4x.safetensors"),
         "jpeg": make_checkpoint(folder / "tiny-jpeg.safetensors", name="tiny-jpeg", task="jpeg-10"),
-        "inpaint": make_checkpoint(
-            folder / "tiny-inpaint.safetensors",
-            name="tiny-inpaint",
-            task="inpaint-center",
-            beta_max=1.0,
-            ot_ode=True,
-            cond_x1=True,
-        ),
+        "inpaint": make_inpaint_checkpoint(folder / "tiny-inpaint.safetensors"),
     }
 
 

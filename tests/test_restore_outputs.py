@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_checkpoint, read_pixels, write_picture
+from helpers import make_inpaint_checkpoint, read_pixels, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,14 +21,8 @@ from i2sb_cli.pictures.files import read_metadata
 @pytest.fixture(scope="module")
 def inpaint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
-    return make_checkpoint(
-        folder / "tiny-inpaint.safetensors",
-        name="tiny-inpaint",
-        task="inpaint-freeform1020",
-        beta_max=1.0,
-        ot_ode=True,
-        cond_x1=True,
-        default_nfe=1,
+    return make_inpaint_checkpoint(
+        folder / "tiny-inpaint.safetensors", task="inpaint-freeform1020", default_nfe=1
     )
 
 

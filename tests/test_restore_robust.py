@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_checkpoint, read_pixels, write_picture
+from helpers import make_inpaint_checkpoint, read_pixels, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,15 +20,7 @@ from i2sb_cli.pictures.files import read_image
 @pytest.fixture(scope="module")
 def inpaint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
-    return make_checkpoint(
-        folder / "tiny-inpaint.safetensors",
-        name="tiny-inpaint",
-        task="inpaint-center",
-        beta_max=1.0,
-        ot_ode=True,
-        cond_x1=True,
-        default_nfe=1,
-    )
+    return make_inpaint_checkpoint(folder / "tiny-inpaint.safetensors", default_nfe=1)
 
 
 def restore(*args: str | Path, stdin: bytes | None = None):
