@@ -55,7 +55,7 @@ def test_auto_measures_agreement_once_and_records_it(checkpoint, cache, monkeypa
 
 def test_auto_runs_pytorch_and_says_why_when_the_runtimes_disagree(checkpoint, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
-    disagree = (Agreement(0.97, "NFE 10 OT-ODE"), True)
+    disagree = Agreement(0.97, "NFE 10 OT-ODE")
     monkeypatch.setattr(runtime, "cached_agreement", lambda *_: disagree)
     model = load_model(checkpoint, "cpu", "auto", cache_dir=cache)
     assert (model.backend, model.precision) == ("torch", "fp32")

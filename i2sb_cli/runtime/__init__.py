@@ -134,19 +134,24 @@ def _checkpoint_on_ort_if_same(
     if on_step is not None:
         on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
     candidate, onnx_path = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
-    reference = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
     record = onnx_path.with_suffix(".agreement.json")
     if on_step is not None and not record.is_file():
         on_step("checking that ONNX Runtime restores the same pictures as PyTorch (once)")
-    agreement, _ = cached_agreement(record, reference, candidate)
+
+    def reference() -> LoadedModel:
+        return load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
+
+    # The PyTorch model is loaded only to measure, or to run where the runtimes disagree.
+    agreement = cached_agreement(record, reference, candidate)
     if agreement.ok:
         return candidate
+    fallback = reference()
     note = (
         f"ONNX Runtime and PyTorch disagree on {path.name} ({100 * agreement.share:.2f}% of "
         f"pixels within {LEVELS} levels at {agreement.settings}, under {100 * SHARE:g}%): "
         "running PyTorch fp32"
     )
-    return dataclasses.replace(reference, notes=(*candidate.notes, *reference.notes, note))
+    return dataclasses.replace(fallback, notes=(*candidate.notes, *fallback.notes, note))
 
 
 def _checkpoint_on_ort(

@@ -9,6 +9,7 @@ within 2 levels, at the model's default settings and at NFE 10 with both sampler
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,14 +89,14 @@ def measure_agreement(reference: LoadedModel, candidate: LoadedModel) -> Agreeme
 
 
 def cached_agreement(
-    record: Path, reference: LoadedModel, candidate: LoadedModel
-) -> tuple[Agreement, bool]:
-    """The agreement recorded in `record` (JSON), else measured now and recorded; and whether
-    it was measured now."""
+    record: Path, reference: Callable[[], LoadedModel], candidate: LoadedModel
+) -> Agreement:
+    """The agreement recorded in `record` (JSON), else measured now against the model
+    `reference()` loads (only then) and recorded."""
     try:
-        return Agreement(**json.loads(record.read_text(encoding="utf-8"))), False
+        return Agreement(**json.loads(record.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         pass
-    agreement = measure_agreement(reference, candidate)
+    agreement = measure_agreement(reference(), candidate)
     atomic_write(record, lambda file: file.write(json.dumps(asdict(agreement)).encode()))
-    return agreement, True
+    return agreement
