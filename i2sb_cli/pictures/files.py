@@ -386,14 +386,14 @@ def _as_chw(pixels: Tensor) -> Tensor:
     if pixels.dim() != 3 or pixels.shape[0] != 3:
         raise ValueError(f"expected pixels [1, 3, H, W] or [3, H, W], got {tuple(pixels.shape)}")
     # NaN would become an arbitrary level; mid-grey at least keeps the file sane.
-    return torch.nan_to_num(pixels.detach().to("cpu", torch.float32), nan=0.0).clamp(-1, 1)
+    return torch.nan_to_num(pixels.detach().to("cpu", torch.float32), nan=0.0).clamp_(-1, 1)
 
 
 def _quantise(values: Tensor, depth: int) -> np.ndarray:
     """[C, H, W] (or [1, C, H, W]) values in [0, 1] -> H x W x C uint8 or uint16, rounded."""
     values = values.reshape(-1, *values.shape[-2:])
     top, dtype = (255, torch.uint8) if depth == 8 else (65535, torch.uint16)
-    levels = values.clamp(0, 1).mul(top).round_().to(dtype)
+    levels = values.clamp(0, 1).mul_(top).round_().to(dtype)
     return levels.permute(1, 2, 0).contiguous().numpy()
 
 
