@@ -6,7 +6,7 @@
 # the logs and metrics (OUTDIR/logs.tar.gz).
 #
 #   bash scripts/gpu_train_many.sh OUTDIR MINUTES DATA RECIPES
-#   bash scripts/gpu_train_many.sh "$OUT" 6 data/train-768 scripts/gpu_recipes.txt
+#   bash scripts/gpu_train_many.sh "$OUT" 6 data/train-768 scripts/gpu_recipes/s8-first.txt
 #
 # RECIPES has one run per line: a name, then its i2sb train options (shell words; # starts a
 # comment line). The runs share the machine's cores equally (OMP_NUM_THREADS). DEVICE=cpu
