@@ -14,3 +14,8 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
 fi
 case ":${PYTHONPATH:-}:" in *:$PWD:*) ;; *) export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} ;; esac
 export PYTHONUNBUFFERED=1
+# Installed, weights/ is the package i2sb_cli.weights (pyproject's package-dir); run from a
+# checkout it is not, and `--init`, `--model NAME` and the bundled models need it: a link.
+if ! "$PY" -c "import i2sb_cli.weights" 2>/dev/null; then
+    [ -e i2sb_cli/weights ] || ln -s ../weights i2sb_cli/weights
+fi
