@@ -5,6 +5,7 @@ input) at NFE 1, in its own process; the figure is that process's peak RSS as th
 it (`os.wait4`), model, picture, classical start, tiles and output encoding included.
 
     python benchmarks/peak_memory.py [--side 4096] [--backend default --backend torch]
+        [--model NAME ...]
 """
 
 import argparse
@@ -44,13 +45,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--side", type=int, default=4096)
     parser.add_argument("--backend", action="append", choices=["default", "torch", "onnxruntime"])
+    parser.add_argument("--model", action="append", help="bundled models to measure (default: all)")
     args = parser.parse_args()
+    entries = [e for e in bundled_models() if not args.model or e.name in args.model]
+    if not entries:
+        sys.exit(f"no bundled model is named {', '.join(args.model)}")
     print("| model | backend | output | NFE | peak RSS GB | wall s |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
         folder, small_folder = Path(workdir), Path(workdir) / "small"
         small_folder.mkdir()
-        for entry in bundled_models():
+        for entry in entries:
             source, extra = picture(folder, entry.family, args.side)
             for backend in args.backend or ["default"]:
                 if backend != "torch":

@@ -2,7 +2,7 @@
 the speed bar of the bundled models, measured the way a user meets it (process start, model
 load, x1, sampling, writing the file; ONNX Runtime's export is made once and cached first).
 
-    python benchmarks/restore_512.py [--backend default --backend torch] [--repeat 2]
+    python benchmarks/restore_512.py [--backend default --backend torch] [--repeat 2] [--model NAME]
 """
 
 import argparse
@@ -52,12 +52,16 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=["default", "torch", "onnxruntime"])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--nfe", type=int, default=10)
+    parser.add_argument("--model", action="append", help="bundled models to time (default: all)")
     args = parser.parse_args()
+    entries = [e for e in bundled_models() if not args.model or e.name in args.model]
+    if not entries:
+        sys.exit(f"no bundled model is named {', '.join(args.model)}")
     print("| model | backend | NFE | wall s (median) | runs |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:
         folder = Path(workdir)
-        for entry in bundled_models():
+        for entry in entries:
             source, extra = picture(folder, entry.family)
             for backend in args.backend or ["default", "torch", "onnxruntime"]:
                 command = ["restore", str(source), "-o", str(folder / "out.png"), "--overwrite"]

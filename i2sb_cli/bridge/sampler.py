@@ -96,11 +96,15 @@ def posterior_step(
     var_delta = schedule.std_fwd[n] ** 2 - var_prev
     coef_x0 = float(var_delta / (var_prev + var_delta))
     coef_xn = float(var_prev / (var_prev + var_delta))
-    # In place where the result is new: a 4096x4096 picture's state is 200 MB a copy.
-    x_prev = torch.mul(x0_hat, coef_x0).add_(x_n, alpha=coef_xn)
+    # In place where the result is new (a 4096x4096 picture's state is 200 MB a copy), and in
+    # the same separate multiplies and adds as written out: a fused multiply-add would round
+    # differently in the vector loop than in its tail, and a picture would then depend on the
+    # batch it was sampled in.
+    x_prev = x0_hat * coef_x0
+    x_prev.add_(x_n * coef_xn)
     if noise is not None and prev > 0:
         std = float((var_prev * var_delta / (var_prev + var_delta)).sqrt())
-        x_prev.add_(noise(x_prev), alpha=std)
+        x_prev.add_(std * noise(x_prev))
     return x_prev
 
 
@@ -150,13 +154,9 @@ def sample(
             first_x0_hat = x0_hat
         x = posterior_step(x, x0_hat, n, prev, schedule, step_noise)
         if mask is not None:
-            known = (
-                x1
-                if step_noise is None
-                else x1.add(step_noise(x1), alpha=float(schedule.std_sb[prev]))
-            )
-            # (1 - mask) * known + mask * x, exactly so for a 0/1 mask, in one new tensor.
-            x = torch.lerp(known, x, mask)
+            known = x1 if step_noise is None else x1 + float(schedule.std_sb[prev]) * step_noise(x1)
+            # (1 - mask) * known + mask * x, with x (new this step) scaled in place.
+            x.mul_(mask).add_((1 - mask) * known)
         if callback is not None:
             callback(StepInfo(index, len(pairs), n, prev, x, x0_hat))
     if detail == 1.0:
