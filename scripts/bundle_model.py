@@ -5,7 +5,10 @@ with the default NFE and detail chosen by measurement, in float16, and pin it in
         --default-nfe 10 --default-detail 0.4 --task jpeg-10 --summary "JPEG artefact removal, ..."
 
 The entry replaces one of the same name (its place kept) or goes after the last bundled entry,
-so a family's first bundled model stays its default. Write the model card in weights/README.md.
+so a family's first bundled model stays its default; --family-default puts it first instead.
+A model that does no paper task exactly (a blind deblurrer) takes no --task: its entry lists
+none, so a paper task name still picks the model that lists it, and `restore --task FAMILY`
+picks it when it is the family's default. Write the model card in weights/README.md.
 """
 
 import argparse
@@ -35,25 +38,32 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--default-nfe", type=int, required=True)
     parser.add_argument("--default-detail", type=float, default=1.0, help="see restore --detail")
-    parser.add_argument("--task", action="append", required=True, help="paper tasks it does")
+    parser.add_argument(
+        "--task", action="append", default=[], help="paper tasks it does (none: no paper task)"
+    )
     parser.add_argument("--summary", required=True)
+    parser.add_argument(
+        "--family-default",
+        action="store_true",
+        help="place it before its family's other bundled models: restore --task FAMILY uses it",
+    )
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="the weights/ folder")
     args = parser.parse_args()
 
     net, meta = load_checkpoint(args.checkpoint)
     family = family_of(meta.task)
-    if any(TASKS[t].family != family for t in args.task):
+    if any(t not in TASKS or TASKS[t].family != family for t in args.task):
         raise SystemExit(f"--task must be paper tasks of the {family} family")
     meta = dataclasses.replace(
         meta, name=args.name, default_nfe=args.default_nfe, default_detail=args.default_detail
     )
-    target = WEIGHTS / f"{args.name}.safetensors"
+    target = args.weights / f"{args.name}.safetensors"
     save_checkpoint(target, net.state_dict(), meta, dtype=torch.float16)
     data = target.read_bytes()
     if len(data) > LIMIT:
         target.unlink()
         raise SystemExit(f"{target.name} is {len(data)} bytes, over the 16 MiB limit")
 
-    training = meta.training
     entry = {
         "name": args.name,
         "family": family,
@@ -68,21 +78,30 @@ def main() -> None:
         "ot_ode": meta.ot_ode,
         "default_nfe": args.default_nfe,
         "summary": args.summary,
-        "provenance": f"i2sb train, {training.get('steps_done')} steps on the photos of "
+        "provenance": f"i2sb train, {meta.training.get('steps_done')} steps on the photos of "
         "scripts/fetch_photos.py; see the model card in weights/README.md",
     }
-    entry = {k: v for k, v in entry.items() if v is not None}
-    manifest_path = WEIGHTS / "models.json"
+    pin(args.weights / "models.json", {k: v for k, v in entry.items() if v is not None}, args)
+    print(f"{target} ({len(data):,} bytes, sha256 {entry['sha256']}); models.json updated")
+
+
+def pin(manifest_path: Path, entry: dict, args: argparse.Namespace) -> None:
+    """Write `entry` into the manifest: in place of one of the same name, else after the last
+    bundled entry, or with --family-default before the family's first bundled entry."""
     manifest = json.loads(manifest_path.read_text())
-    models = manifest["models"]
+    models = [m for m in manifest["models"] if m["name"] != args.name or not args.family_default]
     names = [m["name"] for m in models]
     if args.name in names:
         models[names.index(args.name)] = entry
     else:
-        last_bundled = max((i for i, m in enumerate(models) if "file" in m), default=-1)
-        models.insert(last_bundled + 1, entry)
+        bundled = [i for i, m in enumerate(models) if "file" in m]
+        of_family = [i for i in bundled if models[i]["family"] == entry["family"]]
+        if args.family_default and of_family:
+            models.insert(of_family[0], entry)
+        else:
+            models.insert(max(bundled, default=-1) + 1, entry)
+    manifest["models"] = models
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    print(f"{target} ({len(data):,} bytes, sha256 {entry['sha256']}); models.json updated")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`i2sb models list|info|path|verify|rm`, the manifest schema, and models found in the cache."""
 
+import dataclasses
 import json
 
 import pytest
@@ -138,6 +139,10 @@ def test_manifest_schema():
             parse_manifest(json.dumps({"models": [entry]}))
     with pytest.raises(ManifestError, match="twice"):
         parse_manifest(json.dumps({"models": [_entry(), _entry()]}))
+    (blind,) = parse_manifest(json.dumps({"models": [_entry(tasks=[])]}))  # no paper task
+    assert blind.tasks == ()
+    with pytest.raises(ManifestError, match="tasks must be a list"):
+        parse_manifest(json.dumps({"models": [_entry(tasks="sr4x-bicubic")]}))
     with pytest.raises(ManifestError, match="schema_version"):
         parse_manifest(json.dumps({"schema_version": 2, "models": []}))
 
@@ -190,3 +195,44 @@ def test_info_shows_what_a_bundled_model_was_trained_on_and_scores(cache_dir, wo
     record = json.loads(_cli("info", "jpeg-wide", "--json").stdout)
     assert record["scores"][0]["detail"] == 0.4
     assert record["scores"][0]["psnr"] == {"restored": 26.81, "baseline": 26.71}
+
+
+def test_the_blind_deblurrer_answers_the_family_and_lists_no_paper_task(
+    cache_dir, worktree_weights
+):
+    assert registry.default_model("deblur").name == "deblur-blind"
+    assert registry.default_model("blur-gauss").name == "deblur-tiny"  # lists it
+    assert registry.default_model("blur-uni").name == "deblur-tiny"  # made for paper kernels
+    records = {r["name"]: r for r in json.loads(_cli("list", "--json").stdout)}
+    assert records["deblur-blind"]["status"] == "bundled" and records["deblur-blind"]["tasks"] == []
+    info = _cli("info", "deblur-blind")
+    assert info.exit_code == 0
+    assert "tasks:" not in info.stdout  # an empty list is not shown
+    assert "blur-blind deblur-blind, NFE 2 29.38 0.8363 0.1777" in " ".join(info.stdout.split())
+
+
+def _blind_weights(folder, monkeypatch, training: dict):
+    """A weights folder whose one deblur model lists no paper task, trained as `training` says."""
+    folder.mkdir()
+    meta = dataclasses.replace(
+        tiny_meta(name="blind", task="deblur", beta_max=1.0, ot_ode=True), training=training
+    )
+    model = folder / "blind.safetensors"
+    save_checkpoint(model, tiny_state(meta), meta)
+    entry = _entry(name="blind", family="deblur", tasks=[], file=model.name, preset=None)
+    entry.update(sha256=cache.sha256_file(model), size=model.stat().st_size)
+    (folder / registry.MANIFEST).write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setattr(registry, "weights_dir", lambda: folder)
+    registry.bundled_models.cache_clear()
+
+
+def test_a_blind_family_default_degrades_by_its_first_training_task(
+    cache_dir, tmp_path, monkeypatch
+):
+    _blind_weights(tmp_path / "w", monkeypatch, {"tasks": ["blur-blind", "blur-gauss-plain"]})
+    assert registry.family_degradation("deblur") == "blur-blind"
+    assert registry.default_model("blur-uni").name == "blind"  # the only deblur model there is
+    _blind_weights(tmp_path / "w2", monkeypatch, {"steps": 0})
+    with pytest.raises(CheckpointError, match="names no task"):
+        registry.family_degradation("deblur")
+    registry.bundled_models.cache_clear()

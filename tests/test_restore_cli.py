@@ -496,6 +496,24 @@ def test_classical_start_of_an_untrained_model_is_the_baseline(tmp_path, task, c
     assert np.abs(read_pixels(target).astype(int) - expected).max() <= 1
 
 
+@pytest.mark.parametrize(
+    ("task", "model"),
+    [("deblur", "deblur-blind"), ("blur-gauss", "deblur-tiny"), ("blur-uni", "deblur-tiny")],
+)
+def test_deblur_is_blind_and_a_paper_blur_keeps_its_kernels_model(
+    tmp_path, worktree_weights, task, model
+):
+    """--task deblur: a blur of no known kernel, so the blind model from the picture itself; a
+    paper task name names its kernel, so deblur-tiny from that kernel's Tikhonov inverse."""
+    source = write_picture(tmp_path / "blurry.png", 32)
+    target = tmp_path / "out.png"
+    result = restore(source, "--task", task, "--nfe", "1", "--backend", "torch", "-o", target)
+    assert result.exit_code == 0, result.stderr
+    assert read_metadata(target)["i2sb:model"] == model
+    classical = f"from the classical restoration of {task}"
+    assert (classical in result.stderr) == (task != "deblur")
+
+
 def _untrained_classical_deblur(folder):
     """A deblur checkpoint that starts from the classical restoration and, untrained, returns it."""
     meta = tiny_meta(

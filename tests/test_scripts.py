@@ -1,4 +1,5 @@
-"""The helper scripts under scripts/ that prepare a GPU training run: they run as a user would."""
+"""The helper scripts under scripts/ that prepare a GPU training run or bundle its model: they run
+as a user would."""
 
 import json
 import os
@@ -9,10 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_config
+import torch
+from helpers import make_checkpoint, tiny_config
 from PIL import Image
+from safetensors.torch import load_file
 
+from i2sb_cli.models.cache import sha256_file
 from i2sb_cli.models.checkpoint import read_meta
+from i2sb_cli.models.manifest import parse_manifest
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -63,3 +68,46 @@ def test_gpu_train_calibrates_then_trains_the_steps_that_fit(tmp_path):
     assert events[0]["event"] == "start" and events[0]["steps"] == planned
     usage = subprocess.run(["bash", SCRIPTS / "gpu_train.sh"], capture_output=True, text=True)
     assert usage.returncode == 2 and "MINUTES" in usage.stdout
+
+
+def _bundled_entry(name: str, family: str, tasks: list[str]) -> dict:
+    return {
+        "name": name,
+        "family": family,
+        "tasks": tasks,
+        "file": f"{name}.safetensors",
+        "sha256": "ab" * 32,
+        "size": 1000,
+        "licence": "MIT",
+        "default_nfe": 1,
+        "summary": "a test model",
+    }
+
+
+def test_bundle_model_without_a_task_pins_a_blind_model_as_its_familys_default(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    before = [
+        _bundled_entry("sr", "sr4x", ["sr4x-bicubic"]),
+        _bundled_entry("k", "deblur", ["blur-gauss"]),
+    ]
+    (weights / "models.json").write_text(json.dumps({"schema_version": 1, "models": before}))
+    trained = make_checkpoint(tmp_path / "run.safetensors", task="deblur", beta_max=1.0)
+    command = [sys.executable, SCRIPTS / "bundle_model.py", trained, "--name", "blind"]
+    command += ["--default-nfe", "2", "--summary", "blind", "--weights", weights]
+    env = {**os.environ, "PYTHONPATH": str(SCRIPTS.parent)}
+    done = subprocess.run([*command, "--family-default"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    models = parse_manifest((weights / "models.json").read_text())
+    assert [(m.name, m.tasks) for m in models] == [
+        ("sr", ("sr4x-bicubic",)),
+        ("blind", ()),
+        ("k", ("blur-gauss",)),
+    ]
+    assert models[1].sha256 == sha256_file(weights / "blind.safetensors")
+    meta = read_meta(weights / "blind.safetensors")
+    assert (meta.name, meta.default_nfe) == ("blind", 2)
+    tensors = load_file(weights / "blind.safetensors")
+    assert {t.dtype for t in tensors.values()} == {torch.float16}
+    wrong = subprocess.run([*command, "--task", "jpeg-10"], capture_output=True, text=True, env=env)
+    assert wrong.returncode != 0 and "paper tasks of the deblur family" in wrong.stderr

@@ -123,10 +123,9 @@ def _size(size: int | None) -> str:
 def _good_for(record: dict[str, Any]) -> list[str]:
     """What `models list` says a model is good for: its PSNR on each measured degradation
     beside the classical baseline's (models info has the rest), or the tasks it was made for."""
-    if not record["tasks"]:
-        return []
     if not record["scores"]:
-        return [f"good for {', '.join(record['tasks'])} (not measured here)"]
+        tasks = record["tasks"]
+        return [f"good for {', '.join(tasks)} (not measured here)"] if tasks else []
     return [
         f"good for {score['task']}: PSNR {score['psnr']['restored']:.2f} dB "
         f"({score['baseline']}: {score['psnr']['baseline']:.2f})"
@@ -222,7 +221,7 @@ def info(
         return
     out = _stdout()
     for key, value in record.items():
-        if value is not None and value != "" and key != "scores":
+        if value not in (None, "", []) and key != "scores":
             if isinstance(value, dict):
                 shown = ", ".join(f"{k} {v}" for k, v in value.items())
             else:

@@ -78,7 +78,8 @@ Background = Annotated[
 Task = Annotated[
     str | None,
     typer.Option(
-        help=f"What to restore: {', '.join(TASK_CHOICES)}. A family picks its bundled model. "
+        help=f"What to restore: {', '.join(TASK_CHOICES)}. A family picks its bundled model "
+        "(deblur: a blind one, for any blur), a paper task name the model made for its operator. "
         "Several, separated by commas, run one after the other on each picture: "
         "--task jpeg,sr4x cleans a small JPEG, then enlarges it (inpaint first only).",
     ),

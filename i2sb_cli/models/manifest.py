@@ -150,7 +150,7 @@ def _entry(raw: Any, index: int) -> ModelEntry:
         entry = ModelEntry(
             **{
                 **values,
-                "tasks": tuple(_list(values["tasks"], "tasks")),
+                "tasks": tuple(_list(values["tasks"], "tasks", empty=True)),
                 "scores": _scores(values["scores"]),
             },
             import_source=None if source is None else _import_source(source),
@@ -204,9 +204,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _list(value: Any, field: str) -> list:
-    if not isinstance(value, list) or not value:
-        raise ManifestError(f"{field} must be a non-empty list")
+def _list(value: Any, field: str, *, empty: bool = False) -> list:
+    if not isinstance(value, list) or not (value or empty):
+        raise ManifestError(f"{field} must be a {'' if empty else 'non-empty '}list")
     return value
 
 

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import CheckpointError, ModelNotFoundError, UsageError
-from ..tasks import family_of
+from ..tasks import TASKS, family_of
 from . import cache as model_cache
 from .checkpoint import read_meta
 from .manifest import ManifestError, ModelEntry, parse_manifest
@@ -45,7 +45,12 @@ def find_model(name: str) -> ModelEntry | None:
 
 
 def default_model(task: str) -> ModelEntry:
-    """The bundled model for a family or paper task name (the exact task preferred)."""
+    """The bundled model for a family or paper task name: for a family, its first; for a paper
+    task, the first that lists it, else the first made for paper tasks at all, else the first.
+
+    A paper task name says exactly which degradation the input went through (`blur-uni`: that
+    kernel); a model made for paper tasks takes it at its word (a classical start inverts that
+    kernel), where a blind model, which lists none, would ignore it."""
     family = family_of(task)
     candidates = [m for m in bundled_models() if m.family == family]
     if not candidates:
@@ -54,17 +59,26 @@ def default_model(task: str) -> ModelEntry:
             f"no bundled model for the {family!r} family yet (bundled: {known}); "
             "pass --model NAME|PATH with a checkpoint for it (see i2sb models list)"
         )
+    if task not in TASKS:
+        return candidates[0]
     exact = [m for m in candidates if task in m.tasks]
-    return (exact or candidates)[0]
+    for_paper_tasks = [m for m in candidates if m.tasks]
+    return (exact or for_paper_tasks or candidates)[0]
 
 
 def family_degradation(family: str) -> str:
     """The degradation `restore --task FAMILY` takes its input to have: the one the family's
     bundled model starts from when it starts from a classical restoration (the checkpoint's
-    `degradation`), else the first task the manifest says the model was trained on."""
+    `degradation`), else the first paper task the manifest lists for it, else (a blind model,
+    which lists none) the first task its training drew pairs from."""
     entry = default_model(family)
     meta = read_meta(verify_bundled(entry))
-    return meta.degradation if meta.start == "classical" else entry.tasks[0]
+    if meta.start == "classical":
+        return meta.degradation
+    trained = list(entry.tasks) or meta.training.get("tasks") or []
+    if not trained:
+        raise CheckpointError(f"bundled model {entry.name!r} names no task; reinstall i2sb")
+    return trained[0]
 
 
 def verify_bundled(entry: ModelEntry) -> Path:
