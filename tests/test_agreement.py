@@ -9,7 +9,7 @@ from helpers import make_checkpoint
 
 from i2sb_cli import runtime
 from i2sb_cli.runtime import agreement, load_model
-from i2sb_cli.runtime.agreement import Agreement, measure_agreement
+from i2sb_cli.runtime.agreement import Agreement, Check, measure_agreement
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,14 @@ def cache(tmp_path_factory) -> Path:
 
 def test_auto_measures_agreement_once_and_records_it(checkpoint, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
+    # Which runtime is faster is the machine's business: the test fixes the timings.
+    monkeypatch.setattr(
+        agreement, "call_ms", lambda model: 2.0 if model.backend == "torch" else 1.0
+    )
     assert load_model(checkpoint, "cpu", "auto", cache_dir=cache).backend == "onnxruntime"
     (record,) = (cache / "onnx").glob("*.agreement.json")
-    assert Agreement(**json.loads(record.read_text())).ok
+    check = agreement.read_check(record)
+    assert check == Check(check.agreement, torch_ms=2.0, onnxruntime_ms=1.0) and check.agreement.ok
 
     def never(*_):
         raise AssertionError("measured again")
@@ -55,9 +60,28 @@ def test_auto_measures_agreement_once_and_records_it(checkpoint, cache, monkeypa
 
 def test_auto_runs_pytorch_and_says_why_when_the_runtimes_disagree(checkpoint, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
-    disagree = Agreement(0.97, "NFE 10 OT-ODE")
-    monkeypatch.setattr(runtime, "cached_agreement", lambda *_: disagree)
+    disagree = Check(Agreement(0.97, "NFE 10 OT-ODE"), torch_ms=2.0, onnxruntime_ms=1.0)
+    monkeypatch.setattr(runtime, "read_check", lambda _: disagree)
     model = load_model(checkpoint, "cpu", "auto", cache_dir=cache)
     assert (model.backend, model.precision) == ("torch", "fp32")
     (note,) = [note for note in model.notes if "disagree" in note]
     assert "97.00% of pixels within 2 levels at NFE 10 OT-ODE" in note
+
+
+def test_auto_runs_pytorch_and_says_why_where_onnxruntime_is_slower(checkpoint, cache, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    slower = Check(Agreement(1.0, "NFE 2 stochastic"), torch_ms=200.0, onnxruntime_ms=218.0)
+    monkeypatch.setattr(runtime, "read_check", lambda _: slower)
+    model = load_model(checkpoint, "cpu", "auto", cache_dir=cache)
+    assert (model.backend, model.precision) == ("torch", "fp32")
+    (note,) = [note for note in model.notes if "faster than ONNX Runtime" in note]
+    assert "200 against 218 ms a network call" in note
+
+
+def test_an_agreement_record_of_an_older_kind_is_measured_again(tmp_path):
+    record = tmp_path / "x.agreement.json"
+    record.write_text(json.dumps({"share": 1.0, "settings": "NFE 2 stochastic"}))
+    assert agreement.read_check(record) is None
+    faster = Check(Agreement(1.0, "NFE 2 stochastic"), torch_ms=3.0, onnxruntime_ms=2.0)
+    record.write_text(json.dumps(dataclasses.asdict(faster)))
+    assert agreement.read_check(record) == faster and faster.use_onnxruntime

@@ -136,8 +136,9 @@ Backend = Annotated[
     str,
     typer.Option(
         help="auto, torch or onnxruntime. auto: a checkpoint runs in ONNX Runtime on the "
-        "CPU in fp32 when it is installed (faster; exported once into the cache), else in "
-        "torch; an exported file by its suffix. --backend torch is the exact reference."
+        "CPU in fp32 when it is installed, gives the same pictures and is faster for that "
+        "network (checked once; the export is cached), else in torch; an exported file by "
+        "its suffix. --backend torch is the exact reference."
     ),
 ]
 Precision = Annotated[

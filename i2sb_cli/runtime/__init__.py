@@ -8,9 +8,9 @@ asked for:
 - an `i2sb export` file runs directly: .onnx in ONNX Runtime, .pt (TorchScript) and .pt2
   (torch.export) in PyTorch;
 - `backend="auto"` is the fastest correct path: a checkpoint runs in ONNX Runtime on the CPU in
-  fp32 when onnxruntime is installed (measured 1.5 to 1.8x eager fp32 there) and its restorations
-  agree with PyTorch's (agreement.py, checked once per export), PyTorch otherwise; a file runs
-  by its suffix.
+  fp32 when onnxruntime is installed, its restorations agree with PyTorch's and its network
+  calls are faster (agreement.py, checked once per export: 1.5 to 1.8x eager fp32 for the tiny
+  UNets, no faster for a patched one), PyTorch otherwise; a file runs by its suffix.
 """
 
 import dataclasses
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
-from .agreement import LEVELS, SHARE, cached_agreement
+from .agreement import LEVELS, SHARE, measure_check, read_check
 from .metadata import default_tile
 from .torch_backend import LoadedModel, load_torch_model, resolve_device
 
@@ -128,30 +128,44 @@ def _checkpoint_on_ort_if_same(
     cache_dir: Path | None,
     on_step: Callable[[str], None] | None,
 ) -> LoadedModel:
-    """`--backend auto`'s pick for a checkpoint on the CPU: ONNX Runtime, once it has shown
-    that it restores the same pictures as PyTorch (agreement.py; measured once per export, and
-    recorded beside it), else PyTorch with a note saying why."""
+    """`--backend auto`'s pick for a checkpoint on the CPU: ONNX Runtime where it restores the
+    same pictures as PyTorch and runs the network faster (agreement.py; measured once per
+    export and recorded beside it), else PyTorch, with a note saying why."""
+    from .export import cached_onnx
+
     if on_step is not None:
-        on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
-    candidate, onnx_path = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
+        on_step(f"preparing {path.name} for ONNX Runtime (its export and a check: once, cached)")
+    onnx_path, exported = cached_onnx(path, fp16=False, cache_dir=cache_dir)
+    made = (exported,) if exported else ()
     record = onnx_path.with_suffix(".agreement.json")
-    if on_step is not None and not record.is_file():
-        on_step("checking that ONNX Runtime restores the same pictures as PyTorch (once)")
-
-    def reference() -> LoadedModel:
-        return load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
-
-    # The PyTorch model is loaded only to measure, or to run where the runtimes disagree.
-    agreement = cached_agreement(record, reference, candidate)
+    check = read_check(record)
+    candidate = None
+    if check is None:
+        if on_step is not None:
+            on_step(
+                "checking that ONNX Runtime restores the same pictures as PyTorch, faster (once)"
+            )
+        candidate, _ = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
+        reference = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
+        check = measure_check(record, reference, candidate)
+    if check.use_onnxruntime:
+        if candidate is None:
+            candidate, _ = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
+        return dataclasses.replace(candidate, notes=(*made, *candidate.notes))
+    fallback = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
+    agreement = check.agreement
     if agreement.ok:
-        return candidate
-    fallback = reference()
-    note = (
-        f"ONNX Runtime and PyTorch disagree on {path.name} ({100 * agreement.share:.2f}% of "
-        f"pixels within {LEVELS} levels at {agreement.settings}, under {100 * SHARE:g}%): "
-        "running PyTorch fp32"
-    )
-    return dataclasses.replace(fallback, notes=(*candidate.notes, *fallback.notes, note))
+        note = (
+            f"running PyTorch fp32: faster than ONNX Runtime for {path.name} "
+            f"({check.torch_ms:.0f} against {check.onnxruntime_ms:.0f} ms a network call)"
+        )
+    else:
+        note = (
+            f"ONNX Runtime and PyTorch disagree on {path.name} ({100 * agreement.share:.2f}% of "
+            f"pixels within {LEVELS} levels at {agreement.settings}, under {100 * SHARE:g}%): "
+            "running PyTorch fp32"
+        )
+    return dataclasses.replace(fallback, notes=(*made, *fallback.notes, note))
 
 
 def _checkpoint_on_ort(

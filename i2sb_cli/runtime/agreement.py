@@ -1,15 +1,18 @@
-"""Whether a faster runtime gives the same picture as PyTorch fp32, through the whole sampler.
+"""Whether ONNX Runtime gives the same picture as PyTorch fp32, through the whole sampler, and
+whether it is faster for this network.
 
 The export's parity check (export.py) bounds one network call. A sampler chains several calls
 and, with the stochastic sampler, adds noise that a slightly different x0_hat does not undo;
 a poorly conditioned network can turn float32 round-off into visible differences. So before
 `--backend auto` trusts ONNX Runtime with a checkpoint, both runtimes restore the same random
 picture with the same seed, and the 8-bit results must agree: at least 99.9% of the pixels
-within 2 levels, at the model's default settings and at NFE 10 with both samplers.
+within 2 levels, at the model's default settings and at NFE 10 with both samplers. Which is
+faster depends on the network (ONNX Runtime ran the full-resolution tiny UNets 1.5x faster, a
+patched one at the same speed), so one network call of each is timed too, once.
 """
 
 import json
-from collections.abc import Callable
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +30,10 @@ SHARE = 0.999
 """The share of pixels that must agree for two runtimes to give "the same picture"."""
 SIDE = 64
 """Side of the test picture: a few tiles' worth of context for any network, seconds to run."""
+SPEED_SIDE = 256
+"""Side of the picture the two runtimes are timed on: large enough that the network, not the
+call's overhead, is what is timed."""
+TIMED_CALLS = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,20 @@ class Agreement:
     @property
     def ok(self) -> bool:
         return self.share >= SHARE
+
+
+@dataclass(frozen=True)
+class Check:
+    """What `--backend auto` needs to know about a checkpoint's ONNX export, measured once."""
+
+    agreement: Agreement
+    torch_ms: float
+    onnxruntime_ms: float
+    """The fastest of a few network calls on a SPEED_SIDE picture, in each runtime."""
+
+    @property
+    def use_onnxruntime(self) -> bool:
+        return self.agreement.ok and self.onnxruntime_ms < self.torch_ms
 
 
 def _test_picture(channels: int, side: int) -> Tensor:
@@ -88,15 +109,33 @@ def measure_agreement(reference: LoadedModel, candidate: LoadedModel) -> Agreeme
     return worst
 
 
-def cached_agreement(
-    record: Path, reference: Callable[[], LoadedModel], candidate: LoadedModel
-) -> Agreement:
-    """The agreement recorded in `record` (JSON), else measured now against the model
-    `reference()` loads (only then) and recorded."""
+def call_ms(model: LoadedModel) -> float:
+    """Milliseconds of the fastest of TIMED_CALLS network calls (after one warm-up) on a
+    SPEED_SIDE picture: the minimum, the figure least disturbed by other work on the machine."""
+    side = -(-SPEED_SIDE // model.size_multiple) * model.size_multiple
+    x = _test_picture(model.meta.config.out_channels, side).to(model.device)
+    n = model.schedule.interval // 2
+    cond = x if model.meta.cond_x1 else None
+    timings = []
+    for _ in range(TIMED_CALLS + 1):
+        started = time.perf_counter()
+        model.denoise(x, n, cond)
+        timings.append(1000 * (time.perf_counter() - started))
+    return min(timings[1:])
+
+
+def read_check(record: Path) -> Check | None:
+    """The check recorded in `record` (JSON), or None where there is none (or an older kind)."""
     try:
-        return Agreement(**json.loads(record.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        pass
-    agreement = measure_agreement(reference(), candidate)
-    atomic_write(record, lambda file: file.write(json.dumps(asdict(agreement)).encode()))
-    return agreement
+        raw = json.loads(record.read_text(encoding="utf-8"))
+        return Check(Agreement(**raw["agreement"]), raw["torch_ms"], raw["onnxruntime_ms"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def measure_check(record: Path, reference: LoadedModel, candidate: LoadedModel) -> Check:
+    """Measure the agreement and the speed of `candidate` (ONNX Runtime) against `reference`
+    (PyTorch fp32) now, and record them in `record`."""
+    check = Check(measure_agreement(reference, candidate), call_ms(reference), call_ms(candidate))
+    atomic_write(record, lambda file: file.write(json.dumps(asdict(check)).encode()))
+    return check
