@@ -143,7 +143,7 @@ def _checkpoint_on_ort_if_same(
     if check is None:
         if on_step is not None:
             on_step(
-                "checking that ONNX Runtime restores the same pictures as PyTorch, faster (once)"
+                "checking once that ONNX Runtime restores the same pictures as PyTorch, and faster"
             )
         candidate, _ = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
         reference = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
