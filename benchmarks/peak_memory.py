@@ -16,9 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from restore_512 import picture  # benchmarks/ is the script's folder, first on sys.path
-
-from i2sb_cli.models.registry import bundled_models
+from restore_512 import picture, selected_models  # benchmarks/ is first on sys.path
 
 
 def peak_rss(args: list[str]) -> tuple[int, float]:
@@ -47,9 +45,7 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=["default", "torch", "onnxruntime"])
     parser.add_argument("--model", action="append", help="bundled models to measure (default: all)")
     args = parser.parse_args()
-    entries = [e for e in bundled_models() if not args.model or e.name in args.model]
-    if not entries:
-        sys.exit(f"no bundled model is named {', '.join(args.model)}")
+    entries = selected_models(args.model)
     print("| model | backend | output | NFE | peak RSS GB | wall s |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:

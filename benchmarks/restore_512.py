@@ -38,6 +38,14 @@ def picture(folder: Path, family: str, output_side: int = SIZE) -> tuple[Path, l
     return path, ["--mask", str(folder / "mask.png")]
 
 
+def selected_models(names: list[str] | None) -> list:
+    """The bundled models named (all of them when None), in the manifest's order."""
+    entries = [e for e in bundled_models() if not names or e.name in names]
+    if not entries:
+        sys.exit(f"no bundled model is named {', '.join(names or [])}")
+    return entries
+
+
 def timed(args: list[str]) -> float:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "i2sb_cli", *args], capture_output=True, text=True)
@@ -54,9 +62,7 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, default=10)
     parser.add_argument("--model", action="append", help="bundled models to time (default: all)")
     args = parser.parse_args()
-    entries = [e for e in bundled_models() if not args.model or e.name in args.model]
-    if not entries:
-        sys.exit(f"no bundled model is named {', '.join(args.model)}")
+    entries = selected_models(args.model)
     print("| model | backend | NFE | wall s (median) | runs |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as workdir:

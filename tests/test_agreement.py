@@ -58,24 +58,29 @@ def test_auto_measures_agreement_once_and_records_it(checkpoint, cache, monkeypa
     assert load_model(checkpoint, "cpu", "auto", cache_dir=cache).backend == "onnxruntime"
 
 
-def test_auto_runs_pytorch_and_says_why_when_the_runtimes_disagree(checkpoint, cache, monkeypatch):
+@pytest.mark.parametrize(
+    ("check", "why", "says"),
+    [
+        (
+            Check(Agreement(0.97, "NFE 10 OT-ODE"), torch_ms=2.0, onnxruntime_ms=1.0),
+            "disagree",
+            "97.00% of pixels within 2 levels at NFE 10 OT-ODE",
+        ),
+        (
+            Check(Agreement(1.0, "NFE 2 stochastic"), torch_ms=200.0, onnxruntime_ms=218.0),
+            "faster than ONNX Runtime",
+            "200 against 218 ms a network call",
+        ),
+    ],
+    ids=["the runtimes disagree", "onnxruntime is slower"],
+)
+def test_auto_runs_pytorch_and_says_why(checkpoint, cache, monkeypatch, check, why, says):
     pytest.importorskip("onnxruntime")
-    disagree = Check(Agreement(0.97, "NFE 10 OT-ODE"), torch_ms=2.0, onnxruntime_ms=1.0)
-    monkeypatch.setattr(runtime, "read_check", lambda _: disagree)
+    monkeypatch.setattr(runtime, "read_check", lambda _: check)
     model = load_model(checkpoint, "cpu", "auto", cache_dir=cache)
     assert (model.backend, model.precision) == ("torch", "fp32")
-    (note,) = [note for note in model.notes if "disagree" in note]
-    assert "97.00% of pixels within 2 levels at NFE 10 OT-ODE" in note
-
-
-def test_auto_runs_pytorch_and_says_why_where_onnxruntime_is_slower(checkpoint, cache, monkeypatch):
-    pytest.importorskip("onnxruntime")
-    slower = Check(Agreement(1.0, "NFE 2 stochastic"), torch_ms=200.0, onnxruntime_ms=218.0)
-    monkeypatch.setattr(runtime, "read_check", lambda _: slower)
-    model = load_model(checkpoint, "cpu", "auto", cache_dir=cache)
-    assert (model.backend, model.precision) == ("torch", "fp32")
-    (note,) = [note for note in model.notes if "faster than ONNX Runtime" in note]
-    assert "200 against 218 ms a network call" in note
+    (note,) = [note for note in model.notes if why in note]
+    assert says in note
 
 
 def test_an_agreement_record_of_an_older_kind_is_measured_again(tmp_path):

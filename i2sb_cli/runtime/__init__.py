@@ -95,7 +95,7 @@ def load_model(
     else:
         if on_step is not None:
             on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
-        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir)[0]
+        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir)
     if precision is not None and precision != model.precision:
         raise UsageError(
             f"{path} holds {model.precision} weights; --precision applies to checkpoints "
@@ -132,6 +132,7 @@ def _checkpoint_on_ort_if_same(
     same pictures as PyTorch and runs the network faster (agreement.py; measured once per
     export and recorded beside it), else PyTorch, with a note saying why."""
     from .export import cached_onnx
+    from .onnx_backend import load_onnx_model
 
     if on_step is not None:
         on_step(f"preparing {path.name} for ONNX Runtime (its export and a check: once, cached)")
@@ -139,20 +140,22 @@ def _checkpoint_on_ort_if_same(
     made = (exported,) if exported else ()
     record = onnx_path.with_suffix(".agreement.json")
     check = read_check(record)
-    candidate = None
+    candidate = reference = None
     if check is None:
         if on_step is not None:
             on_step(
                 "checking once that ONNX Runtime restores the same pictures as PyTorch, and faster"
             )
-        candidate, _ = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
+        candidate = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
         reference = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
         check = measure_check(record, reference, candidate)
     if check.use_onnxruntime:
         if candidate is None:
-            candidate, _ = _checkpoint_on_ort(path, device, None, False, clip_denoise, cache_dir)
+            candidate = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
         return dataclasses.replace(candidate, notes=(*made, *candidate.notes))
-    fallback = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
+    fallback = reference
+    if fallback is None:
+        fallback = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
     agreement = check.agreement
     if agreement.ok:
         note = (
@@ -175,8 +178,8 @@ def _checkpoint_on_ort(
     compile: bool,
     clip_denoise: bool | None,
     cache_dir: Path | None,
-) -> tuple[LoadedModel, Path]:
-    """The checkpoint's cached ONNX export in ONNX Runtime, and the export's path."""
+) -> LoadedModel:
+    """The checkpoint's cached ONNX export in ONNX Runtime."""
     if compile:
         raise UsageError("--compile is torch.compile: it applies to --backend torch only")
     if precision not in (None, "fp32", "fp16"):
@@ -190,4 +193,4 @@ def _checkpoint_on_ort(
     onnx_path, note = cached_onnx(path, fp16=precision == "fp16", cache_dir=cache_dir)
     model = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
     notes = (note, *model.notes) if note else model.notes
-    return dataclasses.replace(model, notes=notes), onnx_path
+    return dataclasses.replace(model, notes=notes)

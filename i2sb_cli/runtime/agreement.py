@@ -63,9 +63,12 @@ class Check:
         return self.agreement.ok and self.onnxruntime_ms < self.torch_ms
 
 
-def _test_picture(channels: int, side: int) -> Tensor:
-    """A smooth random picture in [-1, 1]: the kind of input a restoration model meets."""
+def _test_picture(model: LoadedModel, side: int) -> Tensor:
+    """A smooth random picture in [-1, 1] for `model` (side rounded up to what it takes): the
+    kind of input a restoration model meets."""
+    side = -(-side // model.size_multiple) * model.size_multiple
     generator = torch.Generator().manual_seed(0)
+    channels = model.meta.config.out_channels
     coarse = torch.rand((1, channels, side // 8, side // 8), generator=generator) * 2 - 1
     return F.interpolate(coarse, size=(side, side), mode="bicubic", align_corners=False).clamp(
         -1, 1
@@ -96,8 +99,7 @@ def sampler_settings(model: LoadedModel) -> list[tuple[int, bool]]:
 
 def measure_agreement(reference: LoadedModel, candidate: LoadedModel) -> Agreement:
     """How closely `candidate` reproduces `reference`'s restorations (same seed, same input)."""
-    side = -(-SIDE // reference.size_multiple) * reference.size_multiple
-    x1 = _test_picture(reference.meta.config.out_channels, side)
+    x1 = _test_picture(reference, SIDE)
     worst = Agreement(1.0, "")
     for nfe, ot_ode in sampler_settings(reference):
         want = _restore(reference, x1, nfe, ot_ode)
@@ -112,8 +114,7 @@ def measure_agreement(reference: LoadedModel, candidate: LoadedModel) -> Agreeme
 def call_ms(model: LoadedModel) -> float:
     """Milliseconds of the fastest of TIMED_CALLS network calls (after one warm-up) on a
     SPEED_SIDE picture: the minimum, the figure least disturbed by other work on the machine."""
-    side = -(-SPEED_SIDE // model.size_multiple) * model.size_multiple
-    x = _test_picture(model.meta.config.out_channels, side).to(model.device)
+    x = _test_picture(model, SPEED_SIDE).to(model.device)
     n = model.schedule.interval // 2
     cond = x if model.meta.cond_x1 else None
     timings = []
