@@ -17,18 +17,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from i2sb_cli.degrade.blind import defocus_kernel, gaussian_kernel
+from i2sb_cli.degrade.blind import convolve, defocus_kernel, gaussian_kernel
 from i2sb_cli.evaluation.metrics import psnr
+from i2sb_cli.pictures.files import read_image
 from i2sb_cli.pictures.inputs import collect_inputs
 
 
 def motion_kernel(length: int) -> torch.Tensor:
-    """A horizontal line of `length` pixels: a camera moved straight during the exposure."""
-    return torch.full((1, length), 1.0 / length)
+    """A horizontal line of `length` (odd) pixels: a camera moved straight during the exposure."""
+    kernel = torch.zeros(length, length)
+    kernel[length // 2] = 1.0 / length
+    return kernel
 
 
 # (name, kernel, whether a blind model's training range covers it; see degrade/blind.py)
@@ -43,19 +45,11 @@ KERNELS = [
 ]
 
 
-def blur(photo: np.ndarray, kernel: torch.Tensor) -> np.ndarray:
-    """photo (H x W x 3 uint8) convolved with kernel, mirrored borders, rounded to uint8."""
-    x = torch.from_numpy(photo).permute(2, 0, 1)[None].double()
-    kh, kw = kernel.shape
-    padded = torch.nn.functional.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode="reflect")
-    weight = kernel.double().flip(0, 1).expand(3, 1, kh, kw)
-    out = torch.nn.functional.conv2d(padded, weight, groups=3)
-    return out[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-
-
-def as_tensor(path: Path) -> torch.Tensor:
-    array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1
+def blur(photo: Path, kernel: torch.Tensor) -> Image.Image:
+    """The photo convolved with kernel (mirrored borders), rounded to 8 bits."""
+    blurred = convolve(read_image(photo).pixels.double(), kernel.double())
+    levels = ((blurred[0] + 1) * 127.5).round().clamp(0, 255).byte()
+    return Image.fromarray(levels.permute(1, 2, 0).numpy())
 
 
 def main() -> None:
@@ -72,8 +66,7 @@ def main() -> None:
         restored_dir = args.output / f"k{index}" / "restored"
         blurred_dir.mkdir(parents=True, exist_ok=True)
         for photo in photos:
-            array = np.asarray(Image.open(photo).convert("RGB"))
-            Image.fromarray(blur(array, kernel)).save(blurred_dir / f"{photo.stem}.png")
+            blur(photo, kernel).save(blurred_dir / f"{photo.stem}.png")
         command = [sys.executable, "-m", "i2sb_cli", "restore", str(blurred_dir)]
         command += ["-o", str(restored_dir), "--task", "deblur", "--overwrite", "-q"]
         command += ["--model", args.model] if args.model else []
@@ -83,9 +76,9 @@ def main() -> None:
             sys.exit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
         before, after = [], []
         for photo in photos:
-            clean = as_tensor(photo)
-            before.append(psnr(as_tensor(blurred_dir / f"{photo.stem}.png"), clean))
-            after.append(psnr(as_tensor(restored_dir / f"{photo.stem}.png"), clean))
+            clean = read_image(photo).pixels
+            before.append(psnr(read_image(blurred_dir / f"{photo.stem}.png").pixels, clean))
+            after.append(psnr(read_image(restored_dir / f"{photo.stem}.png").pixels, clean))
         sharp = kernel.numel() == 1  # the input is the photo: only the restored PSNR counts
         gains = [a - b for a, b in zip(after, before, strict=True)]
         rows.append(
