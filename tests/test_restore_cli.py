@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, tiny_meta, write_picture
+from helpers import (
+    make_checkpoint,
+    make_inpaint_checkpoint,
+    read_pixels,
+    tiny_meta,
+    tiny_state,
+    write_picture,
+)
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -567,3 +574,17 @@ def test_the_default_backend_is_auto_and_the_output_records_it(models, tmp_path,
     )
     assert read_metadata(tmp_path / "t.png")["i2sb:backend"] == "torch fp32"
     assert "with torch fp32" in torch_run.stderr
+
+
+def test_stochastic_is_refused_for_a_model_trained_for_the_ot_ode_sampler(tmp_path):
+    meta = tiny_meta(name="ode", task="blur-gauss", beta_max=1.0, ot_ode=True)
+    meta = dataclasses.replace(meta, training={"steps_done": 1, "tasks": ["blur-blind"]})
+    checkpoint = tmp_path / "ode.safetensors"
+    save_checkpoint(checkpoint, tiny_state(meta), meta)
+    source = write_picture(tmp_path / "a.png", 16)
+    refused = restore(source, "-o", tmp_path / "s.png", "--model", checkpoint, "--stochastic")
+    assert refused.exit_code == 2
+    assert "trained for the OT-ODE sampler" in refused.stderr
+    assert not (tmp_path / "s.png").exists()
+    ode = restore(source, "-o", tmp_path / "o.png", "--model", checkpoint, "--ot-ode")
+    assert ode.exit_code == 0, ode.stderr
