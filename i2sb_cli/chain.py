@@ -173,9 +173,10 @@ def make_stage(
     """A stage running `model` for `spec`, the options left unset taken from the model (its
     sampler, detail and NFE; a tile of 512, or its training size for nets with attention)."""
     meta = model.meta
-    if ot_ode is False and meta.ot_ode and meta.training:
-        # `i2sb train` for the OT-ODE sampler feeds the network bridge states without noise:
-        # the stochastic sampler's noisy states are inputs it never saw (NFE 10: ~11 dB).
+    trained_noise_free = meta.training and meta.training.get("ot_ode_share", 1.0) == 1.0
+    if ot_ode is False and meta.ot_ode and trained_noise_free:
+        # `i2sb train` for the OT-ODE sampler alone feeds the network bridge states without
+        # noise: the stochastic sampler's noisy states are inputs it never saw (NFE 10: ~11 dB).
         raise UsageError(
             f"--stochastic: {meta.name} was trained for the OT-ODE sampler (no noise in its "
             "training inputs) and returns noise with the stochastic one; drop --stochastic"

@@ -588,3 +588,7 @@ def test_stochastic_is_refused_for_a_model_trained_for_the_ot_ode_sampler(tmp_pa
     assert not (tmp_path / "s.png").exists()
     ode = restore(source, "-o", tmp_path / "o.png", "--model", checkpoint, "--ot-ode")
     assert ode.exit_code == 0, ode.stderr
+    both = dataclasses.replace(meta, training={**meta.training, "ot_ode_share": 0.5})
+    save_checkpoint(checkpoint, tiny_state(both), both)
+    noisy = restore(source, "-o", tmp_path / "s.png", "--model", checkpoint, "--stochastic")
+    assert noisy.exit_code == 0, noisy.stderr

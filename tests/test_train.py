@@ -101,6 +101,43 @@ def test_training_reduces_the_loss_on_a_fixed_task():
     assert all(e.grad_norm > 0 for e in logs)
 
 
+@pytest.mark.parametrize("share, noise_free", [(0.0, "none"), (0.5, "some"), (1.0, "all")])
+def test_ot_ode_share_draws_that_share_of_examples_without_bridge_noise(share, noise_free):
+    torch.manual_seed(0)
+    net = ADMUNet(tiny_config())
+    schedule = make_schedule(0.3)
+    x0 = torch.rand(16, 3, 8, 8) * 2 - 1
+    x1 = x0.flip(-1)
+    seen = []
+
+    def recording(x_n, t, cond):
+        seen.append(x_n.detach().clone())
+        return net(x_n, t, cond)
+
+    settings = TrainSettings(steps=2, warmup_steps=1, ot_ode_share=share)
+    train(
+        new_state(net, settings),
+        schedule,
+        lambda g: (x0, x1, None),
+        settings,
+        seed=0,
+        model=recording,
+    )
+    on_ode_bridge = []
+    for x_n in seen:
+        # Which step each example drew is not known here: an example is noise-free when it
+        # lies on the line between x0 and x1 at some step.
+        for i in range(x_n.shape[0]):
+            means = schedule.mu_x0[:, None] * x0[i].flatten() + schedule.mu_x1[:, None] * x1[
+                i
+            ].flatten().to(schedule.mu_x0.dtype)
+            gap = (means.float() - x_n[i].flatten()).abs().amax(dim=1).min()
+            on_ode_bridge.append(bool(gap < 1e-5))
+    assert len(on_ode_bridge) == 32
+    expected = {"none": not any(on_ode_bridge), "all": all(on_ode_bridge)}
+    assert expected.get(noise_free, 0 < sum(on_ode_bridge) < 32)
+
+
 def test_step_seeds_differ_by_rank_and_step():
     seeds = {step_seed(0, rank, step) for rank in range(2) for step in range(50)}
     assert len(seeds) == 100 and all(0 <= s < 2**63 for s in seeds)
@@ -156,6 +193,40 @@ def test_train_command_writes_a_loadable_checkpoint(tmp_path):
     assert meta.name == "t" and meta.task == "sr4x-bicubic" and meta.cond_x1
     assert meta.training["steps_done"] == 3
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def _train_args(tmp_path, *extra):
+    return [
+        "train",
+        str(tmp_path / "photos"),
+        "-o",
+        str(tmp_path / "model.safetensors"),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop",
+        "64",
+        "--checkpoint-every",
+        "0",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def test_ot_ode_share_is_recorded_and_must_agree_with_the_sampler(tmp_path):
+    _write_photos(tmp_path / "photos", size=(96, 80))
+    both = CliRunner().invoke(app, _train_args(tmp_path, "--ot-ode-share", "0.5"))
+    assert both.exit_code == 0, both.output
+    _, meta = load_checkpoint(tmp_path / "model.safetensors")
+    assert not meta.ot_ode and meta.training["ot_ode_share"] == 0.5
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "model.state.safetensors").unlink()
+    wrong = CliRunner().invoke(app, _train_args(tmp_path, "--stochastic", "--ot-ode-share", "1"))
+    assert wrong.exit_code == 2
+    assert "pass --ot-ode instead" in wrong.output
+    assert not (tmp_path / "model.safetensors").exists()
 
 
 def test_bf16_autocast_trains_with_a_float32_loss():

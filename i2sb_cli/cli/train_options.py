@@ -110,6 +110,17 @@ OtOde = Annotated[
         show_default="the task's",
     ),
 ]
+OtOdeShare = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Share of training examples drawn without bridge noise (the OT-ODE bridge); one "
+        "between 0 and 1 trains a network that restore can run with either sampler.",
+        rich_help_panel=_MODEL,
+        show_default="1 with --ot-ode, else 0",
+    ),
+]
 Start = Annotated[
     str | None,
     typer.Option(

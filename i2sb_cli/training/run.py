@@ -89,7 +89,7 @@ class TrainingRun:
             warmup_steps=job.warmup_steps,
             ema_decay=job.ema_decay,
             grad_clip=job.grad_clip,
-            ot_ode=self.model.ot_ode,
+            ot_ode_share=self.model.ot_ode_share,
             cond_x1=self.model.cond_x1,
             bf16=_precision(job.precision, device),
         )
@@ -120,6 +120,7 @@ class TrainingRun:
             "tasks": list(self.job.tasks),
             "beta_max": m.beta_max,
             "ot_ode": m.ot_ode,
+            "ot_ode_share": m.ot_ode_share,
             "start": m.start,
         }
 
@@ -131,8 +132,9 @@ class TrainingRun:
                 self.say(f"no saved state at {self.state_path}: starting afresh")
             return 0
         saved = read_header(self.state_path)
-        # States written before "start" existed trained on the paper's x1.
-        before = {"start": "degraded"}
+        # States written before "start" existed trained on the paper's x1, and those before
+        # "ot_ode_share" for their one sampler.
+        before = {"start": "degraded", "ot_ode_share": float(saved["run"].get("ot_ode", False))}
         changed = [k for k, v in self.run_info().items() if saved["run"].get(k, before.get(k)) != v]
         if changed:
             raise UsageError(
@@ -175,6 +177,7 @@ class TrainingRun:
             "data": data,
             "photos": self.data.size,
             "tasks": list(job.tasks),
+            "ot_ode_share": self.model.ot_ode_share,
             "preset": self.model.source,
             "steps": job.steps,
             "batch_size": job.batch_size,

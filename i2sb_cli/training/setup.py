@@ -38,6 +38,9 @@ class TrainJob:
     cond_x1: bool | None = None
     beta_max: float | None = None
     ot_ode: bool | None = None
+    ot_ode_share: float | None = None
+    """Share of examples on the OT-ODE bridge (TrainSettings.ot_ode_share); None: 1 for an
+    OT-ODE model, else 0."""
     start: str | None = None
     """x1's form, "degraded" or "classical" (CheckpointMeta.start); None: --init's, else
     "degraded"."""
@@ -78,6 +81,8 @@ class Model:
     family: str
     beta_max: float
     ot_ode: bool
+    """The sampler restore uses by default."""
+    ot_ode_share: float
     start: str
     degradation: str
     """The degradation a family request stands for, for start "classical" ("" otherwise)."""
@@ -157,6 +162,16 @@ def resolve_network(job: TrainJob) -> Model:
         raise UsageError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
     if start == "classical" and job.pairs is not None:
         raise UsageError("--start classical forms x1 from known degradations: drop --pairs")
+    ot_ode = job.ot_ode if job.ot_ode is not None else ot_ode
+    share = job.ot_ode_share if job.ot_ode_share is not None else float(ot_ode)
+    if not 0.0 <= share <= 1.0:
+        raise UsageError(f"--ot-ode-share must be between 0 and 1, not {share}")
+    if share in (0.0, 1.0) and share != float(ot_ode):
+        default, other = ("OT-ODE", "--stochastic") if ot_ode else ("stochastic", "--ot-ode")
+        raise UsageError(
+            f"--ot-ode-share {share:g} trains for the other sampler than the {default} one "
+            f"restore would use: pass {other} instead, or a share between 0 and 1"
+        )
     if job.crop % config.size_multiple:
         raise UsageError(f"--crop must be a multiple of {config.size_multiple} for this network")
     return Model(
@@ -165,7 +180,8 @@ def resolve_network(job: TrainJob) -> Model:
         task=task,
         family=family_of_task(task),
         beta_max=job.beta_max if job.beta_max is not None else beta_max,
-        ot_ode=job.ot_ode if job.ot_ode is not None else ot_ode,
+        ot_ode=ot_ode,
+        ot_ode_share=share,
         start=start,
         degradation=assumed_degradation(job.tasks) if start == "classical" else "",
         init_weights=init_weights,

@@ -36,7 +36,9 @@ class TrainSettings:
     warmup_steps: int = 200
     ema_decay: float = 0.999
     grad_clip: float = 1.0
-    ot_ode: bool = False
+    ot_ode_share: float = 0.0
+    """The share of examples placed on the OT-ODE bridge (no noise, eq. 11 with std_sb = 0);
+    the rest on the stochastic one. 0 or 1 trains for one sampler, a share between for both."""
     cond_x1: bool = False
     bf16: bool = False
     """Run the forward pass under bfloat16 autocast (fast on CUDA; the loss stays float32)."""
@@ -157,8 +159,12 @@ def train(
         x0, x1, mask = batch_source(generator)
         n = torch.randint(0, schedule.interval, (x0.shape[0],), generator=generator)
         eps = None
-        if not settings.ot_ode:
+        if settings.ot_ode_share < 1:
             eps = torch.randn(x0.shape, generator=noise_source, device=device)
+            if settings.ot_ode_share > 0:
+                # Per example: the network tells the two bridges apart by the noise in x_n.
+                noisy = torch.rand(x0.shape[0], generator=generator) >= settings.ot_ode_share
+                eps = eps * noisy.to(device, eps.dtype).view(-1, *([1] * (eps.dim() - 1)))
         x_n = bridge_sample(x0, x1, n, schedule, eps)  # eq. 11: x_n ~ q(x_n | x0, x1)
         target = bridge_target(x_n, x0, n, schedule)  # (x_n - x0) / std_fwd[n]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
