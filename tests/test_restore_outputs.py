@@ -192,6 +192,22 @@ def test_dry_run_lists_the_plan_without_loading_or_writing(tmp_path, sr, no_load
     assert _files(out) == ["b.png"]
 
 
+def test_dry_run_checks_and_names_every_stage_of_a_chain(tmp_path, sr, same_size, no_loading):
+    source = write_picture(tmp_path / "a.png", 8)
+    chain = f"{same_size},{sr}"
+
+    result = restore(source, "--task", "jpeg,sr4x", "--model", chain, "--dry-run", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert "stage 1: tiny-jpeg (jpeg-10) from" in result.stderr
+    assert "stage 2: tiny-sr4x (sr4x-bicubic) from" in result.stderr
+    assert _records(result)[0]["model"] == "tiny-jpeg,tiny-sr4x"
+    wrong = restore(source, "--task", "jpeg,deblur", "--model", chain, "--dry-run")
+    assert wrong.exit_code == 2
+    assert "tiny-sr4x restores sr4x-bicubic pictures, not the deblur family" in wrong.stderr
+    assert "would restore" not in wrong.stderr
+
+
 def test_dry_run_names_a_model_still_to_download(tmp_path, monkeypatch, no_loading):
     folder = tmp_path / "weights"
     folder.mkdir()

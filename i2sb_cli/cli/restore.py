@@ -77,6 +77,7 @@ from .restore_plan import (
     SUFFIX,
     check_before_loading,
     check_model,
+    later_stages,
     report_dry_run,
     without_earlier_results,
 )
@@ -182,7 +183,8 @@ def restore(
             [sources[i] for i in split.mine], [outputs[i] for i in split.mine], mask, stdin
         )
         if dry_run:
-            report_dry_run(head.model, *found, jobs, overwrite, samples, json_lines)
+            found_all = [found, *later_stages(chain, cache_dir, offline)]
+            report_dry_run(chain, found_all, jobs, overwrite, samples, json_lines)
             return
         load = functools.partial(
             _load,

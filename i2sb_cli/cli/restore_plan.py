@@ -118,23 +118,47 @@ def check_hole_possible(task: str | None, sources: list[InputFile], mask: Path |
     )
 
 
+def later_stages(
+    chain: list[StageSpec], cache_dir: Path | None, offline: bool | None
+) -> list[tuple[Path | None, CheckpointMeta | None]]:
+    """What a dry run finds for the stages after the first: each one's checkpoint and metadata,
+    checked against its task and NFE (the real run loads them all before the first picture)."""
+    found = []
+    for spec in chain[1:]:
+        checkpoint, meta = locate_model(spec.model, spec.task, cache_dir, offline, dry_run=True)
+        if meta is not None:
+            check_model(meta, spec.task, spec.nfe, {})
+        found.append((checkpoint, meta))
+    return found
+
+
+def _describe(
+    spec: StageSpec, checkpoint: Path | None, meta: CheckpointMeta | None
+) -> tuple[str, str]:
+    """A stage's model name, and that name with where it comes from, for the dry run."""
+    entry = find_model(spec.model) if checkpoint is None and spec.model else None
+    if entry is not None:
+        where = f"({entry.family}), not downloaded yet: a run fetches {entry.url}"
+        return entry.name, f"{entry.name} {where}"
+    name = meta.name if meta else Path(str(checkpoint)).name
+    return name, f"{name} ({meta.task}) from {checkpoint}" if meta else f"{name} from {checkpoint}"
+
+
 def report_dry_run(
-    model: str | None,
-    checkpoint: Path | None,
-    meta: CheckpointMeta | None,
+    chain: list[StageSpec],
+    found: list[tuple[Path | None, CheckpointMeta | None]],
     jobs: list[Job],
     overwrite: bool,
     samples: int,
     json_lines: bool,
 ) -> None:
-    """What a run would do, from the plan alone: no model loaded, nothing written."""
-    entry = find_model(model) if checkpoint is None and model else None
-    if entry is not None:
-        name, where = entry.name, f"({entry.family}), not downloaded yet: a run fetches {entry.url}"
-    else:
-        name = meta.name if meta else Path(str(checkpoint)).name
-        where = f"({meta.task}) from {checkpoint}" if meta else f"from {checkpoint}"
-    console.print(f"dry run: {name} {where}", markup=False, soft_wrap=True)
+    """What a run would do, from the plan alone: no model loaded, nothing written. `found`
+    holds each stage's checkpoint and metadata (locate_model)."""
+    described = [_describe(spec, *where) for spec, where in zip(chain, found, strict=True)]
+    name = ",".join(stage_name for stage_name, _ in described)  # as a run's metadata lists them
+    for index, (_, text) in enumerate(described, start=1):
+        stage = f"stage {index}: " if len(described) > 1 else ""
+        console.print(f"dry run: {stage}{text}", markup=False, soft_wrap=True)
     counts = {"planned": 0, "skipped": 0}
     for job in jobs:
         done = is_done(job.output, overwrite=overwrite, samples=samples)
