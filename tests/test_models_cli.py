@@ -192,9 +192,9 @@ def test_info_shows_what_a_bundled_model_was_trained_on_and_scores(cache_dir, wo
     assert "blur-gauss-plain deblur-tiny, NFE 1 34.37 0.9231 0.0249" in text
     assert "Wiener deconvolution 32.76 0.8559 0.0387" in text
     assert "--model runs/deblur-tiny-step500.safetensors --nfe 1" in text
-    record = json.loads(_cli("info", "jpeg-wide", "--json").stdout)
-    assert record["scores"][0]["detail"] == 0.4
-    assert record["scores"][0]["psnr"] == {"restored": 26.81, "baseline": 26.71}
+    record = json.loads(_cli("info", "sr4x-p4", "--json").stdout)
+    assert record["scores"][0]["detail"] == 0.5
+    assert record["scores"][0]["psnr"] == {"restored": 27.03, "baseline": 26.1}
 
 
 def test_the_blind_deblurrer_answers_the_family_and_lists_no_paper_task(

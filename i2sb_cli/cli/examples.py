@@ -98,7 +98,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ),
         (
             "Two backends, the JSON report into a file",
-            "i2sb benchmark --model jpeg-wide --backend torch --backend onnxruntime -o bench.json",
+            "i2sb benchmark --model jpeg-p2 --backend torch --backend onnxruntime -o bench.json",
         ),
         (
             "Which of two configurations is faster, run alternately",
