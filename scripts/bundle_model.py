@@ -2,7 +2,7 @@
 with the default NFE and detail chosen by measurement, in float16, and pin it in models.json.
 
     python scripts/bundle_model.py runs/sr4x-p4.safetensors --name sr4x-p4 \
-        --default-nfe 10 --default-detail 0.5 --task sr4x-bicubic --summary "4x super-resolution, ..."
+        --default-nfe 10 --default-detail 0.5 --task sr4x-bicubic --summary "4x SR ..."
 
 The entry replaces one of the same name (its place kept) or goes after the last bundled entry,
 so a family's first bundled model stays its default; --family-default puts it first instead.
