@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .errors import UsageError
+from .models.checkpoint import CheckpointMeta
 from .runtime.metadata import default_tile
 from .runtime.torch_backend import LoadedModel
 from .tasks import TASK_CHOICES, classical_degradation, make_x1
@@ -158,6 +159,14 @@ def _nfe_items(nfe: str | None) -> list[int | None]:
     return values
 
 
+def refuses_stochastic(meta: CheckpointMeta) -> bool:
+    """Whether the stochastic sampler is refused for this model: `i2sb train` for the OT-ODE
+    sampler alone (no --ot-ode-share below 1) feeds the network bridge states without noise, so
+    the stochastic sampler's noisy states are inputs it never saw (NFE 10: ~11 dB, noise).
+    Official checkpoints record no training and are not refused."""
+    return meta.ot_ode and bool(meta.training) and meta.training.get("ot_ode_share", 1.0) == 1.0
+
+
 def make_stage(
     model: LoadedModel,
     spec: StageSpec,
@@ -173,10 +182,7 @@ def make_stage(
     """A stage running `model` for `spec`, the options left unset taken from the model (its
     sampler, detail and NFE; a tile of 512, or its training size for nets with attention)."""
     meta = model.meta
-    trained_noise_free = meta.training and meta.training.get("ot_ode_share", 1.0) == 1.0
-    if ot_ode is False and meta.ot_ode and trained_noise_free:
-        # `i2sb train` for the OT-ODE sampler alone feeds the network bridge states without
-        # noise: the stochastic sampler's noisy states are inputs it never saw (NFE 10: ~11 dB).
+    if ot_ode is False and refuses_stochastic(meta):
         raise UsageError(
             f"--stochastic: {meta.name} was trained for the OT-ODE sampler (no noise in its "
             "training inputs) and returns noise with the stochastic one; drop --stochastic"
