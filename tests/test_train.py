@@ -164,45 +164,15 @@ def test_photo_crops_are_seeded_and_in_range(tmp_path):
         PhotoCrops(tmp_path / "photos", crop=128)
 
 
-def test_train_command_writes_a_loadable_checkpoint(tmp_path):
-    _write_photos(tmp_path / "photos", size=(96, 80))
-    out = tmp_path / "model.safetensors"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(tmp_path / "photos"),
-            "-o",
-            str(out),
-            "--steps",
-            "3",
-            "--batch-size",
-            "2",
-            "--crop",
-            "64",
-            "--checkpoint-every",
-            "0",
-            "--device",
-            "cpu",
-            "--name",
-            "t",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    _, meta = load_checkpoint(out)
-    assert meta.name == "t" and meta.task == "sr4x-bicubic" and meta.cond_x1
-    assert meta.training["steps_done"] == 3
-    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
-
-
-def _train_args(tmp_path, *extra):
+def _train_args(tmp_path, *extra, steps=1):
+    """`i2sb train` on tmp_path/photos into tmp_path/model.safetensors, small and on the CPU."""
     return [
         "train",
         str(tmp_path / "photos"),
         "-o",
         str(tmp_path / "model.safetensors"),
         "--steps",
-        "1",
+        str(steps),
         "--batch-size",
         "2",
         "--crop",
@@ -213,6 +183,17 @@ def _train_args(tmp_path, *extra):
         "cpu",
         *extra,
     ]
+
+
+def test_train_command_writes_a_loadable_checkpoint(tmp_path):
+    _write_photos(tmp_path / "photos", size=(96, 80))
+    out = tmp_path / "model.safetensors"
+    result = CliRunner().invoke(app, _train_args(tmp_path, "--name", "t", steps=3))
+    assert result.exit_code == 0, result.output
+    _, meta = load_checkpoint(out)
+    assert meta.name == "t" and meta.task == "sr4x-bicubic" and meta.cond_x1
+    assert meta.training["steps_done"] == 3
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
 def test_ot_ode_share_is_recorded_and_must_agree_with_the_sampler(tmp_path):
