@@ -76,17 +76,22 @@ def _size(path: Path) -> tuple[int, int]:
 def test_outscale_sizes_the_sr4x_result_and_is_recorded(tmp_path, models, scale, size):
     source = write_picture(tmp_path / "small.png", (10, 6))
     target = tmp_path / "out.png"
-    result = restore(source, "--model", models["sr"], "--nfe", 1, "--outscale", scale, "-o", target)
+    options = ("--model", models["sr"], "--nfe", 1, "--outscale", scale, "--json")
+    result = restore(source, *options, "-o", target)
     assert result.exit_code == 0, result.stderr
     assert _size(target) == size
     assert read_metadata(target)["i2sb:outscale"] == scale
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["outscale"] == float(scale)
 
 
 def test_outscale_resizes_the_models_own_result(tmp_path, models):
     source = write_picture(tmp_path / "small.png", (10, 6))
     native, half, four = tmp_path / "native.png", tmp_path / "half.png", tmp_path / "four.png"
     options = ("--model", models["sr"], "--nfe", 1)
-    assert restore(source, *options, "-o", native).exit_code == 0
+    kept = restore(source, *options, "-o", native, "--json")
+    assert kept.exit_code == 0, kept.stderr
+    assert json.loads(kept.stdout)["outscale"] is None
     assert restore(source, *options, "--outscale", 2, "-o", half).exit_code == 0
     assert restore(source, *options, "--outscale", 4, "-o", four).exit_code == 0
     # The model's own scale is no resize at all; 2x is the 4x result averaged 2 x 2.

@@ -223,7 +223,9 @@ def restore(
         if cluster.is_main:
             _announce(stages, settings, _pictures(split))
         outcomes = _run(stages, settings, jobs, json_lines, cluster)
-        _finish(restore_split.gather(cluster, outcomes, sources), json_lines, cluster, stages)
+        _finish(
+            restore_split.gather(cluster, outcomes, sources), json_lines, cluster, stages, settings
+        )
 
 
 def _settings(first: Stage, **options: Any) -> RestoreSettings:
@@ -375,7 +377,11 @@ def _announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> 
 
 
 def _finish(
-    outcomes: list[Outcome], json_lines: bool, cluster: Cluster, stages: list[Stage]
+    outcomes: list[Outcome],
+    json_lines: bool,
+    cluster: Cluster,
+    stages: list[Stage],
+    settings: RestoreSettings,
 ) -> None:
     """The summary, and under torchrun the JSON report of all processes, from the main one;
     the exit code in every process."""
@@ -385,7 +391,7 @@ def _finish(
     if cluster.is_main:
         if json_lines and cluster.enabled:
             for outcome in outcomes:
-                _print_record(outcome, stages)
+                _print_record(outcome, stages, settings)
         summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
         console.print(f"done: {summary or 'nothing to do'}")
     if counts["failed"]:
@@ -450,7 +456,7 @@ def _run(
             progress.finished(work[outcome.source], timed=outcome.status == "restored")
             _report(outcome)
             if json_lines and not cluster.enabled:
-                _print_record(outcome, stages)
+                _print_record(outcome, stages, settings)
     return outcomes
 
 
@@ -476,9 +482,10 @@ def _report(outcome: Outcome) -> None:
         )
 
 
-def _print_record(outcome: Outcome, stages: list[Stage]) -> None:
+def _print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSettings) -> None:
     """One picture's line of --json on stdout. A chain is named by its stages' models, in
-    order, as the outputs' metadata names it."""
+    order, as the outputs' metadata names it; `outscale` is null where the model's own scale
+    was kept."""
     record = {
         "input": str(outcome.source),
         "output": str(outcome.output),
@@ -489,6 +496,7 @@ def _print_record(outcome: Outcome, stages: list[Stage]) -> None:
         "model": ",".join(stage.model.meta.name for stage in stages),
         "model_sha256": ",".join(stage.model_sha256 or "" for stage in stages),
         "samples": [str(path) for path in outcome.samples],
+        "outscale": settings.outscale,
         "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
         "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
     }
