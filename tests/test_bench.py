@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.errors import UsageError
+from i2sb_cli.models.checkpoint import load_checkpoint
 from i2sb_cli.runtime.bench import RunConfig, parse_config
+from i2sb_cli.runtime.export import export_network
 from i2sb_cli.runtime.resources import peak_rss_bytes, reset_peak_rss
 
 FAST = ["--size", "16", "--nfe", "2", "--warmup", "1", "--repeat", "2", "--threads", "1"]
@@ -126,3 +128,16 @@ def test_tile_batch_is_used_and_recorded(checkpoint):
     report = json.loads(result.stdout)
     assert report["settings"]["tile_batch"] == 3 and report["settings"]["tile"] == 16
     assert benchmark(*args, "--tile-batch", "0").exit_code == 2
+
+
+def test_a_pt2_export_is_benchmarked_only_when_trusted(checkpoint, tmp_path):
+    net, meta = load_checkpoint(checkpoint)
+    pt2 = tmp_path / "tiny.pt2"
+    assert export_network(net, meta, "pt2", pt2).ok
+    refused = benchmark("--model", pt2, *FAST)
+    assert refused.exit_code == 1
+    assert "--trust-pickle" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    trusted = benchmark("--model", pt2, "--trust-pickle", *FAST)
+    assert trusted.exit_code == 0, trusted.stderr
+    (row,) = json.loads(trusted.stdout)["results"]
+    assert row["config"] == "torch:fp32" and row["runs"] == 2

@@ -14,6 +14,7 @@ from ..models.registry import resolve_model
 from ..nets.adm import PRESET_NAMES
 from ..runtime.bench import Case, Measurement, RunConfig, Source, parse_config, run_benchmark
 from .common import CacheDir, Offline, console, make_console, reports_errors
+from .restore_options import TrustPickle
 
 _CONFIG_HELP = (
     "torch (restore's default: channels_last on the CPU), torch+nchw (plain eager), torch+cl, "
@@ -139,6 +140,7 @@ def benchmark(
     tile_batch: TileBatch = 1,
     cache_dir: CacheDir = None,
     offline: Offline = None,
+    trust_pickle: TrustPickle = False,
     compare: Compare = None,
     output: Output = None,
 ) -> None:
@@ -160,7 +162,7 @@ def benchmark(
         for batch in batches or [1]
         for nfe in nfes or [10]
     ]
-    source = _source(model, preset_name, cond_x1, cache_dir, offline)
+    source = _source(model, preset_name, cond_x1, cache_dir, offline, trust_pickle)
     with tempfile.TemporaryDirectory(prefix="i2sb-bench-") as workdir:
         report = run_benchmark(
             source,
@@ -212,11 +214,12 @@ def _source(
     cond_x1: bool,
     cache_dir: Path | None,
     offline: bool | None,
+    trust_pickle: bool,
 ) -> Source:
     if preset_name is not None:
         return Source(preset=preset_name, cond_x1=cond_x1)
     path = resolve_model(model, None if model else "sr4x", cache_dir=cache_dir, offline=offline)
-    return Source(path=path)
+    return Source(path=path, trust_pickle=trust_pickle)
 
 
 def _print_report(report: dict, output: Path | None) -> None:

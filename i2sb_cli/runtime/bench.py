@@ -95,6 +95,8 @@ class Source:
     path: Path | None = None
     preset: str | None = None
     cond_x1: bool = False
+    trust_pickle: bool = False
+    """Load a .pt2 `path`, which torch unpickles (runtime/exported.py)."""
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Loader:
                 precision=None if exported and config.precision == "fp32" else config.precision,
                 compile=config.compile,
                 channels_last=config.channels_last,
+                trust_pickle=self.source.trust_pickle,
             )
         net, meta = self._random
         if config.backend == "torch":
