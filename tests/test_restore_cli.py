@@ -592,3 +592,14 @@ def test_stochastic_is_refused_for_a_model_trained_for_the_ot_ode_sampler(tmp_pa
     save_checkpoint(checkpoint, tiny_state(both), both)
     noisy = restore(source, "-o", tmp_path / "s.png", "--model", checkpoint, "--stochastic")
     assert noisy.exit_code == 0, noisy.stderr
+
+
+def test_a_paper_task_the_model_was_not_trained_on_runs_with_a_note(tmp_path, models):
+    source = write_picture(tmp_path / "small.png", (8, 8))
+    other = restore(source, "--model", models["sr"], "--task", "sr4x-pool", "--nfe", 1)
+    assert other.exit_code == 0, other.stderr
+    (note,) = _lines_with(other.stderr, "note:")
+    assert "trained on sr4x-bicubic, not sr4x-pool" in note
+    same = restore(source, "--model", models["sr"], "--task", "sr4x-bicubic", "--nfe", 1)
+    assert same.exit_code == 0, same.stderr
+    assert not _lines_with(same.stderr, "note:")

@@ -108,9 +108,9 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "export": (
         (
             "An ONNX file of a bundled model, checked against PyTorch",
-            "i2sb export --model sr4x-tiny -o sr4x-tiny.onnx",
+            "i2sb export --model sr4x-p4 -o sr4x-p4.onnx",
         ),
-        ("Restore with it (ONNX Runtime)", "i2sb restore photo.jpg --model sr4x-tiny.onnx"),
+        ("Restore with it (ONNX Runtime)", "i2sb restore photo.jpg --model sr4x-p4.onnx"),
         (
             "Your own checkpoint for torch.export",
             "i2sb export --model runs/mine.safetensors -o mine.pt2 --format pt2",
@@ -166,10 +166,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "models verify": (
         ("Re-hash every model on disk", "i2sb models verify"),
-        ("Only these", "i2sb models verify sr4x-tiny official-sr4x-pool"),
+        ("Only these", "i2sb models verify sr4x-p4 official-sr4x-pool"),
     ),
     "models path": (
-        ("Where a model's file is", "i2sb models path sr4x-tiny"),
+        ("Where a model's file is", "i2sb models path sr4x-p4"),
         ("Exit code 1 when it is not on disk, for scripts", "i2sb models path official-sr4x-pool"),
     ),
     "models rm": (

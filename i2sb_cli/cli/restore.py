@@ -79,6 +79,7 @@ from .restore_plan import (
     check_model,
     later_stages,
     report_dry_run,
+    untrained_task_note,
     without_earlier_results,
 )
 
@@ -200,7 +201,9 @@ def restore(
         sampling = {"ot_ode": ot_ode, "detail": detail, "tile": tile, "tile_overlap": tile_overlap}
         # The main process loads first: a download or an ONNX export is made once.
         with main_first(cluster):
-            stages = _stages(chain, load, masking, sampling, upsampled, cache_dir, offline)
+            stages = _stages(
+                chain, load, masking, sampling, upsampled, cache_dir, offline, cluster.is_main
+            )
         settings = _settings(
             stages[0],
             seed=seed,
@@ -251,15 +254,20 @@ def _stages(
     upsampled: bool,
     cache_dir: Path | None,
     offline: bool | None,
+    talk: bool,
 ) -> list[Stage]:
     """Each stage with its model, loaded once however many stages run it, and checked against
-    the options (the mask's are the first stage's)."""
+    the options (the mask's are the first stage's); a note where a stage's paper task is not
+    what its model was trained on (when `talk`: under torchrun the main process speaks)."""
     loaded: dict[Path, LoadedModel] = {}
     stages = []
     for index, spec in enumerate(chain):
         checkpoint = resolve_model(spec.model, spec.task, cache_dir=cache_dir, offline=offline)
         model = loaded[checkpoint] = loaded.get(checkpoint) or load(checkpoint)
         family = check_model(model.meta, spec.task, spec.nfe, masking if index == 0 else {})
+        note = untrained_task_note(model.meta, spec.task)
+        if note is not None and talk:
+            console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
         sha256 = file_sha256(checkpoint)
         first = upsampled and index == 0  # --upsampled describes the input picture
         stages.append(

@@ -14,7 +14,7 @@ from ..models.registry import find_model, resolve_model
 from ..pictures.decode import may_have_alpha
 from ..pictures.inputs import STDIO, InputFile, leave_out_outputs
 from ..restore import OUTPUT_MARK, Job, is_done
-from ..tasks import family_of
+from ..tasks import TASKS, family_of
 from .common import console
 
 SUFFIX = "_restored"
@@ -80,6 +80,19 @@ def check_model(
     if nfe is not None and nfe >= meta.interval:
         raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
     return family
+
+
+def untrained_task_note(meta: CheckpointMeta, task: str | None) -> str | None:
+    """A note when `task` names a paper degradation the model was not trained on (the bundled
+    sr4x model restores sr4x-pool, trained on sr4x-bicubic alone): it runs, a user should know."""
+    if task not in TASKS:
+        return None
+    trained = list((meta.training or {}).get("tasks") or [meta.task])
+    if task in trained:
+        return None
+    return (
+        f"{meta.name} was trained on {', '.join(trained)}, not {task}; it may restore it less well"
+    )
 
 
 def check_before_loading(
