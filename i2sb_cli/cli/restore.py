@@ -2,14 +2,10 @@
 
 import dataclasses
 import functools
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import typer
-from rich.markup import escape
 
 from .. import restore_split
 from ..chain import Stage, StageSpec, make_stage, plan_chain
@@ -28,11 +24,10 @@ from ..pictures.inputs import (
 )
 from ..pictures.shards import parse_shard
 from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
-from ..restore_split import Split
 from ..runtime import load_model
 from ..runtime.cluster import Cluster, main_first
 from ..runtime.torch_backend import LoadedModel
-from .common import EXIT_FAILED, CacheDir, Offline, Quiet, console, errors, reports_errors
+from .common import CacheDir, Offline, Quiet, console, reports_errors
 from .progress import PictureProgress, works
 from .restore_options import (
     Backend,
@@ -82,6 +77,7 @@ from .restore_plan import (
     untrained_task_note,
     without_earlier_results,
 )
+from .restore_report import announce, finish, pictures_phrase, print_record, report
 
 
 def _find_mask(masks: Path | None, source_relative: Path) -> Path | None:
@@ -224,9 +220,9 @@ def restore(
             mask_feather=mask_feather,
         )
         if cluster.is_main:
-            _announce(stages, settings, _pictures(split))
+            announce(stages, settings, pictures_phrase(split))
         outcomes = _run(stages, settings, jobs, json_lines, cluster)
-        _finish(
+        finish(
             restore_split.gather(cluster, outcomes, sources), json_lines, cluster, stages, settings
         )
 
@@ -352,60 +348,6 @@ def _load(
     return loaded
 
 
-def _pictures(split: Split) -> str:
-    """How many pictures the run restores, and how they are split."""
-    counted = f"{split.in_shard} picture(s)"
-    if split.shard is not None:
-        index, count = split.shard
-        counted = f"share {index}/{count}: {split.in_shard} of {split.total} picture(s)"
-    return counted if split.processes == 1 else f"{counted} over {split.processes} processes"
-
-
-def _announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> None:
-    loaded = stages[0].model
-    meta = loaded.meta
-    start = (
-        f", from the classical restoration of {settings.classical}" if settings.classical else ""
-    )
-    console.print(
-        f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
-        f"{loaded.precision}, NFE {settings.nfe}{start}, "
-        f"{f'detail {settings.detail:g}, ' if settings.detail < 1 else ''}"
-        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: {pictures}",
-        markup=False,
-        soft_wrap=True,
-    )
-    for stage in stages[1:]:
-        sampler = "OT-ODE" if stage.ot_ode else "stochastic"
-        console.print(
-            f"then {stage.model.meta.name} ({stage.model.meta.task}), NFE {stage.nfe}, {sampler}",
-            markup=False,
-            soft_wrap=True,
-        )
-
-
-def _finish(
-    outcomes: list[Outcome],
-    json_lines: bool,
-    cluster: Cluster,
-    stages: list[Stage],
-    settings: RestoreSettings,
-) -> None:
-    """The summary, and under torchrun the JSON report of all processes, from the main one;
-    the exit code in every process."""
-    counts = {"restored": 0, "skipped": 0, "failed": 0}
-    for outcome in outcomes:
-        counts[outcome.status] += 1
-    if cluster.is_main:
-        if json_lines and cluster.enabled:
-            for outcome in outcomes:
-                _print_record(outcome, stages, settings)
-        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-        console.print(f"done: {summary or 'nothing to do'}")
-    if counts["failed"]:
-        raise typer.Exit(EXIT_FAILED)
-
-
 def _check_output_format(output: Path | None, output_format: str | None) -> None:
     """-o FILE names its format by its extension; a --format that disagrees is a mistake."""
     if output is None or output_format is None or output == STDIO or output.is_dir():
@@ -462,50 +404,7 @@ def _run(
         for outcome in restorer.run(jobs):
             outcomes.append(outcome)
             progress.finished(work[outcome.source], timed=outcome.status == "restored")
-            _report(outcome)
+            report(outcome)
             if json_lines and not cluster.enabled:
-                _print_record(outcome, stages, settings)
+                print_record(outcome, stages, settings)
     return outcomes
-
-
-def _report(outcome: Outcome) -> None:
-    # Paths and messages are escaped: "photo [edit].png" is a file name, not rich markup.
-    source, output = escape(str(outcome.source)), escape(str(outcome.output))
-    if outcome.status == "failed":
-        errors.print(f"[red]failed[/] {source}: {escape(outcome.message)}", soft_wrap=True)
-    elif outcome.status == "skipped":
-        console.print(
-            f"[yellow]skipped[/] {source}: {output} exists (use --overwrite)", soft_wrap=True
-        )
-    else:
-        note = f"; {escape(outcome.message)}" if outcome.message else ""
-        target = "stdout" if outcome.output == STDIO else output
-        if outcome.samples:
-            target = (
-                f"{escape(str(outcome.samples[0]))} ... {escape(str(outcome.samples[-1]))}, "
-                f"spread {output} (mean {outcome.spread_mean:.2f} levels)"
-            )
-        console.print(
-            f"restored {source} -> {target} ({outcome.seconds:.1f} s{note})", soft_wrap=True
-        )
-
-
-def _print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSettings) -> None:
-    """One picture's line of --json on stdout. A chain is named by its stages' models, in
-    order, as the outputs' metadata names it; `outscale` is null where the model's own scale
-    was kept."""
-    record = {
-        "input": str(outcome.source),
-        "output": str(outcome.output),
-        "status": outcome.status,
-        "error": outcome.message if outcome.status == "failed" else None,
-        "seed": outcome.seed,
-        "seconds": round(outcome.seconds, 3),
-        "model": ",".join(stage.model.meta.name for stage in stages),
-        "model_sha256": ",".join(stage.model_sha256 or "" for stage in stages),
-        "samples": [str(path) for path in outcome.samples],
-        "outscale": settings.outscale,
-        "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
-        "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
-    }
-    print(json.dumps(record), flush=True)
