@@ -8,6 +8,8 @@
         --detail 1 0.6 0.4                                             # and by restore --detail
     python benchmarks/evaluate_models.py data/val -o eval --task sr4x-bicubic --model M \
         --nfe 1 2 5 10 --sampler stochastic ot-ode                     # and by sampler
+    python benchmarks/evaluate_models.py data/val -o eval --task blur-blind --ensemble 1 2 4
+                                                                       # and by restore --ensemble
 
 Each degradation restores with the task `degrade` records for it (jpeg-real-10 as `--task jpeg`,
 blur-gauss-plain as `--task deblur`), so the bundled model of its family answers unless --model
@@ -57,6 +59,7 @@ def score(
     detail: float | None,
     sampler: str | None,
     seed: int,
+    ensemble: int | None = None,
 ) -> dict:
     """Restore `folder`/degraded and return evaluate's means for it."""
     first = json.loads((folder / "manifest.jsonl").read_text().splitlines()[0])
@@ -65,6 +68,8 @@ def score(
         label += f"-detail{detail:g}"
     if sampler is not None:
         label += f"-{sampler}"
+    if ensemble is not None:
+        label += f"-ensemble{ensemble}"
     restored = folder.parent / f"{folder.name}-{label}"
     args = ["restore", str(folder / "degraded"), "-o", str(restored), "--overwrite"]
     args += ["--task", first["restore_task"], "--seed", str(seed)]
@@ -78,6 +83,8 @@ def score(
         args += ["--detail", str(detail)]
     if sampler is not None:
         args += [f"--{sampler}"]
+    if ensemble is not None:
+        args += ["--ensemble", str(ensemble)]
     i2sb(*args)
     records = [json.loads(line) for line in i2sb("evaluate", str(folder), str(restored), "--json")
                .splitlines()]  # fmt: skip
@@ -85,7 +92,8 @@ def score(
 
 
 def table(rows: list[dict]) -> str:
-    columns = ("task", "NFE", "sampler", "detail", "method", "PSNR", "SSIM", "ST-LPIPS")
+    columns = ("task", "NFE", "sampler", "detail", "ensemble", "method", "PSNR", "SSIM")
+    columns += ("ST-LPIPS",)
     header = f"| {' | '.join(columns)} |\n" + "|---" * len(columns) + "|"
     lines = [header]
     for row in rows:
@@ -97,6 +105,7 @@ def table(rows: list[dict]) -> str:
             ]
             name = means["baseline_name"] if method == "baseline" else method
             setting = f"| {row['task']} | {row['nfe']} | {row['sampler']} | {row['detail']} |"
+            setting += f" {row.get('ensemble', 'default')} |"
             lines.append(f"{setting} {name} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -115,15 +124,20 @@ def main() -> None:
         "--sampler", nargs="*", choices=["stochastic", "ot-ode"], default=[None],
         help="restore --stochastic / --ot-ode (default: the model's)",
     )  # fmt: skip
+    parser.add_argument(
+        "--ensemble", type=int, nargs="*", default=[None], help="restore --ensemble values"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = []
     for task in args.task or DEFAULT_TASKS:
         folder = degraded_folder(args.photos, args.output, task, args.seed)
-        for nfe, detail, sampler in itertools.product(args.nfe, args.detail, args.sampler):
-            scores = score(folder, args.model, nfe or None, detail, sampler, args.seed)
+        settings = itertools.product(args.nfe, args.detail, args.sampler, args.ensemble)
+        for nfe, detail, sampler, ensemble in settings:
+            scores = score(folder, args.model, nfe or None, detail, sampler, args.seed, ensemble)
             shown = "default" if detail is None else detail
             setting = {"nfe": nfe or "default", "detail": shown, "sampler": sampler or "default"}
+            setting["ensemble"] = ensemble or "default"
             rows.append({"task": task, **setting, "scores": scores})
             print("\n".join(table(rows[-1:]).splitlines()[-3:]), file=sys.stderr, flush=True)
     (args.output / "scores.json").write_text(json.dumps(rows, indent=1) + "\n")

@@ -50,6 +50,8 @@ class Stage:
     nfe: int
     ot_ode: bool
     detail: float = 1.0
+    ensemble: int = 1
+    """Mirror images each network call averages (bridge.ensemble)."""
     classical: str | None = None
     """The degradation whose classical restoration is x1 (models with start "classical")."""
     model_sha256: str | None = None
@@ -67,6 +69,7 @@ class Stage:
             "i2sb:nfe": str(self.nfe),
             "i2sb:sampler": "ot-ode" if self.ot_ode else "stochastic",
             "i2sb:detail": f"{self.detail:g}",
+            "i2sb:ensemble": str(self.ensemble),
             "i2sb:image-seed": str(image_seed),
             "i2sb:backend": f"{self.model.backend} {self.model.precision}",
         }
@@ -174,13 +177,15 @@ def make_stage(
     *,
     ot_ode: bool | None = None,
     detail: float | None = None,
+    ensemble: int | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
     upsampled: bool = False,
     model_sha256: str | None = None,
 ) -> Stage:
     """A stage running `model` for `spec`, the options left unset taken from the model (its
-    sampler, detail and NFE; a tile of 512, or its training size for nets with attention)."""
+    sampler, detail, ensemble and NFE; a tile of 512, or its training size for nets with
+    attention)."""
     meta = model.meta
     if ot_ode is False and refuses_stochastic(meta):
         raise UsageError(
@@ -194,6 +199,7 @@ def make_stage(
         nfe=spec.nfe or meta.default_nfe,
         ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
         detail=meta.default_detail if detail is None else detail,
+        ensemble=meta.default_ensemble if ensemble is None else ensemble,
         classical=classical_degradation(meta.start, meta.degradation, spec.task),
         model_sha256=model_sha256,
         tile=tile,

@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .bridge import StepInfo, nfe_steps, per_image_noise, sample
+from .bridge import StepInfo, mirror_ensemble, nfe_steps, per_image_noise, sample
 from .chain import Stage, StageRecord, stage_input
 from .degrade.masks import dilate_mask, feather_weights, resize_mask
 from .errors import I2SBError, ImageError, UsageError
@@ -69,6 +69,8 @@ class RestoreSettings:
     ot_ode: bool = False
     detail: float = 1.0
     """The sampler's mix of its sample with its one-step estimate (bridge.sample)."""
+    ensemble: int = 1
+    """Mirror images each network call averages (bridge.ensemble)."""
     batch_size: int = 1
     tile: int = 512
     tile_overlap: int = 64
@@ -204,6 +206,7 @@ def first_stage(model: LoadedModel, settings: RestoreSettings) -> Stage:
         nfe=settings.nfe,
         ot_ode=settings.ot_ode,
         detail=settings.detail,
+        ensemble=settings.ensemble,
         classical=settings.classical,
         model_sha256=settings.model_sha256,
         tile=settings.tile,
@@ -246,12 +249,15 @@ class Restorer:
         self.stages = [first_stage(model, settings), *then]
         self.steps = [nfe_steps(s.nfe, s.model.schedule.interval) for s in self.stages]
         self.denoisers = [
-            tiled(
-                s.model.denoise,
-                tile=s.tile,
-                overlap=s.tile_overlap,
-                tile_batch=settings.tile_batch,
-                multiple=s.model.size_multiple,
+            mirror_ensemble(
+                tiled(
+                    s.model.denoise,
+                    tile=s.tile,
+                    overlap=s.tile_overlap,
+                    tile_batch=settings.tile_batch,
+                    multiple=s.model.size_multiple,
+                ),
+                s.ensemble,
             )
             for s in self.stages
         ]

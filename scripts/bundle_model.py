@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--default-nfe", type=int, required=True)
     parser.add_argument("--default-detail", type=float, default=1.0, help="see restore --detail")
+    parser.add_argument("--default-ensemble", type=int, default=1, help="see restore --ensemble")
     parser.add_argument(
         "--task", action="append", default=[], help="paper tasks it does (none: no paper task)"
     )
@@ -55,7 +56,11 @@ def main() -> None:
     if any(t not in TASKS or TASKS[t].family != family for t in args.task):
         raise SystemExit(f"--task must be paper tasks of the {family} family")
     meta = dataclasses.replace(
-        meta, name=args.name, default_nfe=args.default_nfe, default_detail=args.default_detail
+        meta,
+        name=args.name,
+        default_nfe=args.default_nfe,
+        default_detail=args.default_detail,
+        default_ensemble=args.default_ensemble,
     )
     target = args.weights / f"{args.name}.safetensors"
     save_checkpoint(target, net.state_dict(), meta, dtype=torch.float16)

@@ -40,6 +40,7 @@ def tiny_meta(
     interval: int = 1000,
     start: str = "degraded",
     degradation: str = "",
+    default_ensemble: int = 1,
 ) -> CheckpointMeta:
     return CheckpointMeta(
         name=name,
@@ -52,6 +53,7 @@ def tiny_meta(
         interval=interval,
         start=start,
         degradation=degradation,
+        default_ensemble=default_ensemble,
         licence="MIT",
         provenance="random weights for tests",
         training={"steps": 0},

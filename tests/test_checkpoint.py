@@ -174,6 +174,8 @@ def test_safetensors_without_i2sb_metadata(tmp_path):
         (_meta_json(default_nfe=1000), "default_nfe 1000 is out of range"),
         (_meta_json(default_detail=1.2), "default_detail must be between 0 and 1"),
         (_meta_json(default_detail="1"), "default_detail must be float"),
+        (_meta_json(default_ensemble=3), "default_ensemble must be one of"),
+        (_meta_json(default_ensemble=2.0), "default_ensemble must be int"),
         (_meta_json(cond_x1=True), "cond_x1=True but the network has 3 inputs"),
         (_meta_json(start="nowhere"), "start must be one of degraded, classical"),
         (_meta_json(start="classical"), "needs a degradation of the sr4x-bicubic family"),

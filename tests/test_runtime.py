@@ -103,6 +103,7 @@ def test_metadata_round_trip_and_refusals():
     assert info.meta == meta and info.precision == "fp16" and info.tile == default_tile(meta.config)
     assert props["i2sb.inputs"] == "x_t,t,x1" and props["i2sb.default_nfe"] == "2"
     assert props["i2sb.default_detail"] == "1.0"
+    assert props["i2sb.default_ensemble"] == "1"
     with pytest.raises(CheckpointError, match="no i2sb metadata"):
         read_metadata({"producer": "someone"}, source="other.onnx")
     with pytest.raises(CheckpointError, match="not valid JSON"):

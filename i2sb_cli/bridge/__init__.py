@@ -1,5 +1,6 @@
 """The bridge's math: schedules and the sampler. Pure torch; no I/O, no printing."""
 
+from .ensemble import COPIES, mirror_ensemble
 from .sampler import (
     Denoise,
     NoiseSource,
@@ -13,6 +14,7 @@ from .sampler import (
 from .schedule import DEFAULT_INTERVAL, Schedule, gaussian_product, make_schedule, nfe_steps
 
 __all__ = [
+    "COPIES",
     "DEFAULT_INTERVAL",
     "Denoise",
     "NoiseSource",
@@ -21,6 +23,7 @@ __all__ = [
     "fill_hole",
     "gaussian_product",
     "make_schedule",
+    "mirror_ensemble",
     "nfe_steps",
     "per_image_noise",
     "posterior_step",

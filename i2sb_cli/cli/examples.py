@@ -38,6 +38,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "i2sb restore web.jpg --task jpeg,sr4x --nfe 10,2",
         ),
         (
+            "Sharpen, averaging each step over 4 mirror images (closer, 4x the time)",
+            "i2sb restore soft.jpg --task deblur --ensemble 4",
+        ),
+        (
             "2x from the 4x model, named photo_x2.jpg",
             "i2sb restore photo.jpg --task sr4x --outscale 2 --suffix _x2",
         ),

@@ -212,6 +212,7 @@ def info(
                 "interval": meta.interval,
                 "default_nfe": meta.default_nfe,
                 "default_detail": meta.default_detail,
+                "default_ensemble": meta.default_ensemble,
                 "image_size": meta.config.image_size,
             }
         except CheckpointError as exc:

@@ -38,6 +38,7 @@ from .restore_options import (
     Detail,
     Device,
     DryRun,
+    Ensemble,
     Inputs,
     InvertMask,
     JsonLines,
@@ -106,6 +107,7 @@ def restore(
     seed: Seed = 0,
     ot_ode: OtOde = None,
     detail: Detail = None,
+    ensemble: Ensemble = None,
     device: Device = "auto",
     backend: Backend = "auto",
     precision: Precision = None,
@@ -194,7 +196,8 @@ def restore(
             cache_dir=cache_dir,
             talk=cluster.is_main,
         )
-        sampling = {"ot_ode": ot_ode, "detail": detail, "tile": tile, "tile_overlap": tile_overlap}
+        sampling = {"ot_ode": ot_ode, "detail": detail, "ensemble": ensemble}
+        sampling |= {"tile": tile, "tile_overlap": tile_overlap}
         # The main process loads first: a download or an ONNX export is made once.
         with main_first(cluster):
             stages = _stages(
@@ -235,6 +238,7 @@ def _settings(first: Stage, **options: Any) -> RestoreSettings:
         nfe=first.nfe,
         ot_ode=first.ot_ode,
         detail=first.detail,
+        ensemble=first.ensemble,
         tile=first.tile,
         tile_overlap=first.tile_overlap,
         model_sha256=first.model_sha256,

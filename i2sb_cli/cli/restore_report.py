@@ -34,6 +34,7 @@ def announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> N
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
         f"{loaded.precision}, NFE {settings.nfe}{start}, "
         f"{f'detail {settings.detail:g}, ' if settings.detail < 1 else ''}"
+        f"{f'{settings.ensemble} mirror images, ' if settings.ensemble > 1 else ''}"
         f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: {pictures}",
         markup=False,
         soft_wrap=True,

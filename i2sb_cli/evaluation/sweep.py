@@ -95,6 +95,7 @@ def restore_at(
         seed=seed,
         ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
         detail=meta.default_detail,
+        ensemble=meta.default_ensemble,
         tile=tile,
         tile_overlap=min(64, tile // 4),
         upsampled=records[0].upsampled,

@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from ..bridge.ensemble import COPIES
 from ..degrade import get_operator
 from ..errors import CheckpointError, UsageError
 from ..nets.adm import ADMUNet, UNetConfig
@@ -47,6 +48,9 @@ class CheckpointMeta:
     default_detail: float = 1.0
     """The sampler's `detail` unless the user gives one: 1 returns the bridge's sample, less
     mixes in its one-step estimate (bridge.sample), chosen by measurement like default_nfe."""
+    default_ensemble: int = 1
+    """How many mirror images each network call averages unless the user says (1, 2 or 4;
+    bridge.ensemble), chosen by measurement like default_nfe."""
     clip_denoise: bool = False
     start: str = "degraded"
     """How x1 is formed: "degraded", the paper's form (tasks.make_x1), or "classical", the
@@ -111,6 +115,10 @@ class CheckpointMeta:
                 0 <= self.default_detail <= 1,
                 f"default_detail must be between 0 and 1, not {self.default_detail}",
             ),
+            (
+                self.default_ensemble in COPIES,
+                f"default_ensemble must be one of {COPIES}, not {self.default_ensemble}",
+            ),
             (self.start in STARTS, f"start must be one of {', '.join(STARTS)}, not {self.start!r}"),
             (
                 self.start == "degraded" or self._degradation_ok(),
@@ -147,6 +155,7 @@ class CheckpointMeta:
             "t1": float,
             "default_nfe": int,
             "default_detail": float,
+            "default_ensemble": int,
             "clip_denoise": bool,
             "start": str,
             "degradation": str,

@@ -58,6 +58,7 @@ def export_metadata(meta: CheckpointMeta, *, fmt: str, precision: str, device: s
         "i2sb.t1": repr(float(meta.t1)),
         "i2sb.default_nfe": str(meta.default_nfe),
         "i2sb.default_detail": repr(float(meta.default_detail)),
+        "i2sb.default_ensemble": str(meta.default_ensemble),
         "i2sb.clip_denoise": json.dumps(meta.clip_denoise),
         "i2sb.start": meta.start,
         "i2sb.degradation": meta.degradation,
