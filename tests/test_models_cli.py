@@ -164,16 +164,19 @@ def _score(**changes) -> dict:
 def test_manifest_says_what_a_model_is_good_for():
     (plain,) = parse_manifest(json.dumps({"models": [_entry()]}))
     assert plain.trained_on == "" and plain.scores == ()
-    entry = _entry(trained_on="4x bicubic only", scores=[_score(), _score(detail=0.4)])
+    scores = [_score(), _score(detail=0.4), _score(ensemble=2)]
+    entry = _entry(trained_on="4x bicubic only", scores=scores)
     (known,) = parse_manifest(json.dumps({"models": [entry]}))
     assert known.trained_on == "4x bicubic only"
     assert known.scores[0].psnr.restored == 26.76 and known.scores[1].detail == 0.4
+    assert known.scores[2].ensemble == 2 and known.scores[0].ensemble is None
     broken = {
         "not a degradation of sr4x": _score(task="jpeg-10"),
         "must have the fields": {k: v for k, v in _score().items() if k != "command"},
         "psnr must be": _score(psnr={"restored": 26.7}),
         "must be numbers": _score(ssim={"restored": "high", "baseline": 0.7}),
         "nfe must be": _score(nfe=0),
+        "ensemble must be one of": _score(ensemble=3),
     }
     for problem, score in broken.items():
         with pytest.raises(ManifestError, match=problem):

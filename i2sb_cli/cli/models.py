@@ -245,6 +245,8 @@ def _scores_table(name: str, scores: list[dict[str, Any]]) -> RenderableType:
         settings = f"NFE {score['nfe']}"
         if score.get("detail") is not None:
             settings += f", detail {score['detail']}"
+        if score.get("ensemble") is not None:
+            settings += f", ensemble {score['ensemble']}"
         for who, key in ((f"{name}, {settings}", "restored"), (score["baseline"], "baseline")):
             values = (score["psnr"][key], score["ssim"][key], score["st_lpips"][key])
             numbers = (f"{values[0]:.2f}", f"{values[1]:.4f}", f"{values[2]:.4f}")

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..bridge.ensemble import COPIES
 from ..degrade import get_operator
 from ..errors import UsageError
 from ..nets.adm import PRESET_NAMES
@@ -67,7 +68,7 @@ class Score:
     """A measurement of the model beside the classical baseline, and the command that made it.
 
     `task` is the `i2sb degrade` task the pictures went through; `pictures` says which;
-    `detail` is restore's --detail when it was not 1.
+    `detail` is restore's --detail when it was not 1, `ensemble` its --ensemble when not 1.
     """
 
     task: str
@@ -79,6 +80,7 @@ class Score:
     st_lpips: Pair
     command: str
     detail: float | None = None
+    ensemble: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,11 @@ def _scores(raw: Any) -> tuple[Score, ...]:
 
 def _score(raw: Any, index: int) -> Score:
     where = f"score {index}"
-    if not isinstance(raw, dict) or not _SCORE_FIELDS <= set(raw) <= _SCORE_FIELDS | {"detail"}:
-        raise ManifestError(f"{where} must have the fields {sorted(_SCORE_FIELDS)} (and detail)")
+    optional = {"detail", "ensemble"}
+    if not isinstance(raw, dict) or not _SCORE_FIELDS <= set(raw) <= _SCORE_FIELDS | optional:
+        raise ManifestError(
+            f"{where} must have the fields {sorted(_SCORE_FIELDS)} (and detail, ensemble)"
+        )
     if not all(
         isinstance(raw[k], str) and raw[k] for k in ("task", "pictures", "baseline", "command")
     ):
@@ -188,6 +193,10 @@ def _score(raw: Any, index: int) -> Score:
         raise ManifestError(f"{where}: nfe must be a whole number from 1")
     if raw.get("detail") is not None and not _is_number(raw["detail"]):
         raise ManifestError(f"{where}: detail must be a number")
+    if raw.get("ensemble") is not None and (
+        type(raw["ensemble"]) is not int or raw["ensemble"] not in COPIES
+    ):
+        raise ManifestError(f"{where}: ensemble must be one of {COPIES}")
     pairs = {metric: _pair(raw[metric], f"{where}: {metric}") for metric in _METRICS}
     return Score(**{**raw, **pairs})
 
