@@ -211,7 +211,8 @@ def test_the_blind_deblurrer_answers_the_family_and_lists_no_paper_task(
     info = _cli("info", "deblur-blind")
     assert info.exit_code == 0
     assert "tasks:" not in info.stdout  # an empty list is not shown
-    assert "blur-blind deblur-blind, NFE 2 29.38 0.8363 0.1777" in " ".join(info.stdout.split())
+    text = " ".join(info.stdout.split())
+    assert "blur-blind deblur-blind, NFE 2, ensemble 2 29.53 0.8425 0.1832" in text
 
 
 def _blind_weights(folder, monkeypatch, training: dict):
