@@ -182,11 +182,13 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
         "model",
         "model_sha256",
         "samples",
+        "outscale",
         "spread_mean",
         "stages",
     }
-    # One restoration: no samples and no spread (restore --samples K fills them).
+    # One restoration: no samples and no spread (restore --samples K fills them), no resize.
     assert record["samples"] == [] and record["spread_mean"] is None
+    assert record["outscale"] is None
     (stage,) = record["stages"]
     assert stage["model_sha256"] == record["model_sha256"] and stage["seed"] == record["seed"]
     assert record["model_sha256"] == hashlib.sha256(sr.read_bytes()).hexdigest()
