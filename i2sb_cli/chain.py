@@ -42,6 +42,27 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How a stage runs the bridge sampler: what the command line asked, the model's defaults
+    where it asked nothing."""
+
+    nfe: int
+    ot_ode: bool
+    detail: float = 1.0
+    ensemble: int = 1
+
+    def describe(self) -> str:
+        """The settings as restore's announcement and --dry-run state them."""
+        parts = [f"NFE {self.nfe}"]
+        if self.detail < 1:
+            parts.append(f"detail {self.detail:g}")
+        if self.ensemble > 1:
+            parts.append(f"{self.ensemble} mirror images")
+        parts.append("OT-ODE" if self.ot_ode else "stochastic")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Stage:
     """One restoration of a chain: a loaded model and how to sample it."""
 
@@ -59,6 +80,10 @@ class Stage:
     tile_overlap: int = 64
     upsampled: bool = False
     """sr4x: the stage's input is nearest-upsampled already (the first stage only)."""
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.nfe, self.ot_ode, self.detail, self.ensemble)
 
     def metadata(self, image_seed: int) -> dict[str, str]:
         """What an output records of this stage."""
@@ -170,6 +195,29 @@ def refuses_stochastic(meta: CheckpointMeta) -> bool:
     return meta.ot_ode and bool(meta.training) and meta.training.get("ot_ode_share", 1.0) == 1.0
 
 
+def stage_sampling(
+    meta: CheckpointMeta,
+    spec: StageSpec,
+    ot_ode: bool | None = None,
+    detail: float | None = None,
+    ensemble: int | None = None,
+) -> Sampling:
+    """The sampler settings of a stage running the model of `meta` for `spec`: the options
+    given, the model's defaults for those left unset; the stochastic sampler refused for a
+    model trained without noise (refuses_stochastic)."""
+    if ot_ode is False and refuses_stochastic(meta):
+        raise UsageError(
+            f"--stochastic: {meta.name} was trained for the OT-ODE sampler (no noise in its "
+            "training inputs) and returns noise with the stochastic one; drop --stochastic"
+        )
+    return Sampling(
+        nfe=spec.nfe or meta.default_nfe,
+        ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
+        detail=meta.default_detail if detail is None else detail,
+        ensemble=meta.default_ensemble if ensemble is None else ensemble,
+    )
+
+
 def make_stage(
     model: LoadedModel,
     spec: StageSpec,
@@ -184,22 +232,18 @@ def make_stage(
     model_sha256: str | None = None,
 ) -> Stage:
     """A stage running `model` for `spec`, the options left unset taken from the model (its
-    sampler, detail, ensemble and NFE; a tile of 512, or its training size for nets with
-    attention)."""
+    sampler, detail, ensemble and NFE: stage_sampling; a tile of 512, or its training size for
+    nets with attention)."""
     meta = model.meta
-    if ot_ode is False and refuses_stochastic(meta):
-        raise UsageError(
-            f"--stochastic: {meta.name} was trained for the OT-ODE sampler (no noise in its "
-            "training inputs) and returns noise with the stochastic one; drop --stochastic"
-        )
+    sampling = stage_sampling(meta, spec, ot_ode, detail, ensemble)
     tile = default_tile(meta.config) if tile is None else tile
     return Stage(
         model=model,
         family=family,
-        nfe=spec.nfe or meta.default_nfe,
-        ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
-        detail=meta.default_detail if detail is None else detail,
-        ensemble=meta.default_ensemble if ensemble is None else ensemble,
+        nfe=sampling.nfe,
+        ot_ode=sampling.ot_ode,
+        detail=sampling.detail,
+        ensemble=sampling.ensemble,
         classical=classical_degradation(meta.start, meta.degradation, spec.task),
         model_sha256=model_sha256,
         tile=tile,

@@ -1,6 +1,7 @@
 """`i2sb restore`'s inputs, outputs and formats: reruns over a folder, --suffix, output-name
 templates, --dry-run, transparency (inpainting holes, --background) and compression kept."""
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -8,13 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_inpaint_checkpoint, read_pixels, write_picture
+from helpers import (
+    make_inpaint_checkpoint,
+    read_pixels,
+    tiny_meta,
+    tiny_state,
+    write_picture,
+)
 from PIL import Image
 from typer.testing import CliRunner
 
 from i2sb_cli.cli import restore as restore_command
 from i2sb_cli.cli.app import app
 from i2sb_cli.models import registry
+from i2sb_cli.models.checkpoint import save_checkpoint
 from i2sb_cli.pictures.files import read_metadata
 
 
@@ -206,6 +214,43 @@ def test_dry_run_checks_and_names_every_stage_of_a_chain(tmp_path, sr, same_size
     assert wrong.exit_code == 2
     assert "tiny-sr4x restores sr4x-bicubic pictures, not the deblur family" in wrong.stderr
     assert "would restore" not in wrong.stderr
+
+
+def test_dry_run_states_how_each_stage_would_sample(tmp_path, sr, same_size, no_loading):
+    source = write_picture(tmp_path / "a.png", 8)
+
+    defaults = restore(source, "--model", sr, "--dry-run")
+    chosen = restore(
+        source, "--task", "jpeg,sr4x", "--model", f"{same_size},{sr}", "--dry-run",
+        "--nfe", "3,5", "--detail", "0.5", "--ensemble", "2", "--ot-ode",
+    )  # fmt: skip
+
+    assert defaults.exit_code == 0, defaults.stderr
+    assert f"tiny-sr4x (sr4x-bicubic) from {sr}, NFE 2, stochastic" in defaults.stderr
+    assert chosen.exit_code == 0, chosen.stderr
+    assert "stage 1: tiny-jpeg (jpeg-10) from" in chosen.stderr
+    assert ", NFE 3, detail 0.5, 2 mirror images, OT-ODE" in chosen.stderr
+    assert ", NFE 5, detail 0.5, 2 mirror images, OT-ODE" in chosen.stderr
+
+
+def test_dry_run_refuses_what_the_run_would_refuse_and_notes_an_untrained_task(
+    tmp_path, no_loading
+):
+    meta = tiny_meta(name="ode", task="blur-gauss", beta_max=1.0, ot_ode=True)
+    meta = dataclasses.replace(meta, training={"steps_done": 1, "tasks": ["blur-gauss"]})
+    checkpoint = tmp_path / "ode.safetensors"
+    save_checkpoint(checkpoint, tiny_state(meta), meta)
+    source = write_picture(tmp_path / "a.png", 16)
+
+    refused = restore(source, "--model", checkpoint, "--stochastic", "--dry-run")
+    other_task = restore(source, "--model", checkpoint, "--task", "blur-uni", "--dry-run")
+
+    assert refused.exit_code == 2
+    assert "trained for the OT-ODE sampler" in refused.stderr
+    assert "would restore" not in refused.stderr
+    assert other_task.exit_code == 0, other_task.stderr
+    assert "note: ode was trained on blur-gauss, not blur-uni" in other_task.stderr
+    assert "would restore" in other_task.stderr
 
 
 def test_dry_run_names_a_model_still_to_download(tmp_path, monkeypatch, no_loading):

@@ -181,9 +181,10 @@ def restore(
         jobs = _jobs(
             [sources[i] for i in split.mine], [outputs[i] for i in split.mine], mask, stdin
         )
+        sampling = {"ot_ode": ot_ode, "detail": detail, "ensemble": ensemble}
         if dry_run:
             found_all = [found, *later_stages(chain, cache_dir, offline)]
-            report_dry_run(chain, found_all, jobs, overwrite, samples, json_lines)
+            report_dry_run(chain, found_all, sampling, jobs, overwrite, samples, json_lines)
             return
         load = functools.partial(
             _load,
@@ -196,7 +197,6 @@ def restore(
             cache_dir=cache_dir,
             talk=cluster.is_main,
         )
-        sampling = {"ot_ode": ot_ode, "detail": detail, "ensemble": ensemble}
         sampling |= {"tile": tile, "tile_overlap": tile_overlap}
         # The main process loads first: a download or an ONNX export is made once.
         with main_first(cluster):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..chain import StageSpec
+from ..chain import StageSpec, stage_sampling
 from ..errors import CheckpointError, UsageError
 from ..models.cache import OfflineError, is_offline
 from ..models.checkpoint import CheckpointMeta, read_meta
@@ -146,32 +146,44 @@ def later_stages(
 
 
 def _describe(
-    spec: StageSpec, checkpoint: Path | None, meta: CheckpointMeta | None
+    spec: StageSpec, checkpoint: Path | None, meta: CheckpointMeta | None, sampling: dict
 ) -> tuple[str, str]:
-    """A stage's model name, and that name with where it comes from, for the dry run."""
+    """A stage's model name, and that name with where it comes from and how it would sample
+    (`sampling`: the sampler options given), for the dry run."""
     entry = find_model(spec.model) if checkpoint is None and spec.model else None
     if entry is not None:
         where = f"({entry.family}), not downloaded yet: a run fetches {entry.url}"
         return entry.name, f"{entry.name} {where}"
-    name = meta.name if meta else Path(str(checkpoint)).name
-    return name, f"{name} ({meta.task}) from {checkpoint}" if meta else f"{name} from {checkpoint}"
+    if meta is None:
+        name = Path(str(checkpoint)).name
+        return name, f"{name} from {checkpoint}"
+    how = stage_sampling(meta, spec, **sampling).describe()
+    return meta.name, f"{meta.name} ({meta.task}) from {checkpoint}, {how}"
 
 
 def report_dry_run(
     chain: list[StageSpec],
     found: list[tuple[Path | None, CheckpointMeta | None]],
+    sampling: dict,
     jobs: list[Job],
     overwrite: bool,
     samples: int,
     json_lines: bool,
 ) -> None:
     """What a run would do, from the plan alone: no model loaded, nothing written. `found`
-    holds each stage's checkpoint and metadata (locate_model)."""
-    described = [_describe(spec, *where) for spec, where in zip(chain, found, strict=True)]
+    holds each stage's checkpoint and metadata (locate_model), `sampling` the sampler options
+    given (stage_sampling's)."""
+    described = [
+        _describe(spec, *where, sampling) for spec, where in zip(chain, found, strict=True)
+    ]
     name = ",".join(stage_name for stage_name, _ in described)  # as a run's metadata lists them
     for index, (_, text) in enumerate(described, start=1):
         stage = f"stage {index}: " if len(described) > 1 else ""
         console.print(f"dry run: {stage}{text}", markup=False, soft_wrap=True)
+    for spec, (_, meta) in zip(chain, found, strict=True):
+        note = untrained_task_note(meta, spec.task) if meta is not None else None
+        if note is not None:
+            console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     counts = {"planned": 0, "skipped": 0}
     for job in jobs:
         done = is_done(job.output, overwrite=overwrite, samples=samples)

@@ -32,17 +32,14 @@ def announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> N
     )
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
-        f"{loaded.precision}, NFE {settings.nfe}{start}, "
-        f"{f'detail {settings.detail:g}, ' if settings.detail < 1 else ''}"
-        f"{f'{settings.ensemble} mirror images, ' if settings.ensemble > 1 else ''}"
-        f"{'OT-ODE' if settings.ot_ode else 'stochastic'}, seed {settings.seed}: {pictures}",
+        f"{loaded.precision}, {stages[0].sampling.describe()}{start}, seed {settings.seed}: "
+        f"{pictures}",
         markup=False,
         soft_wrap=True,
     )
     for stage in stages[1:]:
-        sampler = "OT-ODE" if stage.ot_ode else "stochastic"
         console.print(
-            f"then {stage.model.meta.name} ({stage.model.meta.task}), NFE {stage.nfe}, {sampler}",
+            f"then {stage.model.meta.name} ({stage.model.meta.task}), {stage.sampling.describe()}",
             markup=False,
             soft_wrap=True,
         )
