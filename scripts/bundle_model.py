@@ -6,6 +6,9 @@ with the default NFE and detail chosen by measurement, in float16, and pin it in
 
 The entry replaces one of the same name (its place kept) or goes after the last bundled entry,
 so a family's first bundled model stays its default; --family-default puts it first instead.
+Re-bundling a model (a new default, further training) keeps what was written by hand in its
+previous entry (`trained_on`, `scores`, `provenance`) and says so: check them against the new
+weights.
 A model that does no paper task exactly (a blind deblurrer) takes no --task: its entry lists
 none, so a paper task name still picks the model that lists it, and `restore --task FAMILY`
 picks it when it is the family's default. Write the model card in weights/README.md.
@@ -86,14 +89,25 @@ def main() -> None:
         "provenance": f"i2sb train, {meta.training.get('steps_done')} steps on the photos of "
         "scripts/fetch_photos.py; see the model card in weights/README.md",
     }
-    pin(args.weights / "models.json", {k: v for k, v in entry.items() if v is not None}, args)
+    entry = {k: v for k, v in entry.items() if v is not None}
+    kept = pin(args.weights / "models.json", entry, args)
     print(f"{target} ({len(data):,} bytes, sha256 {entry['sha256']}); models.json updated")
+    if kept:
+        print(f"kept {', '.join(kept)} of the previous entry: check them against these weights")
 
 
-def pin(manifest_path: Path, entry: dict, args: argparse.Namespace) -> None:
+HAND_WRITTEN = ("provenance", "trained_on", "scores")
+"""Entry fields written by hand after measuring: a re-bundled model keeps them."""
+
+
+def pin(manifest_path: Path, entry: dict, args: argparse.Namespace) -> list[str]:
     """Write `entry` into the manifest: in place of one of the same name, else after the last
-    bundled entry, or with --family-default before the family's first bundled entry."""
+    bundled entry, or with --family-default before the family's first bundled entry. Returns
+    the hand-written fields taken over from an entry of the same name."""
     manifest = json.loads(manifest_path.read_text())
+    previous = next((m for m in manifest["models"] if m["name"] == args.name), {})
+    kept = [k for k in HAND_WRITTEN if k in previous]
+    entry.update({k: previous[k] for k in kept})
     models = [m for m in manifest["models"] if m["name"] != args.name or not args.family_default]
     names = [m["name"] for m in models]
     if args.name in names:
@@ -107,6 +121,7 @@ def pin(manifest_path: Path, entry: dict, args: argparse.Namespace) -> None:
             models.insert(max(bundled, default=-1) + 1, entry)
     manifest["models"] = models
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return kept
 
 
 if __name__ == "__main__":

@@ -111,3 +111,26 @@ def test_bundle_model_without_a_task_pins_a_blind_model_as_its_familys_default(t
     assert {t.dtype for t in tensors.values()} == {torch.float16}
     wrong = subprocess.run([*command, "--task", "jpeg-10"], capture_output=True, text=True, env=env)
     assert wrong.returncode != 0 and "paper tasks of the deblur family" in wrong.stderr
+
+
+def test_bundle_model_again_keeps_the_hand_written_fields_of_its_entry(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    scores = [{"task": "blur-gauss", "nfe": 2, "psnr": {"restored": 30.0, "baseline": 29.0}}]
+    old = _bundled_entry("k", "deblur", ["blur-gauss"])
+    old |= {"provenance": "two runs", "trained_on": "blurs", "scores": scores}
+    (weights / "models.json").write_text(json.dumps({"schema_version": 1, "models": [old]}))
+    trained = make_checkpoint(tmp_path / "run.safetensors", task="blur-gauss", beta_max=1.0)
+    command = [sys.executable, SCRIPTS / "bundle_model.py", trained, "--name", "k", "--task"]
+    command += ["blur-gauss", "--default-nfe", "4", "--summary", "new", "--weights", weights]
+    env = {**os.environ, "PYTHONPATH": str(SCRIPTS.parent)}
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "kept provenance, trained_on, scores of the previous entry" in done.stdout
+    (entry,) = json.loads((weights / "models.json").read_text())["models"]
+    assert (entry["summary"], entry["default_nfe"]) == ("new", 4)
+    assert entry["sha256"] == sha256_file(weights / "k.safetensors")
+    assert (entry["trained_on"], entry["scores"]) == ("blurs", scores)
+    assert entry["provenance"] == "two runs"
