@@ -5,13 +5,19 @@ Training photos come from Debian packages (downloaded with ``apt-get download`` 
 only the images are unzipped). Both land in a git-ignored folder with a manifest.json that names
 each file's package, path inside it and licence. Run again and it only fills in what is missing.
 
-Usage: python scripts/fetch_photos.py [--dest data]
+``--test`` also fetches a test set that no choice of this project was made on: 16 photographs
+from OpenCV's ``samples/data``, read out of the opencv-python source archive on PyPI (95 MB,
+checked against its pinned sha256), into ``data/test``. Validation photos pick models and
+defaults; the test set checks afterwards that what was measured on them holds.
+
+Usage: python scripts/fetch_photos.py [--dest data] [--test]
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import io
 import json
 import re
@@ -19,8 +25,10 @@ import shutil
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -60,6 +68,35 @@ VAL_PHOTOS = {
     "matplotlib/mpl-data/sample_data/grace_hopper.jpg": "public domain (US Navy photograph)",
 }
 VAL_PACKAGES = {"skimage": "scikit-image", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}
+# Colour photographs of OpenCV's samples/data, picked by eye (renders, drawings, grey pictures,
+# a painting, calibration boards and the Lena picture left out), and the source archive they
+# are read from.
+TEST_PHOTOS = (
+    "aero3.jpg",
+    "aloeL.jpg",
+    "baboon.jpg",
+    "board.jpg",
+    "building.jpg",
+    "butterfly.jpg",
+    "chicky_512.png",
+    "ela_original.jpg",
+    "fruits.jpg",
+    "graf1.png",
+    "home.jpg",
+    "leuvenA.jpg",
+    "messi5.jpg",
+    "rubberwhale1.png",
+    "squirrel_cls.jpg",
+    "stuff.jpg",
+)
+TEST_ARCHIVE = "opencv-python-4.10.0.84.tar.gz"
+TEST_ARCHIVE_SHA256 = "72d234e4582e9658ffea8e9cae5b63d488ad06994ef12d81dc303b17472f3526"
+TEST_MEMBERS = "opencv-python-4.10.0.84/opencv/samples/data/"
+TEST_LICENCE = (
+    "shipped in OpenCV's samples/data (opencv-python 4.10.0.84 source archive); OpenCV is "
+    "Apache-2.0, the pictures' own licences are not stated: for local evaluation only"
+)
+PYPI_SIMPLE = "https://pypi.org/simple/opencv-python/"
 
 # A Photo is (output stem, path inside the package, encoded bytes, downscale factor, licence note
 # when the package states one beside the photo rather than in its copyright file).
@@ -317,6 +354,48 @@ def fetch_val(dest: Path, manifest: dict[str, dict], tmp: Path) -> None:
         log(f"{package}: {len(members)} written")
 
 
+def fetch_test(dest: Path, manifest: dict[str, dict], tmp: Path) -> None:
+    test = dest / "test"
+    test.mkdir(parents=True, exist_ok=True)
+    todo = [name for name in TEST_PHOTOS if not (test / f"opencv-{name}").exists()]
+    log(f"test: {len(TEST_PHOTOS) - len(todo)} photos already there")
+    if not todo:
+        return
+    # pip cannot download this source archive without building it, so it is fetched from the
+    # index pip uses, and checked against the hash pinned here.
+    request = urllib.request.Request(
+        PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        files = json.load(answer)["files"]
+    url = next(f["url"] for f in files if f["filename"] == TEST_ARCHIVE)
+    archive = tmp / TEST_ARCHIVE
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=60) as answer, archive.open("wb") as out:
+        while chunk := answer.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != TEST_ARCHIVE_SHA256:
+        raise SystemExit(f"{TEST_ARCHIVE}: sha256 {digest.hexdigest()}, not the pinned one")
+    with tarfile.open(archive) as source:
+        for name in todo:
+            data = source.extractfile(TEST_MEMBERS + name).read()
+            result = write_photo(data, 1, test / f"opencv-{Path(name).stem}")
+            if result is None:
+                raise SystemExit(f"{name} is under {MIN_SHORT_SIDE} px: not a test photo")
+            path, w, h = result
+            manifest[f"test/{path.name}"] = {
+                "file": f"test/{path.name}",
+                "package": "opencv-python",
+                "version": "4.10.0.84",
+                "member": TEST_MEMBERS + name,
+                "size": [w, h],
+                "downscale": 1,
+                "licence": TEST_LICENCE,
+            }
+    log(f"opencv-python: {len(todo)} written")
+
+
 def val_name(member: str) -> str:
     return f"{member.split('/', 1)[0]}-{Path(member).name}"
 
@@ -337,21 +416,24 @@ def check_disjoint(dest: Path, manifest: dict[str, dict]) -> None:
         grey -= grey.mean()
         return grey / (np.linalg.norm(grey) + 1e-6)
 
-    split = {"train": [], "val": []}
+    split: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     for key in sorted(manifest):
         split[key.split("/", 1)[0]].append(signature(dest / key))
-    if split["train"] and split["val"]:
-        similarity = np.stack(split["val"]) @ np.stack(split["train"]).T
-        if similarity.max() > 0.98:
-            raise SystemExit(
-                f"a validation photo looks like a training photo ({similarity.max():.3f})"
-            )
+    for held_out, other in (("val", "train"), ("test", "train"), ("test", "val")):
+        if split[held_out] and split[other]:
+            similarity = np.stack(split[held_out]) @ np.stack(split[other]).T
+            if similarity.max() > 0.98:
+                raise SystemExit(
+                    f"a {held_out} photo looks like a {other} photo ({similarity.max():.3f})"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", type=Path, default=Path("data"), help="output folder")
-    dest = parser.parse_args().dest
+    parser.add_argument("--test", action="store_true", help="also fetch the test photos")
+    args = parser.parse_args()
+    dest = args.dest
     started = time.monotonic()
     manifest_path = dest / "manifest.json"
     manifest: dict[str, dict] = {}
@@ -363,6 +445,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="fetch-photos-") as tmp:
             fetch_train(dest, manifest, Path(tmp))
             fetch_val(dest, manifest, Path(tmp))
+            if args.test:
+                fetch_test(dest, manifest, Path(tmp))
     finally:
         # Written even after a failure, so that a rerun knows what it already has.
         manifest_path.write_text(
@@ -370,7 +454,7 @@ def main() -> None:
         )
     if set(manifest) != before:
         check_disjoint(dest, manifest)
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         paths = [dest / k for k in manifest if k.startswith(split + "/")]
         mb = sum(p.stat().st_size for p in paths) / 1e6
         log(f"{split}: {len(paths)} photos, {mb:.1f} MB")

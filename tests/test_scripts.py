@@ -134,3 +134,22 @@ def test_bundle_model_again_keeps_the_hand_written_fields_of_its_entry(tmp_path)
     assert entry["sha256"] == sha256_file(weights / "k.safetensors")
     assert (entry["trained_on"], entry["scores"]) == ("blurs", scores)
     assert entry["provenance"] == "two runs"
+
+
+def test_fetch_photos_refuses_a_test_photo_that_is_a_validation_photo_resized(tmp_path):
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import fetch_photos
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir()
+    _photo(tmp_path / "train" / "a.png", 64, 48)
+    val = _photo(tmp_path / "val" / "b.png", 80, 60)
+    _photo(tmp_path / "test" / "c.png", 96, 72)
+    manifest = {"train/a.png": {}, "val/b.png": {}, "test/c.png": {}}
+    fetch_photos.check_disjoint(tmp_path, manifest)
+    Image.open(val).resize((120, 90), Image.BICUBIC).save(tmp_path / "test" / "c.png")
+
+    with pytest.raises(SystemExit, match="a test photo looks like a val photo"):
+        fetch_photos.check_disjoint(tmp_path, manifest)
