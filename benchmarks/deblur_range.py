@@ -1,7 +1,8 @@
 """`i2sb restore --task deblur` on the blurs photographs have, inside and outside the range a
 blind model was trained on, and on sharp photos.
 
-    python benchmarks/deblur_range.py data/val -o eval/deblur-range [--model M] [--nfe N]
+    python benchmarks/deblur_range.py data/val -o eval/deblur-range [--model M] [--nfe N] \
+        [--ensemble E]
 
 Each held-out photo is blurred by each kernel below (a true convolution with mirrored borders,
 as a camera sees past the frame, rounded to 8 bits), restored through the CLI, and scored by
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("eval/deblur-range"))
     parser.add_argument("--model", help="checkpoint to score instead of the bundled model")
     parser.add_argument("--nfe", type=int, help="default: the model's own")
+    parser.add_argument("--ensemble", type=int, help="restore --ensemble; default: the model's")
     args = parser.parse_args()
     photos = [item.path for item in collect_inputs([str(args.photos)], recursive=True)]
     rows = []
@@ -71,6 +73,7 @@ def main() -> None:
         command += ["-o", str(restored_dir), "--task", "deblur", "--overwrite", "-q"]
         command += ["--model", args.model] if args.model else []
         command += ["--nfe", str(args.nfe)] if args.nfe else []
+        command += ["--ensemble", str(args.ensemble)] if args.ensemble else []
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
