@@ -111,6 +111,10 @@ def test_evaluate_scores_restorations_beside_baseline_and_input(tmp_path, task):
         task, "telea"
     )
     assert "PSNR" in result.stderr and "mean" in result.stderr
+    # Perfect restorations: the mean holds capped values, and the table says so.
+    assert mean["identical"] == {"restored": 2}
+    assert "2 of 2 restored pictures are identical to their originals" in result.stderr
+    assert "degraded pictures are identical" not in result.stderr
 
 
 def test_evaluate_uses_the_perceptual_metric_when_installed(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..evaluation.baselines import baseline_name
-from ..evaluation.metrics import Perceptual, load_perceptual
+from ..evaluation.metrics import PSNR_CAP, Perceptual, load_perceptual
 from ..evaluation.plot import plot_nfe, require_matplotlib
 from ..evaluation.score import METHODS, PERCEPTUAL, Failure, Record, Scores, Summary, evaluate
 from ..evaluation.score import read_manifest as read_records
@@ -142,6 +142,7 @@ def evaluate_command(
         summary, rows = _score_all(degrade_dir, restored_dir, distance, records, json_lines)
         if summary.count:
             _print(_table(rows, summary))
+            _note_identical(summary)
         if json_lines:
             print(json.dumps(summary.to_json()), flush=True)
         console.print(f"{summary.count} scored, {summary.failed} failed")
@@ -270,10 +271,26 @@ def _report_nfes(
         return
     baseline, name = baseline_name(records[0].task), loaded.meta.name
     _print(_nfe_table(scored, baseline, name))
+    for point in scored:
+        _note_identical(point.summary, f"at NFE {point.nfe}, ")
     if plot is not None:
         title = f"{name} on {_pictures(scored[0].summary.count)} ({records[0].task})"
         plot_nfe(scored, plot, title=title, baseline=baseline)
         console.print(f"plot: {escape(str(plot))}")
+
+
+def _note_identical(summary: Summary, where: str = "") -> None:
+    """Say which means count pictures identical to their originals: the PSNR of each is capped
+    (PSNR_CAP), and a few of them outweigh the rest of a mean."""
+    for method, count in summary.identical.items():
+        console.print(
+            f"note: {where}{count} of {summary.count} {method} pictures are identical to their "
+            f"originals; their PSNR, capped at {PSNR_CAP:g} dB, is in the {method} mean "
+            "(--json gives each picture's)",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _print(table: Table) -> None:

@@ -21,7 +21,7 @@ from ..errors import I2SBError, ImageError, UsageError
 from ..pictures.files import read_image, read_mask
 from ..pictures.inputs import PICTURE_EXTENSIONS
 from .baselines import baseline_name, classical_baseline, low_resolution
-from .metrics import Perceptual, psnr, ssim
+from .metrics import PSNR_CAP, Perceptual, psnr, ssim
 
 MANIFEST = "manifest.jsonl"
 METHODS = ("restored", "baseline", "degraded")
@@ -73,6 +73,9 @@ class Summary:
     count: int = 0
     failed: int = 0
     sums: dict[str, dict[str, float]] = field(default_factory=dict)
+    identical: dict[str, int] = field(default_factory=dict)
+    """Pictures of each method identical to their originals: their PSNR is PSNR_CAP, which
+    lifts the mean (a blind blur leaves one picture in ten sharp)."""
 
     def add(self, row: Scores) -> None:
         self.count += 1
@@ -80,6 +83,9 @@ class Summary:
             for method, value in values.items():
                 bucket = self.sums.setdefault(metric, {})
                 bucket[method] = bucket.get(method, 0.0) + value
+        for method, value in row.scores.get("psnr", {}).items():
+            if value == PSNR_CAP:
+                self.identical[method] = self.identical.get(method, 0) + 1
 
     def means(self) -> dict[str, dict[str, float]]:
         return {
@@ -93,6 +99,7 @@ class Summary:
             "count": self.count,
             "failed": self.failed,
             **_rounded(self.means()),
+            "identical": dict(self.identical),
         }
 
 
