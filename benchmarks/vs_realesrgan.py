@@ -84,7 +84,7 @@ def evaluate(folder: Path, restored: Path) -> dict:
 
 def bicubic(small: Image.Image) -> Image.Image:
     """The classical baseline exactly as `i2sb evaluate` scores it."""
-    pixels = torch.from_numpy(np.asarray(small)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    pixels = torch.from_numpy(np.array(small)).permute(2, 0, 1)[None].float() / 127.5 - 1
     big = bicubic_upsample(pixels, (4 * small.height, 4 * small.width))
     array = big[0].permute(1, 2, 0).add(1).mul(127.5).round().clamp(0, 255).byte().numpy()
     return Image.fromarray(array)
