@@ -52,6 +52,7 @@ LXQT_PHOTOS = ["Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jp
 # fmt: on
 # analogpattern is a texture and umang a colour-gradient render, not photographs.
 LOMIRI_SKIP = ("analogpattern_by_Peter_Nerlich.jpg", "umang_by_Abhishek_Mudgal.jpg")
+KLEIBER = "Kleiber_by_Lukas_Baubkus.jpg"
 MATE_DIR, LOMIRI_DIR = "usr/share/backgrounds/mate/nature", "usr/share/backgrounds"
 LXQT_DIR, PALAPELI_DIR = "usr/share/lxqt/wallpapers", "usr/share/palapeli/collection"
 # Validation photos by path inside their wheel, with the licences that skimage.data's docstrings
@@ -192,6 +193,13 @@ def palapeli(root: Path) -> Iterator[Photo]:
     return folder(root, PALAPELI_DIR, jpgs(root, PALAPELI_DIR))
 
 
+def lomiri_bird(root: Path) -> Iterator[Photo]:
+    # The 20.04 wallpapers are renders but for this one photograph (6028x3391): a 4x area
+    # downscale turns it into a clean 1507x847 target.
+    path = root / LOMIRI_DIR / KLEIBER
+    yield slug(path.stem), f"/{LOMIRI_DIR}/{KLEIBER}", path.read_bytes(), 4, None
+
+
 # source name: (Debian package, licence when its copyright file names no stanza for a photo, photos)
 TRAIN_SOURCES: dict[str, tuple[str, str, Callable[[Path], Iterator[Photo]]]] = {
     "gcompris": ("gcompris-qt-data", "GPL-3+", gcompris),
@@ -201,6 +209,7 @@ TRAIN_SOURCES: dict[str, tuple[str, str, Callable[[Path], Iterator[Photo]]]] = {
     # lxqt's own wallpapers/License file puts the photographs under CC-BY-SA-3.0.
     "lxqt": ("lxqt-themes", "CC-BY-SA-3.0", lambda r: folder(r, LXQT_DIR, LXQT_PHOTOS)),
     "palapeli": ("palapeli-data", "GPL-2+", palapeli),
+    "lomiri20": ("lomiri-wallpapers-20.04", "CC-BY-SA-3.0", lomiri_bird),
 }
 
 

@@ -139,6 +139,8 @@ def degrade(
     Real-world variants: blur-uni-plain, blur-gauss-plain (true convolutions),
     blur-blind (a photographic blur drawn per picture: Gaussian, defocus or none),
     jpeg-real-Q (a real JPEG file), inpaint-mask (your own masks, --mask).
+    As pictures come off phones and the web (blur, resize, noise and JPEG, twice, drawn per
+    picture and written to the manifest): real-sr4x (4x smaller), real-blur, real-jpeg.
     Families, as restore takes them: sr4x, deblur, jpeg, inpaint stand for the degradation
     that the family's bundled model restores (`restore --task FAMILY`); stderr names it.
     """

@@ -10,7 +10,8 @@ jpeg-10, inpaint-center, inpaint-freeform1020, inpaint-freeform2030. Beside them
 quality, inpaint-freeform3040 (Palette's third band), and real-world variants under their own
 names: blur-uni-plain and blur-gauss-plain (a true convolution), blur-blind (a photographic blur
 drawn from the seed, see blind.py), jpeg-real-Q (a real JPEG file), inpaint-mask (the user's own
-mask).
+mask), and real-sr4x, real-blur, real-jpeg: second-order blur, resize, noise and JPEG drawn from
+the seed per picture (realworld.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .blind import DEFOCUS_RADIUS, GAUSSIAN_SIGMA, SHARP_FRACTION, blind_blur
 from .blur import ZERO, plain_blur, svd_blur
 from .jpeg import jpeg_numerical, jpeg_real
 from .masks import FREEFORM_BANDS, apply_hole, center_mask, freeform_mask, palette_mask
+from .realworld import RECIPES, SHUFFLE_PROB, degrade_real
 from .sr import bicubic_downsample4, pool_downsample4
 
 PAPER_TASKS = (
@@ -48,6 +50,7 @@ OTHER_TASKS = (
     "blur-blind",
     "jpeg-real-Q",
     "inpaint-mask",
+    *RECIPES,
 )
 TASK_NAMES = PAPER_TASKS + OTHER_TASKS
 """Every name `get_operator` accepts; Q stands for a JPEG quality 1..100."""
@@ -110,6 +113,8 @@ def get_operator(name: str, *, palette_masks: str | Path | None = None) -> Opera
         return _blur(name)
     if name == "blur-blind":
         return _blind()
+    if name in RECIPES:
+        return _real(name)
     if match := _JPEG.fullmatch(name):
         return _jpeg(name, int(match[2]), real=bool(match[1]))
     if name == "inpaint-center":
@@ -156,6 +161,26 @@ def _blind() -> Operator:
         return Degraded(blurred, details=kernel)
 
     return Operator("blur-blind", "deblur", False, params, apply, seeded=True)
+
+
+_REAL_FAMILIES = {"real-sr4x": "sr4x", "real-blur": "deblur", "real-jpeg": "jpeg"}
+
+
+def _real(name: str) -> Operator:
+    recipe = RECIPES[name]
+    params = {
+        "pipeline": "second-order blur, resize, noise, JPEG (Real-ESRGAN), stages shuffled "
+        f"with probability {SHUFFLE_PROB} (BSRGAN), drawn per seed",
+        "orders": [dict(vars(order)) for order in recipe.orders],
+        "second_order_prob": round(recipe.second_order_prob, 4),
+        "scale": recipe.scale,
+    }
+
+    def apply(x: Tensor, seed: int, mask: Tensor | None) -> Degraded:
+        picture, details = degrade_real(x, name, seed)
+        return Degraded(picture, details=details)
+
+    return Operator(name, _REAL_FAMILIES[name], False, params, apply, seeded=True)
 
 
 def _jpeg(name: str, quality: int, *, real: bool) -> Operator:

@@ -6,9 +6,9 @@
   operator's own SVD (`degrade.blur.svd_deblur`); the operator is linear, known and noiseless, so
   this is a strong baseline.
 - blur-*-plain (true convolutions): Wiener deconvolution with the known kernel.
-- blur-blind (a kernel nobody knows): the blurred picture itself; a blind deblurrer must at
-  least never make it worse.
-- jpeg-Q / jpeg-real-Q: the decoded picture itself.
+- blur-blind and real-blur (a kernel nobody knows, perhaps grain and JPEG too): the blurred
+  picture itself; a blind deblurrer must at least never make it worse.
+- jpeg-Q / jpeg-real-Q / real-jpeg: the decoded picture itself.
 - inpainting: OpenCV's `cv2.inpaint` with Telea's method (radius 3).
 """
 
@@ -22,6 +22,7 @@ from ..degrade import get_operator, svd_deblur, wiener_deblur
 from ..degrade.sr import SCALE
 
 INPAINT_RADIUS = 3
+BLIND_BLURS = ("blur-blind", "real-blur")
 
 
 def baseline_name(task: str) -> str:
@@ -29,7 +30,7 @@ def baseline_name(task: str) -> str:
     operator = get_operator(task)
     if operator.family == "sr4x":
         return "bicubic"
-    if task == "blur-blind":
+    if task in BLIND_BLURS:
         return "input"
     if operator.family == "deblur":
         return "wiener" if task.endswith("-plain") else "tikhonov"
@@ -75,7 +76,7 @@ def classical_baseline(
     family = get_operator(task).family
     if family == "sr4x":
         return bicubic_upsample(low_resolution(degraded, upsampled=upsampled), size)
-    if task == "blur-blind":
+    if task in BLIND_BLURS:
         return degraded.clamp(-1, 1)
     if family == "deblur":
         kernel = task.split("-")[1]
