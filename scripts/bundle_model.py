@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from i2sb_cli.degrade.tasks import TASKS, family_of
 from i2sb_cli.models.checkpoint import load_checkpoint, save_checkpoint
 from i2sb_cli.nets.adm import PRESET_NAMES, preset
-from i2sb_cli.tasks import TASKS, family_of
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 LIMIT = 16 * 2**20  # the bundled-model size limit

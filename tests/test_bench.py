@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from i2sb_cli.cli.app import app
 from i2sb_cli.errors import UsageError
 from i2sb_cli.models.checkpoint import load_checkpoint
-from i2sb_cli.runtime.bench import RunConfig, parse_config
+from i2sb_cli.restoring.bench import RunConfig, parse_config
 from i2sb_cli.runtime.export import export_network
 from i2sb_cli.runtime.resources import peak_rss_bytes, reset_peak_rss
 

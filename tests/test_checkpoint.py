@@ -11,6 +11,7 @@ import torch
 from helpers import make_checkpoint, tiny_meta, tiny_state
 from safetensors.torch import save_file
 
+from i2sb_cli.degrade.tasks import TASKS
 from i2sb_cli.errors import CheckpointError, ModelNotFoundError, UsageError
 from i2sb_cli.models import registry
 from i2sb_cli.models.checkpoint import (
@@ -21,7 +22,6 @@ from i2sb_cli.models.checkpoint import (
     save_checkpoint,
 )
 from i2sb_cli.nets.adm import ADMUNet
-from i2sb_cli.tasks import TASKS
 
 
 def _meta_json(**changes) -> str:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.degrade import get_operator
+from i2sb_cli.degrade.baselines import baseline_name, classical_baseline
 from i2sb_cli.degrade.blind import (
     SHARP_FRACTION,
     convolve,
@@ -18,7 +19,6 @@ from i2sb_cli.degrade.blind import (
     gaussian_kernel,
     random_kernel,
 )
-from i2sb_cli.evaluation.baselines import baseline_name, classical_baseline
 from i2sb_cli.training.data import Degrader
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from i2sb_cli.cli.app import app
 from i2sb_cli.degrade import TASK_NAMES, get_operator
 from i2sb_cli.pictures.files import read_image, read_mask, read_metadata
-from i2sb_cli.restore import image_seed
+from i2sb_cli.restoring.loop import image_seed
 
 
 def run(*args: str | Path):

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.degrade import TASK_NAMES, get_operator
+from i2sb_cli.degrade.baselines import baseline_name, classical_baseline
 from i2sb_cli.degrade.realworld import (
     RECIPES,
     Draw,
@@ -25,7 +26,6 @@ from i2sb_cli.degrade.realworld import (
     resize,
     sinc_kernel,
 )
-from i2sb_cli.evaluation.baselines import baseline_name, classical_baseline
 from i2sb_cli.training.data import Degrader
 
 SEEDS = range(150)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.degrade import plain_blur, svd_blur, svd_deblur, wiener_deblur
-from i2sb_cli.evaluation.baselines import bicubic_upsample, classical_baseline, telea_inpaint
+from i2sb_cli.degrade.baselines import bicubic_upsample, classical_baseline, telea_inpaint
 from i2sb_cli.evaluation.metrics import PSNR_CAP, psnr, ssim
 from i2sb_cli.training.data import quantize8
 

@@ -17,7 +17,7 @@ from i2sb_cli.errors import UsageError
 from i2sb_cli.models.checkpoint import load_checkpoint
 from i2sb_cli.models.registry import bundled_models
 from i2sb_cli.pictures.inputs import InputFile
-from i2sb_cli.restore import Job, Restorer, RestoreSettings
+from i2sb_cli.restoring.loop import Job, Restorer, RestoreSettings
 from i2sb_cli.runtime import load_model
 
 ort = pytest.importorskip("onnxruntime")

@@ -29,7 +29,7 @@ from i2sb_cli.models.checkpoint import save_checkpoint
 from i2sb_cli.nets.adm import ADMUNet
 from i2sb_cli.pictures.files import read_metadata
 from i2sb_cli.pictures.inputs import InputFile
-from i2sb_cli.restore import Job, Restorer, RestoreSettings, image_seed
+from i2sb_cli.restoring.loop import Job, Restorer, RestoreSettings, image_seed
 from i2sb_cli.runtime import agreement
 from i2sb_cli.runtime.torch_backend import load_torch_model
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.pictures.inputs import collect_inputs
-from i2sb_cli.restore_split import plan_split
+from i2sb_cli.restoring.split import plan_split
 from i2sb_cli.runtime.cluster import Cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

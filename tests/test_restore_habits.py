@@ -12,13 +12,13 @@ from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, write
 from PIL import Image
 from typer.testing import CliRunner
 
-from i2sb_cli.chain import StageSpec, plan_chain
 from i2sb_cli.cli.app import app
 from i2sb_cli.degrade.masks import dilate_mask
 from i2sb_cli.errors import UsageError
 from i2sb_cli.models import registry
 from i2sb_cli.pictures.files import read_metadata
 from i2sb_cli.pictures.resize import resize_pixels
+from i2sb_cli.restoring.chain import StageSpec, plan_chain
 
 
 @pytest.fixture(scope="module")

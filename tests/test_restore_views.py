@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from i2sb_cli.cli.app import app
 from i2sb_cli.pictures.files import read_metadata
 from i2sb_cli.pictures.inputs import InputFile
-from i2sb_cli.restore import Job, Restorer, RestoreSettings, image_seed, sample_seed
+from i2sb_cli.restoring.loop import Job, Restorer, RestoreSettings, image_seed, sample_seed
 from i2sb_cli.runtime.torch_backend import load_torch_model
 
 

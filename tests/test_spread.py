@@ -1,9 +1,9 @@
-"""The spread of several samples and its heat map (evaluation/spread.py)."""
+"""The spread of several samples and its heat map (restoring/spread.py)."""
 
 import pytest
 import torch
 
-from i2sb_cli.evaluation.spread import heat_map, spread
+from i2sb_cli.restoring.spread import heat_map, spread
 
 
 def test_spread_is_the_per_pixel_deviation_in_levels() -> None:

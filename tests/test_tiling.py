@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from i2sb_cli.errors import UsageError
-from i2sb_cli.tiling import pad_to_multiple, tile_spans, tiled
+from i2sb_cli.restoring.tiling import pad_to_multiple, tile_spans, tiled
 
 
 def _conv_stack(layers: int = 3, seed: int = 0) -> nn.Module:

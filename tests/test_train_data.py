@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from i2sb_cli.degrade import apply_hole, get_operator, jpeg_numerical, nearest_upsample4
+from i2sb_cli.degrade.baselines import classical_baseline
 from i2sb_cli.errors import UsageError
-from i2sb_cli.evaluation.baselines import classical_baseline
 from i2sb_cli.training.data import Degrader, quantize8, random_subcrop, schedule_defaults
 from i2sb_cli.training.pairs import PairedCrops
 

@@ -1,4 +1,4 @@
-"""Trajectory strips and animations (evaluation/trajectory.py), driven by the real sampler."""
+"""Trajectory strips and animations (restoring/trajectory.py), driven by the real sampler."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from i2sb_cli.bridge import make_schedule, nfe_steps, sample
-from i2sb_cli.evaluation.trajectory import FRAME, TrajectoryRecorder, animation, chosen, strip
+from i2sb_cli.restoring.trajectory import FRAME, TrajectoryRecorder, animation, chosen, strip
 
 
 def _run(nfe: int, size: tuple[int, int], batch: int = 2) -> tuple[TrajectoryRecorder, int]:

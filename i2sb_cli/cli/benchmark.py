@@ -12,7 +12,7 @@ from rich.table import Table
 from ..errors import UsageError
 from ..models.registry import resolve_model
 from ..nets.adm import PRESET_NAMES
-from ..runtime.bench import Case, Measurement, RunConfig, Source, parse_config, run_benchmark
+from ..restoring.bench import Case, Measurement, RunConfig, Source, parse_config, run_benchmark
 from .common import CacheDir, Offline, console, make_console, reports_errors
 from .restore_options import TrustPickle
 

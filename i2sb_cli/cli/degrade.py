@@ -21,12 +21,12 @@ import typer
 from rich.markup import escape
 
 from ..degrade import PAPER_TASKS, Operator, get_operator, nearest_upsample4
+from ..degrade.tasks import FAMILIES
 from ..errors import I2SBError, UsageError
 from ..models.registry import family_degradation
 from ..pictures.files import atomic_write, picture_pixels, read_image, read_mask, write_image
 from ..pictures.inputs import PICTURE_EXTENSIONS, InputFile, collect_inputs, plan_outputs
-from ..restore import image_seed
-from ..tasks import FAMILIES
+from ..restoring.loop import image_seed
 from .common import EXIT_FAILED, Quiet, console, errors, reports_errors
 from .progress import PictureProgress, works
 

@@ -12,13 +12,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..degrade.baselines import baseline_name
 from ..errors import UsageError
-from ..evaluation.baselines import baseline_name
 from ..evaluation.metrics import PSNR_CAP, Perceptual, load_perceptual
-from ..evaluation.plot import plot_nfe, require_matplotlib
 from ..evaluation.score import METHODS, PERCEPTUAL, Failure, Record, Scores, Summary, evaluate
 from ..evaluation.score import read_manifest as read_records
-from ..evaluation.sweep import (
+from ..models.registry import resolve_model
+from ..pictures.files import picture_pixels
+from ..restoring.plot import plot_nfe, require_matplotlib
+from ..restoring.sweep import (
     NfePoint,
     check_model,
     median_seconds,
@@ -27,8 +29,6 @@ from ..evaluation.sweep import (
     restore_at,
     restore_task,
 )
-from ..models.registry import resolve_model
-from ..pictures.files import picture_pixels
 from ..runtime import load_model
 from ..runtime.torch_backend import LoadedModel, resolve_device
 from .common import (

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import restore_split
-from ..chain import Stage, StageSpec, make_stage, plan_chain
+from ..restoring import split as restore_split
 from ..errors import UsageError
 from ..models.registry import resolve_model
 from ..pictures.files import FORMATS, colour_rgb, picture_pixels
@@ -23,7 +22,8 @@ from ..pictures.inputs import (
     plan_outputs,
 )
 from ..pictures.shards import parse_shard
-from ..restore import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
+from ..restoring.chain import Stage, StageSpec, make_stage, plan_chain
+from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
 from ..runtime import load_model
 from ..runtime.cluster import Cluster, main_first
 from ..runtime.torch_backend import LoadedModel

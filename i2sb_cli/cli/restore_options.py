@@ -6,11 +6,11 @@ from typing import Annotated
 import typer
 
 from ..bridge import COPIES
-from ..chain import MAX_NFE
+from ..degrade.tasks import TASK_CHOICES
 from ..errors import UsageError
 from ..pictures.files import FORMATS, default_max_pixels
 from ..pictures.resize import MAX_OUTSCALE, check_outscale
-from ..tasks import TASK_CHOICES
+from ..restoring.chain import MAX_NFE
 
 _LIMIT = default_max_pixels()
 _DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"

@@ -6,15 +6,15 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..chain import StageSpec, stage_sampling
+from ..degrade.tasks import TASKS, family_of
 from ..errors import CheckpointError, UsageError
 from ..models.cache import OfflineError, is_offline
 from ..models.checkpoint import CheckpointMeta, read_meta
 from ..models.registry import find_model, resolve_model
 from ..pictures.decode import may_have_alpha
 from ..pictures.inputs import STDIO, InputFile, leave_out_outputs
-from ..restore import OUTPUT_MARK, Job, is_done
-from ..tasks import TASKS, family_of
+from ..restoring.chain import StageSpec, stage_sampling
+from ..restoring.loop import OUTPUT_MARK, Job, is_done
 from .common import console
 
 SUFFIX = "_restored"

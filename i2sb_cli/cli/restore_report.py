@@ -7,10 +7,10 @@ import json
 import typer
 from rich.markup import escape
 
-from ..chain import Stage
 from ..pictures.inputs import STDIO
-from ..restore import Outcome, RestoreSettings
-from ..restore_split import Split
+from ..restoring.chain import Stage
+from ..restoring.loop import Outcome, RestoreSettings
+from ..restoring.split import Split
 from ..runtime.cluster import Cluster
 from .common import EXIT_FAILED, console, errors
 

@@ -16,9 +16,9 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from ..degrade.baselines import baseline_name, classical_baseline
 from ..errors import UsageError
 from ..pictures.files import read_image, read_mask
-from .baselines import baseline_name, classical_baseline
 from .metrics import psnr
 from .score import Record, _degraded_as_seen, find_restored, read_manifest
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from torch import Tensor
 
 from ..degrade import get_operator, nearest_upsample4
+from ..degrade.baselines import baseline_name, classical_baseline, low_resolution
 from ..errors import I2SBError, ImageError, UsageError
 from ..pictures.files import read_image, read_mask
 from ..pictures.inputs import PICTURE_EXTENSIONS
-from .baselines import baseline_name, classical_baseline, low_resolution
 from .metrics import PSNR_CAP, Perceptual, psnr, ssim
 
 MANIFEST = "manifest.jsonl"

@@ -21,9 +21,9 @@ from torch import Tensor
 
 from ..bridge.ensemble import COPIES
 from ..degrade import get_operator
+from ..degrade.tasks import FAMILIES, TASKS, family_of
 from ..errors import CheckpointError, UsageError
 from ..nets.adm import ADMUNet, UNetConfig
-from ..tasks import FAMILIES, TASKS, family_of
 
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1

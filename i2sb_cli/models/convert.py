@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..degrade.tasks import TASKS
 from ..errors import CheckpointError
 from ..nets.adm import OFFICIAL_PREFIX, PRESET_NAMES, ADMUNet, UNetConfig, preset
-from ..tasks import TASKS
 from .checkpoint import CheckpointMeta
 
 # The manifest's "import.format" of official I2SB folders.

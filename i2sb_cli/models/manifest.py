@@ -16,9 +16,9 @@ from typing import Any
 
 from ..bridge.ensemble import COPIES
 from ..degrade import get_operator
+from ..degrade.tasks import FAMILIES, TASKS
 from ..errors import UsageError
 from ..nets.adm import PRESET_NAMES
-from ..tasks import FAMILIES, TASKS
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -10,8 +10,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from ..degrade.tasks import TASKS, family_of
 from ..errors import CheckpointError, ModelNotFoundError, UsageError
-from ..tasks import TASKS, family_of
 from . import cache as model_cache
 from .checkpoint import read_meta
 from .manifest import ManifestError, ModelEntry, parse_manifest

@@ -3,7 +3,7 @@
 `torchrun --nproc-per-node G [--nnodes N ...] -m i2sb_cli COMMAND ...` starts one process per
 GPU and tells each its RANK, LOCAL_RANK and WORLD_SIZE; without those variables a command runs
 in a single process and nothing here does anything. `train` uses the group for data
-parallelism (training/distributed.py), `restore` to split its pictures (restore_split.py).
+parallelism (training/distributed.py), `restore` to split its pictures (restoring/split.py).
 """
 
 import os

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..degrade import Operator, apply_hole, get_operator, nearest_upsample4
+from ..degrade.baselines import classical_baseline
+from ..degrade.tasks import FAMILIES, TASKS
 from ..errors import UsageError
-from ..evaluation.baselines import classical_baseline
 from ..pictures.files import read_image
 from ..pictures.inputs import collect_inputs
-from ..tasks import FAMILIES, TASKS
 
 
 def _to_uint8(pixels: Tensor) -> Tensor:

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 
 from ..degrade import get_operator
+from ..degrade.tasks import FAMILIES, TASKS
 from ..errors import CheckpointError, UsageError
 from ..models.checkpoint import STARTS, load_checkpoint
 from ..models.registry import resolve_model
 from ..nets.adm import UNetConfig, preset
-from ..tasks import FAMILIES, TASKS
 from .data import Degrader, PhotoCrops, random_subcrop, schedule_defaults
 from .pairs import PairedCrops
 from .step import BatchSource

@@ -21,7 +21,7 @@ from ..evaluation.metrics import psnr
 from ..nets.denoiser import BridgeDenoiser
 from ..pictures.files import read_image
 from ..pictures.inputs import collect_inputs
-from ..restore import image_seed
+from ..restoring.loop import image_seed
 from .data import Degrader, quantize8
 from .pairs import PairedCrops
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..degrade import get_operator, svd_deblur, wiener_deblur
-from ..degrade.sr import SCALE
+from . import get_operator, svd_deblur, wiener_deblur
+from .sr import SCALE
 
 INPAINT_RADIUS = 3
 BLIND_BLURS = ("blur-blind", "real-blur")

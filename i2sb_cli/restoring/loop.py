@@ -31,13 +31,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .bridge import StepInfo, mirror_ensemble, nfe_steps, per_image_noise, sample
-from .chain import Stage, StageRecord, stage_input
-from .degrade.masks import dilate_mask, feather_weights, resize_mask
-from .errors import I2SBError, ImageError, UsageError
-from .evaluation.spread import heat_map, spread
-from .evaluation.trajectory import Frame, TrajectoryRecorder, save_trajectory
-from .pictures.files import (
+from ..bridge import StepInfo, mirror_ensemble, nfe_steps, per_image_noise, sample
+from ..degrade.masks import dilate_mask, feather_weights, resize_mask
+from ..errors import I2SBError, ImageError, UsageError
+from ..pictures.files import (
     ALPHA_FORMATS,
     Picture,
     atomic_write,
@@ -48,11 +45,14 @@ from .pictures.files import (
     read_mask,
     write_image,
 )
-from .pictures.inputs import STDIO, InputFile
-from .pictures.resize import check_outscale, resize_pixels, scaled_size
-from .runtime.torch_backend import LoadedModel
-from .tasks import make_x1
+from ..pictures.inputs import STDIO, InputFile
+from ..pictures.resize import check_outscale, resize_pixels, scaled_size
+from ..runtime.torch_backend import LoadedModel
+from .chain import Stage, StageRecord, stage_input
+from .spread import heat_map, spread
+from .start import make_x1
 from .tiling import tiled
+from .trajectory import Frame, TrajectoryRecorder, save_trajectory
 
 Status = Literal["restored", "skipped", "failed"]
 

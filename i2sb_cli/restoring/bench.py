@@ -24,10 +24,10 @@ from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
 from ..nets.adm import ADMUNet, preset
 from ..nets.denoiser import BridgeDenoiser, NetFn
-from ..tiling import tiled
-from . import default_tile, load_model
-from .resources import machine_info, memory_window
-from .torch_backend import LoadedModel, check_precision, resolve_device, wrap_network
+from ..runtime import default_tile, load_model
+from ..runtime.resources import machine_info, memory_window
+from ..runtime.torch_backend import LoadedModel, check_precision, resolve_device, wrap_network
+from .tiling import tiled
 
 MODIFIERS = {"cl": ("channels_last", True), "nchw": ("channels_last", False)}
 
@@ -215,7 +215,7 @@ class Loader:
         return self._onnx(net, meta, config.precision)
 
     def _onnx(self, net: ADMUNet, meta: CheckpointMeta, precision: str) -> LoadedModel:
-        from .export import export_network
+        from ..runtime.export import export_network
 
         path = self.workdir / f"random-{precision}.onnx"
         if not path.is_file():

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import UsageError
-from .models.checkpoint import CheckpointMeta
-from .runtime.metadata import default_tile
-from .runtime.torch_backend import LoadedModel
-from .tasks import TASK_CHOICES, classical_degradation, make_x1
+from ..degrade.tasks import TASK_CHOICES
+from ..errors import UsageError
+from ..models.checkpoint import CheckpointMeta
+from ..runtime.metadata import default_tile
+from ..runtime.torch_backend import LoadedModel
+from .start import classical_degradation, make_x1
 
 MAX_STAGES = 4
 """A longer chain is a mistake: each stage costs a model's memory and its network calls."""

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bridge.sampler import Denoise
-from .errors import UsageError
+from ..bridge.sampler import Denoise
+from ..errors import UsageError
 
 WHOLE_SLACK = 1.25
 """A picture of up to this many times a tile's pixels runs whole: the memory of one tile

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from .errors import UsageError
-from .pictures.inputs import STDIO, InputFile
-from .pictures.shards import header_pixels, share
-from .restore import Outcome
-from .runtime import cluster as group
-from .runtime.cluster import Cluster
+from ..errors import UsageError
+from ..pictures.inputs import STDIO, InputFile
+from ..pictures.shards import header_pixels, share
+from ..runtime import cluster as group
+from ..runtime.cluster import Cluster
+from .loop import Outcome
 
 _WAIT = timedelta(hours=24)
 """How long a process waits at a meeting: for the main one's download or export, or for the

@@ -1,7 +1,7 @@
 """Quality against NFE (`i2sb evaluate DEGRADE_DIR --nfe 1,2,5`).
 
 One loaded model restores the degraded pictures of a `degrade` folder at each NFE through the
-restore loop (`restore.Restorer`, what `i2sb restore DIR/degraded -o OUT --mask DIR/masks` runs,
+restore loop (`loop.Restorer`, what `i2sb restore DIR/degraded -o OUT --mask DIR/masks` runs,
 with the same seeds), and each NFE's restorations are scored as `evaluate` scores a folder: the
 points are what restoring and evaluating at each NFE by hand would give, with one model load.
 """
@@ -13,13 +13,14 @@ from pathlib import Path
 
 from ..bridge import StepInfo
 from ..degrade import PAPER_TASKS, get_operator
+from ..degrade.tasks import family_of
 from ..errors import UsageError
+from ..evaluation.score import Record, Summary
 from ..pictures.inputs import InputFile
-from ..restore import Job, Outcome, Restorer, RestoreSettings
 from ..runtime import default_tile
 from ..runtime.torch_backend import LoadedModel
-from ..tasks import classical_degradation, family_of
-from .score import Record, Summary
+from .loop import Job, Outcome, Restorer, RestoreSettings
+from .start import classical_degradation
 
 
 @dataclass(frozen=True)
