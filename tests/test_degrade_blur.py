@@ -69,8 +69,8 @@ def _reference(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["uni", "gauss"])
 def test_official_operator_matches_golden(golden: dict[str, np.ndarray], name: str) -> None:
-    # golden/README.md: mean <= 2e-3 and max <= 3e-2 for an implementation with its own SVD and
-    # sort (measured here: mean 4.1e-5 / max 3.8e-4 for uni, 1.6e-6 / 1.3e-5 for gauss).
+    # tests/golden/README.md: mean <= 2e-3 and max <= 3e-2 for an implementation with its own SVD
+    # and sort (measured here: mean 4.1e-5 / max 3.8e-4 for uni, 1.6e-6 / 1.3e-5 for gauss).
     operator = blur_uni if name == "uni" else blur_gauss
     error = np.abs(operator(torch.from_numpy(golden["x0"])).numpy() - golden[f"blur-{name}"])
     assert error.mean() <= 2e-3
@@ -93,7 +93,7 @@ def test_formula_on_a_non_square_picture(photo: torch.Tensor, name: str) -> None
     The operator must be diagonal in the SVD bases (V in, U out) of the two 1-D matrices, and
     coefficient (i, j) of channel c must get the multiplier s_sorted[(3 r + c) mod HW], r its
     rank among the products s_h[i] s_w[j]. Products that tie (the block of zeros, values equal
-    in float32) may take their ranks in any order (golden/README.md, corruptions.npz), so for
+    in float32) may take their ranks in any order (tests/golden/README.md, corruptions.npz), so for
     each group of tied products only the multipliers it receives, as a multiset, are fixed.
     """
     kernel = (uniform_kernel() if name == "uni" else gaussian_kernel()).numpy()

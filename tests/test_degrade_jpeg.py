@@ -56,7 +56,7 @@ def _reference(x: np.ndarray, quality: int) -> np.ndarray:
 
 @pytest.mark.parametrize("quality", [5, 10])
 def test_numerical_jpeg_matches_golden(golden: dict[str, np.ndarray], quality: int) -> None:
-    # golden/README.md: 1e-4 on at least 99.9% of values, or everywhere with a float64 DCT
+    # tests/golden/README.md: 1e-4 on at least 99.9% of values, or everywhere with a float64 DCT
     # (measured here: 4.8e-7 everywhere).
     out = jpeg_numerical(torch.from_numpy(golden["x0"]), quality)
     assert out.dtype == torch.float32

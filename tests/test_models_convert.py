@@ -232,7 +232,7 @@ def test_unsupported_options_are_refused(tmp_path):
 
 
 def test_official_adm256_keys_are_recognised(golden_dir):
-    """The key names and shapes of the official network (golden/adm256_keys.txt, in official
+    """The key names and shapes of the official network (tests/golden/adm256_keys.txt, in official
     order) are those of the adm256 preset, with 3 or 6 input channels."""
     lines = (golden_dir / "adm256_keys.txt").read_text().splitlines()
     shapes = {}

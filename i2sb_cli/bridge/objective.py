@@ -1,4 +1,4 @@
-"""The training objective (Algorithm 1 of the paper; I2SB_SPEC.md section 2).
+"""The training objective (Algorithm 1 of the paper; docs/spec.md section 2).
 
 A training example draws a step n, places x_n on the bridge between a clean x0 and its degraded
 x1 (eq. 11: the analytic posterior of the bridge), and asks the network for the scaled

@@ -1,4 +1,4 @@
-"""The I2SB sampler (Algorithm 2 of the paper; I2SB_SPEC.md section 3).
+"""The I2SB sampler (Algorithm 2 of the paper; docs/spec.md section 3).
 
 Starting from the degraded picture x1, each step predicts the clean picture x0_hat with the
 network and moves the state from step n to an earlier step `prev` with the DDPM posterior
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .schedule import Schedule
 
-# The one interface between the math and whatever computes a network (DESIGN.md decision 1):
+# The one interface between the math and whatever computes a network (docs/design.md decision 1):
 # denoise(x_t, n, cond) -> x0_hat, with n the integer step of x_t and cond the x1 the network
 # is conditioned on (None for unconditioned models).
 Denoise = Callable[[Tensor, int, Tensor | None], Tensor]

@@ -1,4 +1,4 @@
-"""The I2SB noise schedule and the NFE step spacing (I2SB_SPEC.md sections 1 and 3).
+"""The I2SB noise schedule and the NFE step spacing (docs/spec.md sections 1 and 3).
 
 The bridge between x0 (clean) and x1 (degraded) is the Gaussian product of a forward and a
 backward diffusion with a symmetric beta schedule: at step n its marginal (eq. 11 of the paper) is

@@ -29,7 +29,7 @@ def make_console(**options: Any) -> Console:
     return Console(**options)
 
 
-# stdout is for data (--json); people read stderr (DESIGN.md decision 8). `console` carries
+# stdout is for data (--json); people read stderr (docs/design.md decision 8). `console` carries
 # progress, notes and per-picture lines, which --quiet silences; `errors` is never silenced.
 console = make_console(stderr=True, highlight=False)
 errors = make_console(stderr=True, highlight=False)

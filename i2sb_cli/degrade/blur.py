@@ -1,6 +1,6 @@
 """The paper's deblurring operators, `blur-uni` and `blur-gauss`, and a plain blur beside them.
 
-The official operator (I2SB_SPEC.md section 4, inherited from DDRM) is not a convolution. It
+The official operator (docs/spec.md section 4, inherited from DDRM) is not a convolution. It
 builds, per axis, a zero-padded matrix A of only K-1 of the K kernel taps (rows read columns
 j in [i - K//2, i + K//2)), takes its SVD A = U diag(s) V^T, zeroes singular values below 3e-2,
 and scales the 2-D spectrum of each channel c with a shifted ordering:
@@ -20,7 +20,7 @@ multipliers are cached per size. For some sizes (19 to 22, 27 to 30, ... for the
 the 1-D matrix has repeated singular values whose multipliers differ; the result then depends
 on the basis the SVD picks within them, in the official operator as here.
 
-How the spectrum is ordered decides which multiplier each coefficient receives (golden/README,
+How the spectrum is ordered decides the multiplier each coefficient gets (tests/golden/README.md,
 corruptions.npz). We take the SVD in float64 (reproducible across machines, unlike the float32
 SVD whose last bits change with the LAPACK thread count), round the singular values to float32
 and form their products in float32 as the official code does, so that exact ties stay exact,
@@ -109,7 +109,7 @@ def _one_thread() -> Iterator[None]:
 def _svd(name: str, n: int) -> tuple[Tensor, Tensor, Tensor]:
     """(U, s, V) of the official 1-D matrix in float64; s rounded to float32 and truncated.
 
-    On one thread: LAPACK's last bits depend on its thread count (golden/README.md), so this
+    On one thread: LAPACK's last bits depend on its thread count (tests/golden/README.md), so this
     gives every machine the same bases, and the SVD gains little from threads but loses much
     when the cores are busy (2000 x 2000 on 2 loaded cores: 4.5 s on one thread, 30 s on two).
     A side over MAX_SVD_SIDE is an ImageError: one picture fails, the rest of a batch goes on.

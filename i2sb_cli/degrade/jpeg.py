@@ -1,13 +1,13 @@
 """The paper's JPEG operators (`jpeg-5`, `jpeg-10`, any `jpeg-Q`) and a real JPEG round trip.
 
-`jpeg_numerical` is the official numerical JPEG (I2SB_SPEC.md section 4, from DDRM-JPEG):
+`jpeg_numerical` is the official numerical JPEG (docs/spec.md section 4, from DDRM-JPEG):
 no entropy coding and no rounding of pixels; only the DCT coefficients are quantised.
   x -> [0, 255] floats; RGB -> YCbCr; chroma decimated [::2, ::2]; per 8x8 block subtract 128,
   orthonormal DCT-II, divide by the IJG table scaled for the quality, round half to even,
   multiply back, inverse DCT, add 128; chroma upsampled by 2x2 replication; YCbCr -> RGB;
   back to [-1, 1] without clamping (jpeg-5 spans about -2.7..2.4).
 The colour matrix is the JFIF one rounded to 4 decimals, and its inverse the exact inverse of
-that rounded matrix, as in the official code: the reference outputs (golden/corruptions.npz)
+that rounded matrix, as in the official code: the reference outputs (tests/golden/corruptions.npz)
 were made with it, and the exact JFIF constants move them by up to 1.1e-4. Everything runs in
 float64, so that no quantisation decision depends on the order of float32 operations, and
 returns in the input's dtype.

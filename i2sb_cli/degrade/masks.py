@@ -1,7 +1,7 @@
 """Inpainting masks (1 = hole): the centre box, seeded brush strokes, Palette's mask file.
 
 - `center_mask`: the official box, rows [H//4, H//4 + H//2) and the same for columns
-  (I2SB_SPEC.md section 4: 128 x 128 at 256; `get_center_mask` for other sizes).
+  (docs/spec.md section 4: 128 x 128 at 256; `get_center_mask` for other sizes).
 - `freeform_mask`: our own generator of free-form brush strokes, seeded. The paper used 10,000
   fixed masks from Palette, drawn with DeepFill v2's stroke generator and kept by hole fraction;
   we draw masks of that kind ourselves: thick strokes of 4 to 12 segments with round joints

@@ -5,7 +5,7 @@ seed, it gives a `Degraded` holding what `i2sb restore` takes (for sr4x the low-
 picture, not the paper's nearest-upsampled form) and, for inpainting, the mask. Its `params`
 describe the operator for a manifest.
 
-Paper names (I2SB_SPEC.md section 4): sr4x-pool, sr4x-bicubic, blur-uni, blur-gauss, jpeg-5,
+Paper names (docs/spec.md section 4): sr4x-pool, sr4x-bicubic, blur-uni, blur-gauss, jpeg-5,
 jpeg-10, inpaint-center, inpaint-freeform1020, inpaint-freeform2030. Beside them: jpeg-Q for any
 quality, inpaint-freeform3040 (Palette's third band), and real-world variants under their own
 names: blur-uni-plain and blur-gauss-plain (a true convolution), blur-blind (a photographic blur

@@ -1,6 +1,6 @@
 """The task table: what each restoration task is.
 
-The paper's nine tasks (I2SB_SPEC.md sections 1 and 4) fall into four families; a family names
+The paper's nine tasks (docs/spec.md sections 1 and 4) fall into four families; a family names
 what a user wants done (`--task sr4x`) and picks the bundled model of that family, while a
 paper task name (`--task sr4x-bicubic`) also says exactly which degradation the input went
 through. The checkpoint's own schedule options are authoritative over the table's defaults.

@@ -1,4 +1,4 @@
-"""Our checkpoint format: safetensors tensors plus one JSON metadata block (DESIGN.md decision 5).
+"""Our checkpoint format: safetensors plus one JSON metadata block (docs/design.md decision 5).
 
 The header's metadata holds the key "i2sb" with everything a sampler needs besides the weights:
 the network's architecture config, the task, the schedule options (beta_max, interval, t0, t1),

@@ -1,6 +1,6 @@
 """Official I2SB checkpoints (`latest.pt` + `options.pkl`) to our safetensors format.
 
-Neither file is unpickled without restriction (DESIGN.md decision 5): `latest.pt` goes through
+Neither file is unpickled without restriction (docs/design.md decision 5): `latest.pt` goes through
 `torch.load(weights_only=True)`, which builds only tensors and plain data, and `options.pkl`
 through an unpickler that admits argparse.Namespace and path types and nothing else. The
 sampling weights are the EMA's `shadow_params`, a list in the network's parameter order; that

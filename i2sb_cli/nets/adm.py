@@ -1,7 +1,7 @@
 """The ADM UNet of guided-diffusion as I2SB uses it: config, presets, and the network.
 
 State-dict keys and shapes are exactly those of guided-diffusion's `UNetModel.state_dict()`
-(I2SB_SPEC.md section 5, golden/adm256_keys.txt). I2SB checkpoints add `OFFICIAL_PREFIX` to
+(docs/spec.md section 5, tests/golden/adm256_keys.txt). I2SB checkpoints add `OFFICIAL_PREFIX` to
 every key; loaders strip or add it. The network takes I2SB's float time levels
 (`noise_levels[n]`), not integer steps, and in the conditioned variant the input is
 `cat([x_t, x1], dim=1)`.
@@ -244,7 +244,7 @@ def _adm256() -> UNetConfig:
 
 
 def _adm_small() -> UNetConfig:
-    # golden/unet_small: every block type of adm256 at 1.4M parameters.
+    # tests/golden/unet_small: every block type of adm256 at 1.4M parameters.
     return UNetConfig(
         image_size=32,
         in_channels=3,

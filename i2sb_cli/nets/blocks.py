@@ -1,6 +1,6 @@
 """Building blocks of the ADM UNet (guided-diffusion), parameter-for-parameter.
 
-Submodule names and indices are those of guided-diffusion (I2SB_SPEC.md section 5), because
+Submodule names and indices are those of guided-diffusion (docs/spec.md section 5), because
 they become the state-dict keys of official checkpoints: a ResBlock holds `in_layers.{0,2}`,
 `emb_layers.1`, `out_layers.{0,3}` and `skip_connection`; an attention block holds `norm`,
 `qkv` and `proj_out`. Moving or adding a parameterised module here breaks checkpoint loading.

@@ -1,4 +1,4 @@
-"""Turns a network into the sampler's `denoise(x_t, n, cond) -> x0_hat` (I2SB_SPEC.md section 2).
+"""Turns a network into the sampler's `denoise(x_t, n, cond) -> x0_hat` (docs/spec.md section 2).
 
 I2SB networks predict the scaled difference (x_n - x0) / std_fwd[n] from x_n and the float time
 level noise_levels[n]; the clean-picture estimate follows as x0_hat = x_n - std_fwd[n] * output.

@@ -1,7 +1,7 @@
 """Restoring a list of pictures with a loaded model: reading, batching, sampling, writing.
 
 Each picture gets its own random generator seeded from (seed, its relative path), so that it
-restores the same whatever the batch size, the order of the inputs or the tiling (DESIGN.md
+restores the same whatever the batch size, the order of the inputs or the tiling (docs/design.md
 decision 2). Pictures of the same size are sampled together up to the batch size. A picture
 that cannot be read or restored is reported as a failed outcome and the run goes on; an output
 that exists already is skipped before its picture is even read, so that running the same

@@ -1,4 +1,4 @@
-"""Network calls on pictures larger than the network's tile (DESIGN.md decision 3).
+"""Network calls on pictures larger than the network's tile (docs/design.md decision 3).
 
 Tiling wraps the `denoise` callable, never the sampler: the bridge state and its noise stay
 whole-picture tensors, and only each network evaluation is cut into overlapping tiles whose

@@ -1,4 +1,4 @@
-"""Runtimes: whatever computes the network, behind one `denoise` callable (DESIGN.md decision 1).
+"""Runtimes: what computes the network, behind one `denoise` callable (docs/design.md decision 1).
 
 `load_model` is the one entry point. It picks the runtime by the file's suffix and the backend
 asked for:

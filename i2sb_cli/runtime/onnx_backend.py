@@ -1,7 +1,7 @@
 """The ONNX Runtime backend: an `i2sb export` .onnx file in, the same `denoise` callable out.
 
 The session computes the network only; the bridge (schedule, sampler, tiling) stays in torch,
-so a picture restores the same with either backend up to float rounding (DESIGN.md decision 1).
+so a picture restores the same with either backend up to float rounding (docs/design.md decision 1).
 The CUDA execution provider is used where it really loads: onnxruntime-gpu lists it as
 available even without CUDA libraries or a GPU, and ORT then falls back to the CPU on its own,
 so the session's providers are checked after it is created. On CUDA, inputs and outputs stay

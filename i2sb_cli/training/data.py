@@ -70,7 +70,7 @@ def quantize8(x: Tensor) -> Tensor:
 
 def schedule_defaults(task: str) -> tuple[float, bool]:
     """(beta_max, ot_ode) of a degradation or family name: the paper's values for its tasks
-    (I2SB_SPEC.md section 1), the family's for the others (jpeg-real-10 as jpeg-10...)."""
+    (docs/spec.md section 1), the family's for the others (jpeg-real-10 as jpeg-10...)."""
     if task in TASKS:
         return TASKS[task].beta_max, TASKS[task].ot_ode
     family = task if task in FAMILIES else get_operator(task).family
@@ -84,7 +84,7 @@ class Degrader:
     One task, or a mixture of tasks of one family (each picture draws one uniformly). x1 is
     the task's degradation in the paper's form (sr4x: nearest-upsampled to full size) rounded
     to 8 bits as users' pictures are; for inpainting the hole is filled with standard normal
-    noise, as the official runner feeds the network (I2SB_SPEC.md section 4), and each
+    noise, as the official runner feeds the network (docs/spec.md section 4), and each
     picture gets its own mask. With `classical`, x1 is instead each task's classical
     restoration of the 8-bit degraded picture (the checkpoint's start "classical").
     """

@@ -1,4 +1,4 @@
-"""Training a bridge network (Algorithm 1 of the paper; I2SB_SPEC.md section 2).
+"""Training a bridge network (Algorithm 1 of the paper; docs/spec.md section 2).
 
 `train` is the loop: draw a batch of (x0, x1) pairs, a step n per pair, place x_n on the
 bridge (eq. 11), regress the network onto (x_n - x0) / std_fwd[n], and keep an exponential
