@@ -4,13 +4,14 @@ construction of the spec's formula; the real JPEG against Pillow."""
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from i2sb_cli.degrade import jpeg_numerical, jpeg_real, quantisation_tables
-from i2sb_cli.degrade.jpeg import CHROMA_TABLE, LUMA_TABLE
+from i2sb_cli.degrade.jpeg import CHROMA_TABLE, LUMA_TABLE, estimate_quality
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +117,24 @@ def test_rejects_bad_input(photo: torch.Tensor) -> None:
         jpeg_numerical(photo[:, :1], 10)
     with pytest.raises(ValueError):
         jpeg_real(photo, 101)
+
+
+@pytest.mark.parametrize("quality", [5, 10, 15, 40, 50, 75, 90, 95, 100])
+def test_a_jpeg_files_quality_is_read_back_from_its_tables(quality: int) -> None:
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    tables = Image.open(buffer).quantization
+    assert estimate_quality([tables[k] for k in sorted(tables)]) == (quality, True)
+    # OpenCV's libjpeg scales the same tables.
+    ok, encoded = cv2.imencode(".jpg", np.asarray(picture), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    tables = Image.open(io.BytesIO(encoded.tobytes())).quantization
+    assert ok and estimate_quality([tables[k] for k in sorted(tables)]) == (quality, True)
+
+
+def test_other_encoders_tables_get_the_nearest_quality() -> None:
+    luma, chroma = quantisation_tables(60)
+    nudged = (luma.flatten() + 1).clamp(max=255).int().tolist()
+    assert estimate_quality([nudged, chroma.flatten().int().tolist()]) == (60, False)
+    with pytest.raises(ValueError, match="64 entries"):
+        estimate_quality([[1, 2, 3]])

@@ -185,6 +185,7 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
         "outscale",
         "spread_mean",
         "stages",
+        "jpeg_quality",
     }
     # One restoration: no samples and no spread (restore --samples K fills them), no resize.
     assert record["samples"] == [] and record["spread_mean"] is None
@@ -196,6 +197,19 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
     assert isinstance(record["seed"], int) and record["seconds"] >= 0
     metadata = images.read_metadata(tmp_path / "photo_restored.png")
     assert metadata["i2sb:model-sha256"] == record["model_sha256"]
+    assert record["jpeg_quality"] is None and "i2sb:input-jpeg-quality" not in metadata
+
+
+def test_a_jpeg_inputs_declared_quality_is_reported(tmp_path, same_size):
+    source = tmp_path / "web.jpg"
+    Image.fromarray(read_pixels(write_picture(tmp_path / "p.png", 16))).save(source, quality=75)
+    result = restore(source, "--model", same_size, "--nfe", 1, "--json", "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.stderr
+    (record,) = _records(result)
+    assert record["jpeg_quality"] == 75
+    assert images.read_metadata(tmp_path / "out.png")["i2sb:input-jpeg-quality"] == "75"
+    line = restore(source, "--model", same_size, "--nfe", 1, "-o", tmp_path / "again.png")
+    assert "JPEG quality 75" in line.stderr
 
 
 def test_exit_codes_are_in_the_help():

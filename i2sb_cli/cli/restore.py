@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..restoring import split as restore_split
 from ..errors import UsageError
 from ..models.registry import resolve_model
 from ..pictures.files import FORMATS, colour_rgb, picture_pixels
@@ -22,6 +21,7 @@ from ..pictures.inputs import (
     plan_outputs,
 )
 from ..pictures.shards import parse_shard
+from ..restoring import split as restore_split
 from ..restoring.chain import Stage, StageSpec, make_stage, plan_chain
 from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
 from ..runtime import load_model

@@ -78,6 +78,8 @@ def report(outcome: Outcome) -> None:
         )
     else:
         note = f"; {escape(outcome.message)}" if outcome.message else ""
+        if outcome.jpeg_quality is not None:
+            note = f"; JPEG quality {outcome.jpeg_quality}{note}"
         target = "stdout" if outcome.output == STDIO else output
         if outcome.samples:
             target = (
@@ -105,6 +107,7 @@ def print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSetting
         "samples": [str(path) for path in outcome.samples],
         "outscale": settings.outscale,
         "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
+        "jpeg_quality": outcome.jpeg_quality,
         "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
     }
     print(json.dumps(record), flush=True)

@@ -19,12 +19,14 @@ this is the official operator.
 
 `jpeg_real` is what a user meets in practice: the picture rounded to 8 bits, written as a real
 JPEG file by Pillow's libjpeg at a given quality (4:2:0 chroma, like the paper's), decoded.
+`estimate_quality` reads the quality back from a file's own quantisation tables.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -80,6 +82,30 @@ def quantisation_tables(quality: int) -> tuple[Tensor, Tensor]:
     tables = torch.tensor([LUMA_TABLE, CHROMA_TABLE], dtype=torch.float64)
     tables = torch.floor((scale * tables + 50) / 100).clamp(1, 255)
     return tables[0], tables[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _libjpeg_tables() -> Tensor:
+    """[100, 2, 8, 8]: the tables libjpeg writes for qualities 1..100. Unlike the official
+    operator (`quantisation_tables`), libjpeg scales in integers: s = 5000 // q below 50."""
+    base = torch.tensor([LUMA_TABLE, CHROMA_TABLE], dtype=torch.int64)
+    scales = [5000 // q if q < 50 else 200 - 2 * q for q in range(1, 101)]
+    return torch.stack([((s * base + 50) // 100).clamp(1, 255) for s in scales]).double()
+
+
+def estimate_quality(tables: Sequence[Sequence[int]]) -> tuple[int, bool]:
+    """The IJG quality 1..100 whose tables are nearest to a JPEG file's quantisation tables
+    (natural order, luma first, as Pillow's `Image.quantization` gives them), and whether they
+    match exactly (a file written by libjpeg, Pillow, OpenCV and much cameras' and editors'
+    software at that quality). Other encoders' tables get the nearest quality by mean absolute
+    difference, a fair guide to how hard the file was compressed."""
+    if not tables or any(len(table) != BLOCK * BLOCK for table in tables):
+        raise ValueError("JPEG quantisation tables hold 64 entries each")
+    given = torch.tensor([list(table) for table in tables[:2]], dtype=torch.float64)
+    candidates = _libjpeg_tables()[:, : len(given)]
+    errors = (candidates - given.reshape(-1, BLOCK, BLOCK)).abs().mean(dim=(1, 2, 3))
+    best = int(errors.argmin())
+    return best + 1, bool(errors[best] == 0)
 
 
 @functools.lru_cache(maxsize=1)

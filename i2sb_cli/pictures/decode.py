@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin
 
+from ..degrade.jpeg import estimate_quality
 from ..errors import ImageError
 from .meta import CODEC_ERRORS, icc_space
 
@@ -146,6 +147,18 @@ def _wide_layout(image: Image.Image, file: BinaryIO) -> str | None:
         if bits and max(bits) == 16 and image.tag_v2.get(262) == 2:
             return "colour"
     return None
+
+
+def declared_jpeg_quality(image: Image.Image) -> int | None:
+    """The quality a JPEG file's quantisation tables declare (degrade/jpeg.py), None for other
+    formats or tables that cannot be read."""
+    tables = getattr(image, "quantization", None) if image.format == "JPEG" else None
+    if not tables:
+        return None
+    try:
+        return estimate_quality([tables[key] for key in sorted(tables)])[0]
+    except ValueError:
+        return None
 
 
 def compression_of(image: Image.Image, file: BinaryIO) -> str | None:

@@ -31,6 +31,7 @@ from ..errors import ImageError, UsageError
 from .decode import (
     GREY_MODES,
     compression_of,
+    declared_jpeg_quality,
     decode,
     default_max_pixels,
     open_picture,
@@ -108,6 +109,9 @@ class Picture:
     """How the file was compressed, kept when the result is written in the same format:
     "webp_lossy" or "webp_lossless", a TIFF's compression as Pillow names it; None for the
     other formats."""
+    jpeg_quality: int | None = None
+    """The IJG quality a JPEG file's quantisation tables declare (the nearest one for other
+    encoders' tables); None for other formats."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -162,6 +166,7 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
             decoded = decode(image, file)
             exif, orientation = exif_of(image)
             compression = compression_of(image, file)
+            jpeg_quality = declared_jpeg_quality(image)
     except CODEC_ERRORS as err:
         kind = sniff(header)
         if kind is None:
@@ -190,6 +195,7 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
         source_mode=decoded.mode,
         path=path,
         compression=compression,
+        jpeg_quality=jpeg_quality,
     )
 
 

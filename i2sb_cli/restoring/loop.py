@@ -145,6 +145,8 @@ class Outcome:
     """The mean over the picture of the samples' spread, in 8-bit levels (several samples)."""
     stages: tuple[StageRecord, ...] = ()
     """What each stage did to the picture (sample 0's seeds), when it was restored."""
+    jpeg_quality: int | None = None
+    """The quality the input JPEG file declares (None for other formats)."""
 
 
 @dataclass
@@ -480,7 +482,11 @@ class Restorer:
             message = f"cannot write to stdout: {exc.strerror or exc}"
             return Outcome(source, job.output, "failed", message, seed, seconds)
         stages = self._records(item)
-        return Outcome(source, job.output, "restored", item.note, seed, seconds, stages=stages)
+        quality = item.picture.jpeg_quality
+        return Outcome(
+            source, job.output, "restored", item.note, seed, seconds, stages=stages,
+            jpeg_quality=quality,
+        )  # fmt: skip
 
     def _write_samples(self, item: _Prepared, restored: Tensor, seconds: float) -> Outcome:
         """Each sample under its `_s{k}` name, then their spread map."""
@@ -509,6 +515,7 @@ class Restorer:
             samples=paths,
             spread_mean=float(values.mean()),
             stages=self._records(item),
+            jpeg_quality=item.picture.jpeg_quality,
         )
 
     def _metadata(self, item: _Prepared, k: int) -> dict[str, str]:
@@ -527,6 +534,8 @@ class Restorer:
             metadata["i2sb:mask-dilate"] = str(settings.mask_dilate)
         if settings.mask_feather:
             metadata["i2sb:mask-feather"] = str(settings.mask_feather)
+        if item.picture.jpeg_quality is not None:
+            metadata["i2sb:input-jpeg-quality"] = str(item.picture.jpeg_quality)
         return metadata
 
     def _records(self, item: _Prepared) -> tuple[StageRecord, ...]:

@@ -1,0 +1,219 @@
+"""The pictures people have, restored at default settings by the whole command, against the
+classical answer: the cases of issue 29's bars, on any folder of photos.
+
+    python benchmarks/user_cases.py data/val -o eval/cases [--case thumbnail --case phone ...]
+        [--model sr4x=runs/sr4x-real.safetensors] [--limit 6] [--size 512]
+
+Each photo is centre-cropped to at most --size pixels a side (a multiple of 4), then degraded as
+a user's picture is, by Pillow and NumPy rather than by i2sb's own operators, so that no case is
+the exact degradation a model was trained on:
+- thumbnail: 4x LANCZOS downscale, JPEG quality 75 (`--task sr4x`; classical: bicubic);
+- clean-sr: 4x bicubic downscale saved as PNG (`--task sr4x`; classical: bicubic);
+- phone: Gaussian blur radius 1.5, sensor noise sigma 3/255, JPEG 90 (`--task deblur`;
+  classical: the input and Pillow's `UnsharpMask(2, 100, 2)`);
+- grainy: a sharp photo with noise sigma 3/255, JPEG 90 (`--task deblur`; classical: the input);
+- jpeg15, jpeg40, jpeg75: the photo saved as a JPEG file of that quality (`--task jpeg`;
+  classical: the JPEG itself).
+The degraded files are restored by `i2sb restore FOLDER -o OUT --task FAMILY` (plus `--model`
+where given, nothing else), timed as a whole command. PSNR and SSIM (and shift-tolerant LPIPS
+with the `perceptual` extra) against the crop; the table counts the photos where i2sb beats the
+best classical answer. OUT/CASE.png is a side-by-side of two photos at 2x zoom: degraded |
+classical | i2sb | original.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from i2sb_cli.evaluation.metrics import load_perceptual, psnr, ssim
+from i2sb_cli.pictures.inputs import collect_inputs
+
+NOISE_SEED = 0
+
+
+def _noisy(picture: Image.Image, sigma: float, seed: int) -> Image.Image:
+    pixels = np.asarray(picture, dtype=np.float64)
+    noise = np.random.default_rng(seed).normal(0, sigma, pixels.shape)
+    return Image.fromarray(np.clip(np.round(pixels + noise), 0, 255).astype(np.uint8))
+
+
+def _small(picture: Image.Image, method: Image.Resampling) -> Image.Image:
+    return picture.resize((picture.width // 4, picture.height // 4), method)
+
+
+def _bicubic(degraded: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return degraded.resize(size, Image.Resampling.BICUBIC)
+
+
+def _as_is(degraded: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return degraded
+
+
+def _unsharp(degraded: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return degraded.filter(ImageFilter.UnsharpMask(2, 100, 2))
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    degrade: Callable[[Image.Image, int], Image.Image]
+    """The photo (and a noise seed) to the picture before it is saved."""
+    quality: int | None
+    """The JPEG quality it is saved at; None: a PNG."""
+    classical: dict[str, Callable[[Image.Image, tuple[int, int]], Image.Image]]
+
+
+CASES: dict[str, Case] = {
+    "thumbnail": Case("sr4x", lambda p, s: _small(p, Image.Resampling.LANCZOS), 75,
+                      {"bicubic": _bicubic}),
+    "clean-sr": Case("sr4x", lambda p, s: _small(p, Image.Resampling.BICUBIC), None,
+                     {"bicubic": _bicubic}),
+    "phone": Case("deblur", lambda p, s: _noisy(p.filter(ImageFilter.GaussianBlur(1.5)), 3, s),
+                  90, {"input": _as_is, "unsharp": _unsharp}),
+    "grainy": Case("deblur", lambda p, s: _noisy(p, 3, s), 90, {"input": _as_is}),
+    **{f"jpeg{q}": Case("jpeg", lambda p, s: p, q, {"jpeg": _as_is}) for q in (15, 40, 75)},
+}  # fmt: skip
+
+
+def _tensor(picture: Image.Image) -> torch.Tensor:
+    array = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)[None] / 127.5 - 1
+
+
+def _crop(photo: Path, size: int) -> Image.Image:
+    with Image.open(photo) as image:
+        picture = image.convert("RGB")
+    width, height = (min(size, picture.width) // 4 * 4, min(size, picture.height) // 4 * 4)
+    left, top = (picture.width - width) // 2, (picture.height - height) // 2
+    return picture.crop((left, top, left + width, top + height))
+
+
+def prepare(case: str, photos: list[Path], folder: Path, size: int) -> dict[str, Image.Image]:
+    """Write the case's degraded files under folder/degraded (a real JPEG file where the case
+    ends in one); return the clean crops by stem."""
+    spec = CASES[case]
+    clean = {}
+    for index, photo in enumerate(photos):
+        crop = _crop(photo, size)
+        clean[photo.stem] = crop
+        target = folder / "degraded" / f"{photo.stem}{_extension(spec)}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        degraded = spec.degrade(crop, NOISE_SEED + index)
+        if spec.quality is None:
+            degraded.save(target)
+        else:
+            degraded.save(target, format="JPEG", quality=spec.quality)
+    return clean
+
+
+def _extension(case: Case) -> str:
+    return ".png" if case.quality is None else ".jpg"
+
+
+def restore(case: str, folder: Path, model: str | None) -> float:
+    """Restore the case's folder through the CLI; the wall time of the whole command."""
+    family = CASES[case].family
+    out = folder / "i2sb"
+    command = ["i2sb", "restore", str(folder / "degraded"), "-o", str(out), "--task", family,
+               "--overwrite", "-q"]  # fmt: skip
+    if model:
+        command += ["--model", model]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
+    return time.perf_counter() - started
+
+
+def score(case: str, folder: Path, clean: dict[str, Image.Image], perceptual) -> dict:
+    """Per-photo and mean PSNR/SSIM(/ST-LPIPS) of every classical answer and of i2sb."""
+    ext, classical = _extension(CASES[case]), CASES[case].classical
+    rows: dict[str, dict[str, list[float]]] = {}
+    pictures: dict[str, dict[str, Image.Image]] = {}
+    for stem, original in clean.items():
+        with Image.open(folder / "degraded" / f"{stem}{ext}") as image:
+            degraded = image.convert("RGB")
+        restored = next((folder / "i2sb").glob(f"{stem}.*"))
+        with Image.open(restored) as image:
+            ours = image.convert("RGB")
+        answers = {name: f(degraded, original.size) for name, f in classical.items()}
+        answers["i2sb"] = ours
+        pictures[stem] = {"degraded": degraded, **answers, "original": original}
+        reference = _tensor(original)
+        for name, picture in answers.items():
+            candidate = _tensor(picture)
+            metrics = rows.setdefault(name, {"psnr": [], "ssim": [], "stlpips": []})
+            metrics["psnr"].append(psnr(candidate, reference))
+            metrics["ssim"].append(ssim(candidate, reference))
+            if perceptual is not None:
+                metrics["stlpips"].append(perceptual(candidate, reference))
+    return {"rows": rows, "pictures": pictures}
+
+
+def side_by_side(pictures: dict[str, dict[str, Image.Image]], path: Path, crop: int = 96) -> None:
+    """Two photos, one row each: degraded (nearest-upsampled) | classical... | i2sb | original,
+    a centre crop of `crop` pixels shown at 2x."""
+    rows = []
+    for columns in list(pictures.values())[:2]:
+        original = columns["original"]
+        left, top = (original.width - crop) // 2, (original.height - crop) // 2
+        tiles = []
+        for picture in columns.values():
+            if picture.size != original.size:
+                picture = picture.resize(original.size, Image.Resampling.NEAREST)
+            box = (left, top, left + crop, top + crop)
+            tiles.append(picture.crop(box).resize((2 * crop, 2 * crop), Image.Resampling.NEAREST))
+        rows.append(tiles)
+    sheet = Image.new("RGB", (len(rows[0]) * 2 * crop, len(rows) * 2 * crop), "white")
+    for r, tiles in enumerate(rows):
+        for c, tile in enumerate(tiles):
+            sheet.paste(tile, (c * 2 * crop, r * 2 * crop))
+    sheet.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("photos", type=Path)
+    parser.add_argument("-o", "--out", type=Path, required=True)
+    parser.add_argument("--case", action="append", choices=list(CASES))
+    parser.add_argument("--model", action="append", default=[], metavar="FAMILY=MODEL")
+    parser.add_argument("--limit", type=int, default=6)
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    models = dict(rule.split("=", 1) for rule in args.model)
+    photos = [item.path for item in collect_inputs([str(args.photos)], recursive=False)][: args.limit]
+    perceptual, why = load_perceptual()
+    if perceptual is None:
+        print(f"no ST-LPIPS: {why}", file=sys.stderr)
+    results = {}
+    print("| case | answer | PSNR | SSIM | ST-LPIPS | i2sb wins | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for case in args.case or list(CASES):
+        folder = args.out / case
+        clean = prepare(case, photos, folder, args.size)
+        seconds = restore(case, folder, models.get(CASES[case].family))
+        scored = score(case, folder, clean, perceptual)
+        rows = scored["rows"]
+        best = max((r for r in rows if r != "i2sb"), key=lambda r: np.mean(rows[r]["psnr"]))
+        wins = sum(a > b for a, b in zip(rows["i2sb"]["psnr"], rows[best]["psnr"], strict=True))
+        for name, metrics in rows.items():
+            lpips = f"{np.mean(metrics['stlpips']):.4f}" if metrics["stlpips"] else "-"
+            extra = f"{wins}/{len(photos)} over {best} | {seconds:.1f}" if name == "i2sb" else "|"
+            print(f"| {case} | {name} | {np.mean(metrics['psnr']):.2f} | "
+                  f"{np.mean(metrics['ssim']):.4f} | {lpips} | {extra} |")  # fmt: skip
+        side_by_side(scored["pictures"], args.out / f"{case}.png")
+        results[case] = {"seconds": seconds, "model": models.get(CASES[case].family), **rows}
+    (args.out / "scores.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
