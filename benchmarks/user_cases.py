@@ -190,7 +190,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     models = dict(rule.split("=", 1) for rule in args.model)
-    photos = [item.path for item in collect_inputs([str(args.photos)], recursive=False)][: args.limit]
+    photos = [item.path for item in collect_inputs([str(args.photos)], recursive=False)][
+        : args.limit
+    ]
     perceptual, why = load_perceptual()
     if perceptual is None:
         print(f"no ST-LPIPS: {why}", file=sys.stderr)

@@ -153,3 +153,44 @@ def test_fetch_photos_refuses_a_test_photo_that_is_a_validation_photo_resized(tm
 
     with pytest.raises(SystemExit, match="a test photo looks like a val photo"):
         fetch_photos.check_disjoint(tmp_path, manifest)
+
+
+def test_shrink_photos_downscales_a_named_source_first(tmp_path):
+    source = tmp_path / "photos"
+    source.mkdir()
+    _photo(source / "gcompris-cat.png", 80, 60)
+    kept = _photo(source / "mate-tree.jpg", 80, 60)
+    dest = tmp_path / "clean"
+    command = [sys.executable, SCRIPTS / "shrink_photos.py", source, dest, "--max-side", "1000",
+               "--downscale", "gcompris:2"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    with Image.open(dest / "gcompris-cat.png") as image:
+        assert image.size == (40, 30)
+    assert (dest / "mate-tree.jpg").read_bytes() == kept.read_bytes()
+    bad = [sys.executable, SCRIPTS / "shrink_photos.py", source, dest, "--downscale", "gcompris"]
+    refused = subprocess.run(bad, capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "PREFIX:FACTOR" in refused.stderr
+
+
+def test_user_cases_writes_each_case_as_users_have_it(tmp_path):
+    sys.path.insert(0, str(SCRIPTS.parent / "benchmarks"))
+    try:
+        import user_cases
+    finally:
+        sys.path.pop(0)
+    from i2sb_cli.degrade.jpeg import estimate_quality
+
+    photo = _photo(tmp_path / "photo.png", 70, 50)
+    for case, spec in user_cases.CASES.items():
+        clean = user_cases.prepare(case, [photo], tmp_path / case, 64)
+        assert clean["photo"].size == (64, 48)  # centre crop, sides multiples of 4
+        (degraded,) = (tmp_path / case / "degraded").iterdir()
+        with Image.open(degraded) as image:
+            small = spec.family == "sr4x"
+            assert image.size == ((16, 12) if small else (64, 48))
+            if spec.quality is None:
+                assert image.format == "PNG"
+            else:
+                tables = image.quantization
+                assert estimate_quality([tables[k] for k in sorted(tables)])[0] == spec.quality
