@@ -235,6 +235,7 @@ def _settings(first: Stage, **options: Any) -> RestoreSettings:
     return RestoreSettings(
         family=first.family,
         classical=first.classical,
+        start=first.start,
         nfe=first.nfe,
         ot_ode=first.ot_ode,
         detail=first.detail,

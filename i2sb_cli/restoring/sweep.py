@@ -20,7 +20,7 @@ from ..pictures.inputs import InputFile
 from ..runtime import default_tile
 from ..runtime.torch_backend import LoadedModel
 from .loop import Job, Outcome, Restorer, RestoreSettings
-from .start import classical_degradation
+from .start import classical_degradation, start_of
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ def restore_at(
     settings = RestoreSettings(
         family=family_of(task),
         classical=classical_degradation(meta.start, meta.degradation, task),
+        start=start_of(meta.start),
         nfe=nfe,
         seed=seed,
         ot_ode=meta.ot_ode if ot_ode is None else ot_ode,

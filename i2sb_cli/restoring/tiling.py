@@ -109,8 +109,8 @@ def _evaluate_tiles(
     tile, overlap, multiple = plan
     tiles = [
         ((..., slice(top, bottom), slice(left, right)), w_rows[:, None] * w_cols)
-        for top, bottom, w_rows in _spans(height, tile, overlap, multiple)
-        for left, right, w_cols in _spans(width, tile, overlap, multiple)
+        for top, bottom, w_rows in blend_spans(height, tile, overlap, multiple)
+        for left, right, w_cols in blend_spans(width, tile, overlap, multiple)
     ]
     for first in range(0, len(tiles), tile_batch):
         group = tiles[first : first + tile_batch]
@@ -142,15 +142,19 @@ def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
     return [(start, start + size) for start in starts]
 
 
-def _spans(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, Tensor]]:
-    """(start, end, 1-D blending weights) of each tile along one side."""
+def blend_spans(
+    length: int, tile: int, overlap: int, multiple: int = 1, scale: int = 1
+) -> list[tuple[int, int, Tensor]]:
+    """(start, end, 1-D blending weights) of each tile along one side; with `scale`, the
+    weights are for the tile's output `scale` times larger (an upscaler's), ramping over the
+    shared stretch at that resolution."""
     spans = tile_spans(length, tile, overlap, multiple)
-    weights = [torch.ones(end - start) for start, end in spans]
+    weights = [torch.ones((end - start) * scale) for start, end in spans]
     # Each shared stretch gets a ramp on one tile and its mirror image on the other, over the
     # whole stretch (at least `overlap` pixels), so the two weights sum to 1 there; the
     # picture's own border keeps weight 1.
     for i, ((_, end), (start, _)) in enumerate(itertools.pairwise(spans)):
-        shared = end - start
+        shared = (end - start) * scale
         if shared == 0:  # no overlap asked, and none left by rounding
             continue
         ramp = _ramp(shared)

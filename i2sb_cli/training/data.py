@@ -18,6 +18,7 @@ from ..degrade.tasks import FAMILIES, TASKS
 from ..errors import UsageError
 from ..pictures.files import read_image
 from ..pictures.inputs import collect_inputs
+from ..restoring.start import Upscale, make_x1
 
 
 def _to_uint8(pixels: Tensor) -> Tensor:
@@ -86,10 +87,13 @@ class Degrader:
     to 8 bits as users' pictures are; for inpainting the hole is filled with standard normal
     noise, as the official runner feeds the network (docs/spec.md section 4), and each
     picture gets its own mask. With `classical`, x1 is instead each task's classical
-    restoration of the 8-bit degraded picture (the checkpoint's start "classical").
+    restoration of the 8-bit degraded picture (the checkpoint's start "classical"); with
+    `start` (sr4x), a start network's upscale of it (a start network's name as the start).
     """
 
-    def __init__(self, tasks: Sequence[str], *, classical: bool = False) -> None:
+    def __init__(
+        self, tasks: Sequence[str], *, classical: bool = False, start: Upscale | None = None
+    ) -> None:
         if not tasks:
             raise UsageError("name at least one --task")
         self.operators = [get_operator(task) for task in tasks]
@@ -101,7 +105,9 @@ class Degrader:
         if any(op.needs_mask for op in self.operators):
             raise UsageError("inpaint-mask needs your masks: train on --pairs instead")
         self.family = families.pop()
-        self.classical = classical
+        if start is not None and self.family != "sr4x":
+            raise UsageError(f"a start network upscales 4x: it cannot start {self.family}")
+        self.classical, self.start = classical, start
 
     @property
     def tasks(self) -> list[str]:
@@ -129,6 +135,9 @@ class Degrader:
         height, width = x0.shape[-2:]
         if operator.family != "inpaint":
             degraded = quantize8(self._apply(operator, x0, generator))
+            if self.start is not None:
+                upscaled = [make_x1("sr4x", small[None], start=self.start) for small in degraded]
+                return torch.cat(upscaled)[..., :height, :width], None
             if self.classical:
                 return self._classical(operator.name, degraded, (height, width), None), None
             if operator.family == "sr4x":

@@ -6,6 +6,8 @@ degraded picture has the clean one's size, or, for sr4x, a quarter of it (ceil(H
 as `i2sb degrade` writes), which crops then read at the matching place and bring back to full
 size by nearest x4 upsampling, the paper's form of x1. For inpainting the hole is the degraded
 picture's transparency (as `i2sb degrade` writes it) and is filled with noise, as on the fly.
+A model that starts from a start network (sr4x) gets each pair's x1 as that network's upscale
+of the small picture, computed once at loading.
 """
 
 from dataclasses import dataclass
@@ -16,8 +18,9 @@ from torch import Tensor
 
 from ..degrade import nearest_upsample4
 from ..errors import UsageError
-from ..pictures.files import mask_from_alpha, read_image
+from ..pictures.files import mask_from_alpha, read_image, write_image
 from ..pictures.inputs import collect_inputs
+from ..restoring.start import Upscale, make_x1
 
 
 def _levels(pixels: Tensor) -> Tensor:
@@ -39,10 +42,21 @@ class Pair:
 class PairedCrops:
     """Aligned random crops (with horizontal flips) of clean/degraded pairs held in memory."""
 
-    def __init__(self, clean: Path, degraded: Path, *, family: str, crop: int) -> None:
+    def __init__(
+        self,
+        clean: Path,
+        degraded: Path,
+        *,
+        family: str,
+        crop: int,
+        start: Upscale | None = None,
+        start_cache: Path | None = None,
+    ) -> None:
         if family == "sr4x" and crop % 4:
             raise UsageError(f"sr4x pairs need a crop size that is a multiple of 4, not {crop}")
-        self.family, self.crop = family, crop
+        if start is not None and family != "sr4x":
+            raise UsageError(f"a start network upscales 4x: it cannot start {family} pairs")
+        self.family, self.crop, self.start, self.start_cache = family, crop, start, start_cache
         sources = {
             item.relative.with_suffix("").as_posix(): item.path
             for item in collect_inputs([str(degraded)], recursive=True)
@@ -86,7 +100,25 @@ class PairedCrops:
                     f"`i2sb degrade` writes them; {degraded_path} has none"
                 )
             mask = mask_from_alpha(degraded.alpha)[0].to(torch.uint8)
-        return Pair(name, _levels(clean), _levels(degraded.pixels), mask, scale)
+        x1 = _levels(degraded.pixels)
+        if self.start is not None and scale == 4:
+            x1, scale = self._started(name, degraded.pixels, (height, width)), 1
+        return Pair(name, _levels(clean), x1, mask, scale)
+
+    def _started(self, name: str, small: Tensor, size: tuple[int, int]) -> Tensor:
+        """The start network's upscale of a pair's small picture (uint8, the clean picture's
+        size), computed once per pair rather than per crop, and kept as a PNG in
+        `start_cache` so that a resumed run does not compute it again."""
+        cached = None if self.start_cache is None else self.start_cache / f"{name}.png"
+        if cached is not None and cached.is_file():
+            x1 = read_image(cached).pixels
+            if tuple(x1.shape[-2:]) == size:
+                return _levels(x1)
+        x1 = make_x1("sr4x", small, start=self.start)[..., : size[0], : size[1]]
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_image(cached, x1[0])
+        return _levels(x1)
 
     def __len__(self) -> int:
         return len(self.pairs)

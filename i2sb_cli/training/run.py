@@ -25,8 +25,7 @@ from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta, save_checkpoint
 from ..nets.adm import ADMUNet, count_parameters
 from . import distributed
-from .pairs import PairedCrops
-from .setup import Data, Model, TrainJob, resolve_network, training_data
+from .setup import Data, Model, TrainJob, paired_crops, resolve_network, training_data
 from .state import load_state, read_header, save_state, state_path_for
 from .step import Hooks, TrainLog, TrainSettings, TrainState, new_state, train
 from .validate import ValItem, pair_items, photo_items, validate
@@ -157,7 +156,7 @@ class TrainingRun:
         job, multiple = self.job, self.model.config.size_multiple
         if job.val_pairs is not None:
             crop = job.val_crop // multiple * multiple
-            pairs = PairedCrops(*job.val_pairs, family=self.model.family, crop=crop)
+            pairs = paired_crops(*job.val_pairs, self.model, crop)
             return pair_items(pairs, task=self.model.task, seed=job.seed)
         if job.val is None:
             return []
@@ -256,7 +255,9 @@ class TrainingRun:
             ),
         }
         # psnr_input is x1's: with --start classical that is the classical restoration.
-        start = "classical start" if self.model.start == "classical" else "input"
+        start = {"classical": "classical start", "degraded": "input"}.get(
+            self.model.start, f"{self.model.start} start"
+        )
         self.say(
             f"validation at step {state.step}: PSNR {self.last_val['psnr']:.2f} dB "
             f"({start} {self.last_val['psnr_input']:.2f} dB) on {self.last_val['pictures']} "

@@ -19,6 +19,8 @@ from ..errors import CheckpointError, UsageError
 from ..models.checkpoint import STARTS, load_checkpoint
 from ..models.registry import resolve_model
 from ..nets.adm import UNetConfig, preset
+from ..nets.starts import START_NETWORKS
+from ..restoring.start import start_of
 from .data import Degrader, PhotoCrops, random_subcrop, schedule_defaults
 from .pairs import PairedCrops
 from .step import BatchSource
@@ -42,8 +44,8 @@ class TrainJob:
     """Share of examples on the OT-ODE bridge (TrainSettings.ot_ode_share); None: 1 for an
     OT-ODE model, else 0."""
     start: str | None = None
-    """x1's form, "degraded" or "classical" (CheckpointMeta.start); None: --init's, else
-    "degraded"."""
+    """x1's form, "degraded", "classical" or a start network (CheckpointMeta.start); None:
+    --init's, else "degraded"."""
     steps: int = 2000
     batch_size: int = 16
     crop: int = 64
@@ -162,6 +164,8 @@ def resolve_network(job: TrainJob) -> Model:
         raise UsageError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
     if start == "classical" and job.pairs is not None:
         raise UsageError("--start classical forms x1 from known degradations: drop --pairs")
+    if start in START_NETWORKS and family_of_task(task) != "sr4x":
+        raise UsageError(f"--start {start} upscales 4x: it starts sr4x models, not {task}")
     ot_ode = job.ot_ode if job.ot_ode is not None else ot_ode
     share = job.ot_ode_share if job.ot_ode_share is not None else float(ot_ode)
     if not 0.0 <= share <= 1.0:
@@ -189,6 +193,16 @@ def resolve_network(job: TrainJob) -> Model:
     )
 
 
+def paired_crops(clean: Path, degraded: Path, model: Model, crop: int) -> PairedCrops:
+    """Pairs for the model; a start network's upscales of them are kept beside the degraded
+    folder (DEGRADED.x1-NAME), so that later runs and resumes read them back."""
+    start = start_of(model.start)
+    cache = degraded.parent / f"{degraded.name}.x1-{model.start}" if start else None
+    return PairedCrops(
+        clean, degraded, family=model.family, crop=crop, start=start, start_cache=cache
+    )
+
+
 @dataclass(frozen=True)
 class Data:
     batches: BatchSource
@@ -208,12 +222,14 @@ def training_data(job: TrainJob, model: Model, device: torch.device) -> Data:
         return x0, x1, None if mask is None else mask.to(device)
 
     if job.pairs is not None:
-        pairs = PairedCrops(*job.pairs, family=model.family, crop=job.crop)
+        pairs = paired_crops(*job.pairs, model, job.crop)
         described = f"{len(pairs)} pairs from {job.pairs[0]} and {job.pairs[1]}"
         return Data(lambda g: placed(*pairs.batch(job.batch_size, g)), len(pairs), described)
     if job.photos is None:
         raise UsageError("give a folder of photos, or --pairs CLEAN_DIR DEGRADED_DIR")
-    degrader = Degrader(job.tasks, classical=model.start == "classical")
+    degrader = Degrader(
+        job.tasks, classical=model.start == "classical", start=start_of(model.start)
+    )
     size = job.degrade_size or job.crop
     if size < job.crop:
         raise UsageError("--degrade-size must be at least --crop")
