@@ -167,3 +167,12 @@ def test_degrade_takes_a_family_as_its_bundled_models_degradation(tmp_path, work
         assert f"--task {family} -> {task}" in result.stderr
         (record,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
         assert record["task"] == task
+
+
+def test_version_answers_without_importing_torch() -> None:
+    code = (
+        "import sys; sys.argv = ['i2sb', '-V']; from i2sb_cli.cli import main; main(); "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["i2sb", __version__, "False"]
