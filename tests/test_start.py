@@ -81,7 +81,7 @@ def test_restore_starts_from_the_network(tmp_path: Path, upscaler: Upscaler) -> 
         app, ["restore", str(source), "--model", str(model), "--backend", "torch", "--nfe", "1"]
     )
     assert result.exit_code == 0, result.stderr
-    assert upscaler.calls == 1
+    assert upscaler.calls == 1 and "from the upscale of realesrgan-x4plus" in result.stderr
     assert (tmp_path / "small_restored.png").is_file()
 
 

@@ -30,6 +30,8 @@ def announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> N
     start = (
         f", from the classical restoration of {settings.classical}" if settings.classical else ""
     )
+    if settings.start is not None:
+        start = f", from the upscale of {meta.start}"
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
         f"{loaded.precision}, {stages[0].sampling.describe()}{start}, seed {settings.seed}: "
