@@ -251,6 +251,13 @@ def load_checkpoint(
             raise CheckpointError(
                 f"{path}: corrupt tensor data ({exc}); download it again"
             ) from None
+    # A NaN or inf weight makes every picture a flat grey "restoration": refuse it here.
+    broken = next((key for key, tensor in state.items() if not tensor.isfinite().all()), None)
+    if broken is not None:
+        raise CheckpointError(
+            f"{path}: weight {broken} holds NaN or infinite values; the checkpoint is damaged "
+            "(train or download it again)"
+        )
     net = ADMUNet(meta.config)
     missing, unexpected = _key_mismatch(net, state)
     if missing or unexpected:

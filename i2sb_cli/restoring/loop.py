@@ -371,7 +371,14 @@ class Restorer:
                 f"(hole: {'below' if invert else 'at or above'} {threshold:g} of white, "
                 "transparent for alpha); check --mask-threshold and --invert-mask"
             )
-        return dilate_mask(mask, settings.mask_dilate), note
+        mask = dilate_mask(mask, settings.mask_dilate)
+        if mask.all():
+            raise ImageError(
+                f"{named} marks the whole picture as hole (after --mask-dilate "
+                f"{settings.mask_dilate}): no pixel is left to fill it from; mark only what to "
+                "remove"
+            )
+        return mask, note
 
     def _restore(self, batch: list[_Prepared]) -> Iterator[Outcome]:
         started = time.monotonic()
@@ -466,6 +473,10 @@ class Restorer:
         source, seed = job.source.path, item.seeds[0][0]
         like = item.picture
         options = {"quality": settings.quality, "background": settings.background}
+        if not restored.isfinite().all():
+            # Clamped on writing, NaN would pass for a flat grey picture: never call it restored.
+            message = "the sampler returned NaN or infinite values: nothing written"
+            return Outcome(source, job.output, "failed", message, seed, seconds)
         try:
             if path is not None and settings.trajectory is not None:
                 relative = job.source.relative

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..bridge import NoiseSource, fill_hole
-from ..degrade import nearest_upsample4
+from ..degrade import apply_hole, nearest_upsample4
 from ..degrade.baselines import classical_baseline, low_resolution
 from ..degrade.tasks import TASKS
 from ..nets.starts import START_NETWORKS, load_start
@@ -105,6 +105,9 @@ def make_x1(
         size = (height, width) if upsampled else (4 * height, 4 * width)
         return upscaled[..., : size[0], : size[1]].to(pixels.dtype)
     if classical is not None:
+        if mask is not None:
+            # What lies under the hole never reaches x1, whatever the classical method reads.
+            pixels = apply_hole(pixels, mask)
         scale = output_scale(family, upsampled=upsampled)
         size = (pixels.shape[-2] * scale, pixels.shape[-1] * scale)
         return classical_baseline(classical, pixels, size, mask=mask, upsampled=upsampled)

@@ -1,0 +1,84 @@
+"""Hostile inputs that once gave a wrong answer with exit 0 (issue 31; docs/reliability.md)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, tiny_meta, tiny_state
+from PIL import Image
+from typer.testing import CliRunner
+
+from i2sb_cli.cli.app import app
+from i2sb_cli.models.checkpoint import save_checkpoint
+from i2sb_cli.restoring import loop
+
+
+def restore(*args: str | Path):
+    return CliRunner().invoke(app, ["restore", "--backend", "torch", *map(str, args)])
+
+
+def _photo(path: Path, seed: int, size: int = 16) -> Path:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_weights_with_nan_are_refused_at_load(tmp_path: Path) -> None:
+    meta = tiny_meta()
+    state = tiny_state(meta)
+    first = next(iter(state))
+    state[first] = state[first].clone().fill_(float("nan"))
+    broken = tmp_path / "broken.safetensors"
+    save_checkpoint(broken, state, meta)
+    result = restore(_photo(tmp_path / "a.png", 0), "--model", broken, "--nfe", 1)
+    assert result.exit_code == 1
+    (line,) = [text for text in result.stderr.splitlines() if "NaN" in text]
+    assert str(broken) in line and "Traceback" not in result.stderr
+    assert not (tmp_path / "a_restored.png").exists()
+
+
+def test_a_non_finite_result_is_never_written(tmp_path: Path, monkeypatch) -> None:
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    real_sample = loop.sample
+    monkeypatch.setattr(loop, "sample", lambda *a, **k: real_sample(*a, **k) * float("nan"))
+    result = restore(_photo(tmp_path / "a.png", 0), "--model", model, "--nfe", 1)
+    assert result.exit_code == 1 and "NaN or infinite" in result.stderr
+    assert not (tmp_path / "a_restored.png").exists()
+
+
+def test_a_mask_that_is_all_hole_is_refused(tmp_path: Path) -> None:
+    model = make_inpaint_checkpoint(tmp_path / "inpaint.safetensors")
+    mask = tmp_path / "all.png"
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(mask)
+    result = restore(_photo(tmp_path / "a.png", 0), "--model", model, "--mask", mask)
+    assert result.exit_code == 1 and "whole picture as hole" in result.stderr
+    assert not (tmp_path / "a_restored.png").exists()
+
+
+@pytest.mark.parametrize("start", ["degraded", "classical"])
+def test_pixels_under_the_hole_never_reach_the_result(tmp_path: Path, start: str) -> None:
+    options = {"degradation": "inpaint-freeform1020"} if start == "classical" else {}
+    model = make_inpaint_checkpoint(
+        tmp_path / f"{start}.safetensors", task="inpaint-freeform1020", start=start, **options
+    )
+    hole = np.zeros((16, 16), np.uint8)
+    hole[3:13, 2:11] = 255
+    mask = tmp_path / "hole.png"
+    Image.fromarray(hole).save(mask)
+    first = _photo(tmp_path / "first.png", 1)
+    other = read_pixels(first).copy()
+    other[hole > 0] = np.random.default_rng(2).integers(0, 256, (int((hole > 0).sum()), 3))
+    second = tmp_path / "second.png"
+    Image.fromarray(other.astype(np.uint8)).save(second)
+    outputs = []
+    for picture in (first, second):
+        target = tmp_path / f"{picture.stem}-{start}-out.png"
+        # The seed is derived from the picture's name: give both the same one.
+        named = tmp_path / start / picture.stem / "photo.png"
+        named.parent.mkdir(parents=True)
+        named.write_bytes(picture.read_bytes())
+        result = restore(named, "--model", model, "--mask", mask, "-o", target, "--nfe", 2)
+        assert result.exit_code == 0, result.stderr
+        outputs.append(read_pixels(target))
+    assert np.array_equal(outputs[0], outputs[1])
+    assert not np.array_equal(read_pixels(first), other)
