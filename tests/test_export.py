@@ -107,7 +107,7 @@ def test_torchscript_export_runs_with_its_metadata_and_a_deprecation_note(checkp
     result = export("--model", checkpoint, "--format", "torchscript", "-o", path)
     assert result.exit_code == 0, result.stderr
     assert "parity ok" in result.stderr
-    model = load_model(path, "cpu")
+    model = load_model(path, "cpu", trust_pickle=True)
     assert model.meta.name == "tiny-sr4x" and model.meta.cond_x1
     assert any("deprecated" in note for note in model.notes)
     net, _ = load_checkpoint(checkpoint)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, tiny_meta, tiny_state
 from PIL import Image
 from typer.testing import CliRunner
@@ -82,3 +83,38 @@ def test_pixels_under_the_hole_never_reach_the_result(tmp_path: Path, start: str
         outputs.append(read_pixels(target))
     assert np.array_equal(outputs[0], outputs[1])
     assert not np.array_equal(read_pixels(first), other)
+
+
+def _evil_torchscript(path: Path, victim: Path) -> Path:
+    """A TorchScript file whose graph overwrites `victim` when it runs."""
+
+    class Evil(torch.nn.Module):
+        def __init__(self, target: str) -> None:
+            super().__init__()
+            self.target = target
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            written = torch.from_file(self.target, shared=True, size=4, dtype=torch.uint8)
+            written.fill_(33)
+            return x
+
+    torch.jit.save(torch.jit.script(Evil(str(victim))), str(path))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit, to make the file
+@pytest.mark.parametrize("command", ["restore", "benchmark"])
+def test_a_torchscript_file_runs_only_when_trusted(tmp_path: Path, command: str) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"safe")
+    evil = _evil_torchscript(tmp_path / "evil.pt", victim)
+    args = [command, "--model", str(evil)]
+    args += (
+        [str(_photo(tmp_path / "a.png", 0))]
+        if command == "restore"
+        else ["--size", "8", "--repeat", "1", "--warmup", "0"]
+    )
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "--trust-pickle" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert victim.read_bytes() == b"safe"

@@ -163,7 +163,7 @@ def test_auto_falls_back_to_torch(checkpoint, monkeypatch, options, why):
 def test_auto_runs_an_export_by_its_suffix(checkpoint, tmp_path):
     net, meta = load_checkpoint(checkpoint)
     export_network(net, meta, "torchscript", tmp_path / "m.pt")
-    assert load_model(tmp_path / "m.pt", "cpu", "auto").backend == "torch"
+    assert load_model(tmp_path / "m.pt", "cpu", "auto", trust_pickle=True).backend == "torch"
 
 
 def test_onnxruntime_says_nothing_of_cuda_when_nobody_asked_for_it(checkpoint, tmp_path):

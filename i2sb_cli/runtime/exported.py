@@ -8,7 +8,10 @@ baked into some of its constants, so it runs only on that device type.
 A .pt2 archive cannot be loaded without unpickling: `torch.export.load` reads its example
 inputs (and any pickled weights or constants) with `torch.load`, falling back to
 `weights_only=False` when the restricted load fails, so a crafted archive runs code as it
-loads. Such files are refused unless the caller trusts them (`--trust-pickle`).
+loads. A TorchScript file is a program too: its graph runs as written, and TorchScript can call
+operators that read and write files (`torch.from_file(..., shared=True)` overwrites one). Both
+kinds are refused unless the caller trusts the file (`--trust-pickle`); checkpoints
+(safetensors) and ONNX graphs hold data and fixed operators only and need no such trust.
 """
 
 import warnings
@@ -49,7 +52,15 @@ def _load_pt2(
     return program.module(), info
 
 
-def _load_torchscript(path: Path, device: torch.device) -> tuple[torch.nn.Module, ExportInfo]:
+def _load_torchscript(
+    path: Path, device: torch.device, trust_pickle: bool
+) -> tuple[torch.nn.Module, ExportInfo]:
+    if not trust_pickle:
+        raise CheckpointError(
+            f"{path}: a TorchScript (.pt) file is a program whose graph runs as written and "
+            "can read and write files; if you made it yourself or trust it, pass "
+            "--trust-pickle, else use a checkpoint or an .onnx export"
+        )
     files = {EXTRA_FILE: ""}
     try:
         with warnings.catch_warnings():
@@ -74,11 +85,11 @@ def open_exported(
 ) -> tuple[NetFn, ExportInfo]:
     """The program in `path` (.pt2 or TorchScript .pt) as a NetFn on `device`, with its info.
 
-    A .pt2 file is refused unless `trust_pickle` (see the module notes)."""
+    Either is refused unless `trust_pickle` (see the module notes)."""
     if path.suffix.lower() == ".pt2":
         module, info = _load_pt2(path, device, trust_pickle)
     else:
-        module, info = _load_torchscript(path, device)
+        module, info = _load_torchscript(path, device, trust_pickle)
 
     def run(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         args = [x_t, t] if cond is None else [x_t, t, cond]
@@ -94,7 +105,7 @@ def load_exported_model(
     clip_denoise: bool | None = None,
     trust_pickle: bool = False,
 ) -> LoadedModel:
-    """An exported .pt or .pt2 file as the sampler's model on `device` (.pt2 only when
+    """An exported .pt or .pt2 file as the sampler's model on `device` (only when
     `trust_pickle`)."""
     net, info = open_exported(path, device, trust_pickle=trust_pickle)
     if info.precision == "fp16" and device.type != "cuda":
