@@ -196,6 +196,7 @@ def test_info_shows_what_a_bundled_model_was_trained_on_and_scores(cache_dir, wo
     assert "Wiener deconvolution 32.76 0.8559 0.0387" in text
     assert "--model runs/deblur-tiny-step500.safetensors --nfe 1" in text
     record = json.loads(_cli("info", "sr4x-p4", "--json").stdout)
+    assert record["checkpoint"]["start"] == "classical" and "start_network" not in record
     assert record["scores"][0]["detail"] == 0.5
     assert record["scores"][0]["psnr"] == {"restored": 27.0, "baseline": 26.1}
 

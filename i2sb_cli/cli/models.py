@@ -25,6 +25,7 @@ from ..models.convert import (
 from ..models.download import DownloadSettings
 from ..models.manifest import ModelEntry, is_valid_name
 from ..nets.adm import PRESET_NAMES
+from ..nets.starts import START_NETWORKS
 from .common import (
     EXIT_FAILED,
     CacheDir,
@@ -214,7 +215,11 @@ def info(
                 "default_detail": meta.default_detail,
                 "default_ensemble": meta.default_ensemble,
                 "image_size": meta.config.image_size,
+                "start": meta.start,
             }
+            if meta.start in START_NETWORKS:
+                needs = START_NETWORKS[meta.start]
+                record["start_network"] = f"{needs.licence}; pip install {needs.requirement}"
         except CheckpointError as exc:
             record["checkpoint"] = f"unreadable: {exc}"
     if json_out:
