@@ -35,6 +35,13 @@ class _Handler(BaseHTTPRequestHandler):
         wanted = self.headers.get("Range")
         server.requests.append(wanted)
         mode, body = server.mode, server.body
+        if mode == "header-trickle":
+            for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello":
+                if server.stop.wait(0.3):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            return
         if mode == "redirect":
             self.send_response(302)
             self.send_header("Location", server.location or self.path)
@@ -58,6 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
+        elif mode == "endless":
+            while not server.stop.is_set():
+                self.wfile.write(body)
         elif mode == "stall":
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -182,3 +192,28 @@ def test_sigterm_keeps_the_partial_download_for_the_next_run(server, tmp_path):
     assert process.returncode == 130, stderr.decode()
     assert _leftovers(models) == [".m.safetensors.part"]
     assert (models / ".m.safetensors.part").read_bytes() == PAYLOAD[: len(PAYLOAD) // 2]
+
+
+def test_headers_sent_a_byte_at_a_time_time_out(server, tmp_path):
+    server.mode = "header-trickle"  # each byte well within the read timeout, the whole never
+    settings = DownloadSettings(timeout=1.0, retries=0, backoff=0.01)
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        cache.fetch(server.url, tmp_path / "m.safetensors", DIGEST, settings=settings)
+    assert time.monotonic() - start < 4 and "\n" not in str(info.value)
+
+
+def test_redirect_to_a_local_file_is_refused_by_name(server, tmp_path):
+    server.mode = "redirect"
+    server.location = "file:///etc/passwd"
+    with pytest.raises(DownloadError, match=r"file:///etc/passwd, which is not http\(s\)"):
+        cache.fetch(server.url, tmp_path / "m.safetensors", DIGEST, settings=FAST)
+
+
+def test_a_body_that_never_ends_stops_at_the_ceiling(server, tmp_path):
+    server.mode = "endless"  # no Content-Length, and it never closes
+    settings = DownloadSettings(timeout=2.0, retries=0, backoff=0.01, max_bytes=2_000_000)
+    with pytest.raises(DownloadError, match="more than 2,000,000 bytes"):
+        cache.fetch(server.url, tmp_path / "m.safetensors", DIGEST, settings=settings)
+    assert not (tmp_path / "m.safetensors").exists()
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= 2_000_000

@@ -22,7 +22,7 @@ from ..models.convert import (
     read_official,
     read_options,
 )
-from ..models.download import DownloadSettings
+from ..models.download import MAX_BYTES, DownloadSettings
 from ..models.manifest import ModelEntry, is_valid_name
 from ..nets.adm import PRESET_NAMES
 from ..nets.starts import START_NETWORKS
@@ -275,8 +275,19 @@ def download(
     ] = None,
     cache_dir: CacheDir = None,
     offline: Offline = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for data.")] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds to wait for the server's answer and for data."),
+    ] = 30.0,
     retries: Annotated[int, typer.Option(min=0, help="Attempts after the first.")] = 4,
+    max_size: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Give up a download of unknown size past this many GB (a model's pinned size "
+            "bounds it by itself).",
+        ),
+    ] = MAX_BYTES / 1e9,
 ) -> None:
     """Download a model into the cache (resumes, retries, verifies its sha256)."""
     folder = cache.models_dir(cache_dir)
@@ -299,7 +310,7 @@ def download(
             return
         name, url, digest, size = entry.name, entry.url or "", entry.sha256 or "", entry.size
     dest = cache.model_path(name, folder)
-    settings = DownloadSettings(timeout=timeout, retries=retries)
+    settings = DownloadSettings(timeout=timeout, retries=retries, max_bytes=int(max_size * 1e9))
     with cache.progress_bar(name) as progress:
         path = cache.fetch(
             url,

@@ -6,9 +6,12 @@ file under a final name. Proxies come from the usual environment variables (http
 https_proxy, no_proxy), which urllib's default opener honours.
 """
 
+import contextlib
 import hashlib
 import http.client
 import re
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +28,9 @@ Progress = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes or None) as a transfer advances."""
 
 CHUNK = 256 * 1024
+MAX_BYTES = 8_000_000_000
+"""The default ceiling of a download of unknown size, 8 GB: several times the largest
+checkpoint known (an official I2SB ADM checkpoint with its EMA weights, about 2.1 GB)."""
 # An attempt that fetched this much before failing resets the retry count: a long download
 # over a flaky line goes on, while a server that trickles a few bytes and stalls does not.
 _PROGRESS = 1 << 20
@@ -52,6 +58,9 @@ class DownloadSettings:
     backoff: float = 1.0
     max_backoff: float = 30.0
     min_rate: int = 1024
+    max_bytes: int = MAX_BYTES
+    """A file of unknown size is given up past this many bytes (a server that never ends
+    would otherwise fill the disk); a pinned size bounds a transfer by itself."""
 
 
 class _Transient(Exception):
@@ -59,7 +68,30 @@ class _Transient(Exception):
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib follows redirects to ftp:// too; a model comes over http(s) or not at all."""
+    """urllib follows redirects to ftp:// too, and reports one to file:// as an HTTP error of a
+    3xx that reads like a loop; a model comes over http(s) or not at all, and says so."""
+
+    def http_error_302(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+    ) -> IO[bytes] | None:
+        target = headers.get("Location") or headers.get("URI")
+        if target:
+            newurl = urllib.parse.urljoin(req.full_url, target)
+            scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+            if scheme not in ("http", "https"):
+                fp.close()
+                raise DownloadError(
+                    f"{req.full_url}: the server redirects to {newurl}, which is not http(s); "
+                    "refused (ask for an http(s) address)"
+                )
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def redirect_request(
         self,
@@ -79,8 +111,54 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-# Proxies from the environment and the usual handlers, as urlopen's, but http(s)-only redirects.
-_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+class _Deadline:
+    """Mixed into http.client's connections: the status line and headers must all arrive
+    within the connection's timeout (`DownloadSettings.timeout`). The socket's own timeout
+    bounds each read, so a server that sends its headers a byte a second would never time out;
+    past the deadline the socket is shut down, which ends the wait with an OSError (a failed
+    attempt, retried)."""
+
+    def getresponse(self):  # type: ignore[no-untyped-def]
+        sock = getattr(self, "sock", None)
+        limit = getattr(self, "timeout", None)
+        timer = None
+        if sock is not None and isinstance(limit, int | float):
+            timer = threading.Timer(limit, _shut, args=(sock,))
+            timer.daemon = True
+            timer.start()
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _HTTPConnection(_Deadline, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Deadline, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPSConnection, req, context=self._context)
+
+
+# Proxies from the environment and the usual handlers, as urlopen's, but http(s)-only redirects
+# and a deadline for the headers.
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects, _HTTPHandler, _HTTPSHandler)
 
 
 class _Partial:
@@ -174,6 +252,11 @@ def _attempt(
                 f"{expected_size:,}; it is not the file this model pins"
             )
         total = total if total is not None else expected_size
+        if total is not None and total > settings.max_bytes and expected_size is None:
+            raise DownloadError(
+                f"{url}: the server offers {total:,} bytes, more than the {settings.max_bytes:,} "
+                "allowed; raise the limit (--max-size) if this file is what you want"
+            )
         if progress:
             progress(partial.done, total)
         _stream(response, partial, settings, progress, total)
@@ -222,6 +305,12 @@ def _stream(
                 raise _Transient(_reason(exc)) from None
             if not chunk:
                 return
+            if total is None and partial.done + len(chunk) > settings.max_bytes:
+                raise DownloadError(
+                    f"{response.url}: more than {settings.max_bytes:,} bytes and no end in "
+                    "sight; stopped (raise the limit with --max-size; what arrived is kept "
+                    "for resuming)"
+                )
             # Disk errors (a full disk) are not network trouble: they propagate as they are.
             handle.write(chunk)
             partial.hasher.update(chunk)
