@@ -32,6 +32,15 @@ def test_animated_pictures_are_refused_not_cut_to_one_frame(tmp_path, suffix):
     assert read_image(still).size == (12, 16)
 
 
+def test_a_tiff_of_several_pages_is_refused_not_cut_to_its_first(tmp_path):
+    paged = _animation(tmp_path / "scan.tif")
+    with pytest.raises(ImageError, match=r"a TIFF of 3 pages.*split the pages"):
+        read_image(paged)
+    one = tmp_path / "one.tif"
+    Image.new("RGB", (16, 12), "red").save(one)
+    assert read_image(one).size == (12, 16)
+
+
 def test_restore_reports_an_animation_and_goes_on(tmp_path):
     model = make_checkpoint(tmp_path / "tiny.safetensors")
     (tmp_path / "in").mkdir()

@@ -27,6 +27,10 @@ Pillow to these keeps exotic plugins (some call external programs) away from unt
 
 ANIMATED_FORMATS = {"GIF": "GIF", "WEBP": "WebP"}
 """Formats whose files may hold several frames: refused when they do (`open_picture`)."""
+PAGED_FORMATS = {"TIFF": "TIFF"}
+"""Formats whose files may hold several pages (a scanned document, a layered export): refused
+when they do, like animations. A camera's MPO (a JPEG with a preview or depth frame after the
+picture) is read as its first frame, the photograph itself."""
 
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 """Pillow modes (before any ";16"-style suffix) that hold grey pictures."""
@@ -77,6 +81,13 @@ def open_picture(file: BinaryIO, name: str, max_pixels: int | None) -> Image.Ima
         raise ImageError(
             f"cannot read {name}: an animated {kind} of {frames} frames; i2sb restores still "
             "pictures: save the frame you want as a PNG and give that"
+        )
+    if image.format in PAGED_FORMATS and getattr(image, "n_frames", 1) > 1:
+        kind, pages = PAGED_FORMATS[image.format], image.n_frames
+        image.close()
+        raise ImageError(
+            f"cannot read {name}: a {kind} of {pages} pages; i2sb restores one picture per "
+            "file: split the pages into files (e.g. tiffsplit) and give those"
         )
     return image
 
