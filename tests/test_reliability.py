@@ -1,5 +1,7 @@
 """Hostile inputs that once gave a wrong answer with exit 0 (issue 31; docs/reliability.md)."""
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,10 +9,12 @@ import pytest
 import torch
 from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, tiny_meta, tiny_state
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
-from i2sb_cli.models.checkpoint import save_checkpoint
+from i2sb_cli.models.checkpoint import METADATA_KEY, save_checkpoint
 from i2sb_cli.restoring import loop
 
 
@@ -118,3 +122,26 @@ def test_a_torchscript_file_runs_only_when_trusted(tmp_path: Path, command: str)
     assert result.exit_code != 0 and "--trust-pickle" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert victim.read_bytes() == b"safe"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model_channels", 8192, "does not match the weights"),
+        ("num_res_blocks", 2000, "does not match the weights"),
+        ("channel_mult", [1, 2, 2, 2, 4, 4, 8, 8], "does not match the weights"),
+        ("interval", 10**12, "interval must be"),
+    ],
+)
+def test_lying_metadata_is_refused_before_any_network_is_built(tmp_path, field, value, message):
+    honest = make_checkpoint(tmp_path / "honest.safetensors")
+    with safe_open(str(honest), "pt") as handle:
+        header, state = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    body = json.loads(header[METADATA_KEY])
+    (body if field == "interval" else body["config"])[field] = value
+    liar = tmp_path / "liar.safetensors"
+    save_file(state, str(liar), metadata={**header, METADATA_KEY: json.dumps(body)})
+    started = time.monotonic()
+    result = restore(_photo(tmp_path / "a.png", 0), "--model", liar, "--nfe", 1)
+    assert result.exit_code != 0 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 5

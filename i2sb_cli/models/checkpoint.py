@@ -29,6 +29,9 @@ from ..nets.starts import START_NETWORKS
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "i2sb"
+MAX_INTERVAL = 100_000
+"""The most steps a schedule may have: a lying checkpoint must not make restore allocate a
+schedule of a trillion entries."""
 STARTS = ("degraded", "classical", *START_NETWORKS)
 """x1's forms: the paper's, the classical restoration, or a start network's upscale."""
 
@@ -104,7 +107,11 @@ class CheckpointMeta:
             (self.task in TASKS or self.task in FAMILIES, f"unknown task {self.task!r}"),
             (self.beta_max > 0, f"beta_max must be positive, not {self.beta_max}"),
             (math.isfinite(self.beta_max), f"beta_max must be finite, not {self.beta_max}"),
-            (self.interval >= 2, f"interval must be at least 2, not {self.interval}"),
+            (
+                2 <= self.interval <= MAX_INTERVAL,
+                f"interval must be 2..{MAX_INTERVAL:,} (official checkpoints: 1000), "
+                f"not {self.interval}",
+            ),
             (
                 0 <= self.t0 < self.t1 <= 1,
                 f"t0 {self.t0} and t1 {self.t1} must satisfy 0 <= t0 < t1 <= 1",
@@ -245,6 +252,8 @@ def load_checkpoint(
     """Build the network a checkpoint describes, load its weights (float32), and return both."""
     meta = read_meta(path)
     with _open(path) as handle:
+        shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+        _check_shapes(path, meta, shapes)
         try:
             state = {key: handle.get_tensor(key).float() for key in handle.keys()}  # noqa: SIM118
         except SafetensorError as exc:
@@ -274,6 +283,32 @@ def load_checkpoint(
             f"{path}: tensor shapes do not match the architecture ({first})"
         ) from None
     return net.to(device).eval(), meta
+
+
+def _check_shapes(path: Path, meta: CheckpointMeta, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The metadata against the tensor shapes of the file's header, before any network or
+    tensor is made: metadata that lies (a network thousands of blocks deep, 8192 channels)
+    would otherwise cost minutes and gigabytes before the weights could disagree. First the
+    count of input blocks and the first layer's width, which bound the network's size; then
+    every shape, against the network built on the meta device (no memory)."""
+    config = meta.config
+    blocks = {int(key.split(".")[1]) for key in shapes if key.startswith("input_blocks.")}
+    expected = len(config.channel_mult) * (config.num_res_blocks + 1)
+    first = shapes.get("input_blocks.0.0.weight", ())
+    if len(blocks) != expected or first[:1] != (config.model_channels,):
+        raise CheckpointError(
+            f"{path}: the metadata does not match the weights ({expected} input blocks of "
+            f"{config.model_channels} channels described, {len(blocks)} blocks of "
+            f"{first[0] if first else 0} stored); the file is damaged or was edited"
+        )
+    with torch.device("meta"):
+        net = ADMUNet(config)
+    for key, tensor in net.state_dict().items():
+        if key in shapes and tuple(tensor.shape) != shapes[key]:
+            raise CheckpointError(
+                f"{path}: tensor {key} is {list(shapes[key])}, the metadata's network needs "
+                f"{list(tensor.shape)}; the file is damaged or was edited"
+            )
 
 
 def _key_mismatch(net: torch.nn.Module, state: dict[str, Tensor]) -> tuple[list[str], list[str]]:
