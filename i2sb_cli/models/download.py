@@ -93,23 +93,6 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise DownloadError(
-                f"{req.full_url}: the server redirects to {newurl}, which is not http(s); "
-                "refused (ask for an http(s) address)"
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
 
 class _Deadline:
     """Mixed into http.client's connections: the status line and headers must all arrive

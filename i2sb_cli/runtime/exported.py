@@ -30,15 +30,18 @@ TORCHSCRIPT_NOTE = (
 )
 
 
+def _refuse(path: Path, why: str) -> None:
+    raise CheckpointError(
+        f"{path}: {why}; if you made it yourself or trust it, pass --trust-pickle, else use a "
+        "checkpoint or an .onnx export"
+    )
+
+
 def _load_pt2(
     path: Path, device: torch.device, trust_pickle: bool
 ) -> tuple[torch.nn.Module, ExportInfo]:
     if not trust_pickle:
-        raise CheckpointError(
-            f"{path}: a torch.export (.pt2) file is loaded with pickle, which can run code "
-            "from the file; if you made it yourself or trust it, pass --trust-pickle, else "
-            "use an .onnx export"
-        )
+        _refuse(path, "a torch.export (.pt2) file is loaded with pickle, which can run code")
     files = {EXTRA_FILE: ""}
     try:
         with warnings.catch_warnings():
@@ -56,11 +59,7 @@ def _load_torchscript(
     path: Path, device: torch.device, trust_pickle: bool
 ) -> tuple[torch.nn.Module, ExportInfo]:
     if not trust_pickle:
-        raise CheckpointError(
-            f"{path}: a TorchScript (.pt) file is a program whose graph runs as written and "
-            "can read and write files; if you made it yourself or trust it, pass "
-            "--trust-pickle, else use a checkpoint or an .onnx export"
-        )
+        _refuse(path, "a TorchScript (.pt) file is a program that can read and write files")
     files = {EXTRA_FILE: ""}
     try:
         with warnings.catch_warnings():
