@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from i2sb_cli import __version__
 from i2sb_cli.cli.app import app
+from i2sb_cli.cli.common import fit_paragraphs
 from i2sb_cli.cli.examples import EXAMPLES
+from i2sb_cli.cli.help_topics import TOPICS
 from i2sb_cli.models import registry
 
 # Typer's own placeholders, which say nothing to a user: `<bool>` beside a flag, `<list[str]>`,
@@ -176,3 +178,62 @@ def test_version_answers_without_importing_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["i2sb", __version__, "False"]
+
+
+# --- help at 80 columns ------------------------------------------------------------------------
+
+NARROW = {"COLUMNS": "80"}  # a terminal 80 wide
+
+
+def test_restore_help_reads_at_80_columns():
+    result = CliRunner().invoke(app, ["restore", "--help"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 150, f"{len(lines)} lines"
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout  # rich's mark of a word cut to fit its column
+    assert "i2sb help tasks" in result.stdout  # the longer story is one command away
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "i2sb")
+def test_no_help_cuts_a_word_at_80_columns(path):
+    result = CliRunner().invoke(app, [*path, "--help"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout, [line for line in result.stdout.splitlines() if "…" in line]
+
+
+def test_restore_options_that_hide_their_default_state_it():
+    # To fit 80 columns, these say "(default: 0)" in their text instead of a line of their own.
+    restore_command = ROOT.commands["restore"]
+    stated = 0
+    for param in restore_command.params:
+        default = param.default
+        if param.show_default is not False or isinstance(default, bool) or default is None:
+            continue
+        assert f"default: {default})" in param.help or f"{default} (default)" in param.help, (
+            param.name
+        )
+        stated += 1
+    assert stated >= 6
+
+
+@pytest.mark.parametrize("topic", [*TOPICS, None])
+def test_help_topics_read_at_80_columns(topic):
+    result = CliRunner().invoke(app, ["help", *([topic] if topic else [])], env=NARROW)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    if topic is None:
+        assert all(name in result.stdout for name in TOPICS)
+
+
+def test_help_refuses_an_unknown_topic():
+    result = CliRunner().invoke(app, ["help", "colours"])
+    assert result.exit_code == 2
+    assert "not a topic" in result.output and "tasks" in result.output
+
+
+def test_help_text_flows_only_where_its_line_breaks_cannot_hold():
+    text = "one two three four five\nsix seven\n\nshort\nlist"
+    assert fit_paragraphs(text, 40) == text  # it fits: as written
+    # Too wide: the wrapped line joins the next; the list, whose breaks are deliberate, stays.
+    assert fit_paragraphs(text, 12) == "one two three four five six seven\n\nshort\nlist"

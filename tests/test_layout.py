@@ -6,10 +6,11 @@ from pathlib import Path
 import i2sb_cli
 
 ROOT = Path(i2sb_cli.__file__).parent
-# Lowest first; "" is the top-level package itself (its version), "errors" the one loose module
-# every layer may raise from.
+# Lowest first; "" is the top-level package itself (its version; it offers the Python API by
+# importlib at first use, which no import statement shows), "errors" the one loose module every
+# layer may raise from, "api" the Python API over restoring.
 LAYERS = ("", "errors", "bridge", "degrade", "nets", "pictures", "models", "runtime",
-          "evaluation", "restoring", "training", "cli", "__main__")  # fmt: skip
+          "evaluation", "restoring", "training", "api", "cli", "__main__")  # fmt: skip
 
 
 def _unit(module: list[str]) -> str:

@@ -11,6 +11,7 @@ from . import benchmark, compare, degrade, export, restore, train
 from .common import Command, Group, no_color
 from .evaluate import evaluate_command
 from .examples import epilog
+from .help_topics import help_command
 from .models import app as models_app
 
 if no_color():
@@ -55,6 +56,7 @@ COMMANDS = {
     "benchmark": benchmark.benchmark,
     "evaluate": evaluate_command,
     "compare": compare.compare,
+    "help": help_command,
 }
 for name, command in COMMANDS.items():
     app.command(name, cls=Command, epilog=epilog(name))(command)

@@ -10,9 +10,10 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..models.registry import resolve_model
 from ..nets.adm import PRESET_NAMES
 from ..restoring.bench import Case, Measurement, RunConfig, Source, parse_config, run_benchmark
+from ..restoring.chain import StageSpec
+from ..restoring.prepare import locate_stages
 from .common import CacheDir, Offline, console, make_console, reports_errors
 from .restore_options import TrustPickle
 
@@ -73,7 +74,7 @@ Sizes = Annotated[
     typer.Option(
         "--size",
         help="N or HxW, repeatable or comma-separated (default 256); e.g. "
-        "--size 256,384,500,512,520,768,1024,2048 shows the cost per megapixel over sizes.",
+        "--size 256,512,1024,2048 shows the cost per megapixel over sizes.",
     ),
 ]
 Batches = Annotated[
@@ -216,10 +217,12 @@ def _source(
     offline: bool | None,
     trust_pickle: bool,
 ) -> Source:
+    """The preset, or the model as restore locates it (prepare.locate_stages)."""
     if preset_name is not None:
         return Source(preset=preset_name, cond_x1=cond_x1)
-    path = resolve_model(model, None if model else "sr4x", cache_dir=cache_dir, offline=offline)
-    return Source(path=path, trust_pickle=trust_pickle)
+    spec = StageSpec(task=None if model else "sr4x", model=model)
+    (located,) = locate_stages([spec], cache_dir, offline, dry_run=False)
+    return Source(located=located, trust_pickle=trust_pickle)
 
 
 def _print_report(report: dict, output: Path | None) -> None:

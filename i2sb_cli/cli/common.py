@@ -2,6 +2,8 @@
 errors into exit codes."""
 
 import functools
+import inspect
+import itertools
 import os
 import sys
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar, get_args, get_origin
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer import rich_utils
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from ..errors import I2SBError
@@ -66,8 +69,7 @@ Quiet = Annotated[
     typer.Option(
         "-q",
         "--quiet",
-        help="For scripts: no progress, no per-picture lines, no notes; only errors on stderr "
-        "(and with --json the JSON lines on stdout).",
+        help="Only errors on stderr: no progress, per-picture lines or notes.",
     ),
 ]
 
@@ -142,11 +144,57 @@ def _with_placeholders(params: list[Any]) -> list[Any]:
     return params
 
 
+def fit_paragraphs(text: str, width: int) -> str:
+    """A command's help with the line breaks that cannot hold at `width` taken out.
+
+    Typer (0.29) keeps every line break of a docstring, so lines wrapped for 90 columns come
+    out ragged at 80: each wraps again and leaves a word or two on a line of its own. Where the
+    text is wider than `width`, a line joins the next one of its paragraph when it is itself too
+    wide, or when its break was only the docstring's wrapping (the next word would not have fit
+    within the docstring's widest line); a line that ends early on purpose keeps its break, so
+    lists stay lists. Text that fits is left as written.
+    """
+    text = inspect.cleandoc(text)
+    written = max(map(len, text.splitlines()), default=0)
+    if written <= width:
+        return text
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.split("\n")
+        if paragraph.startswith("\b"):  # click's mark for a paragraph kept as written
+            paragraphs.append(paragraph)
+            continue
+        flowed = [lines[0]]
+        for before, line in itertools.pairwise(lines):
+            wrapped = len(before) + 1 + len(line.split(" ", 1)[0]) > written
+            if len(before) > width or wrapped:
+                flowed[-1] = f"{flowed[-1]} {line.strip()}"
+            else:
+                flowed.append(line)
+        paragraphs.append("\n".join(flowed))
+    return "\n\n".join(paragraphs)
+
+
+def _help_width() -> int:
+    """The width Typer gives a command's help text: its console's, less a column each side."""
+    return Console(width=rich_utils.MAX_WIDTH).width - 2
+
+
 class Command(TyperCommand):
-    """Every subcommand's class: click's placeholders in --help and usage lines."""
+    """Every subcommand's class: click's placeholders in --help and usage lines, and the help
+    text flowed where its line breaks do not fit the terminal (`fit_paragraphs`)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _with_placeholders(super().get_params(ctx))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        written = self.help
+        if written:
+            self.help = fit_paragraphs(written, _help_width())
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.help = written
 
 
 class Group(TyperGroup):

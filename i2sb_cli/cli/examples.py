@@ -180,6 +180,15 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("Free the space of one model", "i2sb models rm official-sr4x-pool"),
         ("Empty the cache (bundled models stay)", "i2sb models rm --all"),
     ),
+    "help": (
+        ("The tasks restore takes, and the model each one runs", "i2sb help tasks"),
+        ("Every topic", "i2sb help"),
+    ),
+}
+
+# Where a command's --help points for the longer story (i2sb help TOPIC, help_topics.py).
+SEE_ALSO = {
+    "restore": "i2sb help tasks, sampling, masks, outputs or speed, and the README.",
 }
 
 
@@ -188,4 +197,7 @@ def epilog(command: str) -> str:
     lines = [f"  [dim]# {escape(what)}[/]\n  {escape(line)}" for what, line in EXAMPLES[command]]
     # Typer dedents help text by the indentation of its lines after the first: the unindented
     # heading on the second line keeps the examples indented.
-    return "\n[bold]Examples[/]\n" + "\n".join(lines)
+    text = "\n[bold]Examples[/]\n" + "\n".join(lines)
+    if command in SEE_ALSO:
+        text += f"\n\n[bold]More help[/]: {escape(SEE_ALSO[command])}"
+    return text

@@ -3,12 +3,10 @@
 import dataclasses
 import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..models.registry import resolve_model
 from ..pictures.files import FORMATS, colour_rgb, picture_pixels
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
@@ -22,8 +20,9 @@ from ..pictures.inputs import (
 )
 from ..pictures.shards import parse_shard
 from ..restoring import split as restore_split
-from ..restoring.chain import Stage, StageSpec, make_stage, plan_chain
-from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, file_sha256, written_files
+from ..restoring.chain import Stage, plan_chain
+from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, run_settings, written_files
+from ..restoring.prepare import Located, prepare_stages
 from ..runtime import load_model
 from ..runtime.cluster import Cluster, main_first
 from ..runtime.torch_backend import LoadedModel
@@ -69,15 +68,7 @@ from .restore_options import (
     TrustPickle,
     Upsampled,
 )
-from .restore_plan import (
-    SUFFIX,
-    check_before_loading,
-    check_model,
-    later_stages,
-    report_dry_run,
-    untrained_task_note,
-    without_earlier_results,
-)
+from .restore_plan import SUFFIX, check_before_loading, report_dry_run, without_earlier_results
 from .restore_report import announce, finish, pictures_phrase, print_record, report
 
 
@@ -167,122 +158,89 @@ def restore(
     )
     restore_split.check_splittable(shard_of, sources, outputs)
     stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
-    masking = {
+    masking = _masking(mask, mask_threshold, invert_mask, mask_dilate, mask_feather)
+    located = check_before_loading(chain, sources, mask, masking, cache_dir, offline, dry_run)
+    sampling = {"ot_ode": ot_ode, "detail": detail, "ensemble": ensemble}
+    with restore_split.joined(device) as cluster:
+        split = restore_split.plan_split(sources, shard_of, cluster)
+        jobs = _jobs([(sources[i], outputs[i]) for i in split.mine], mask, stdin)
+        if dry_run:
+            report_dry_run(located, sampling, jobs, overwrite, samples, json_lines)
+            return
+        stages = _prepare(
+            located, cluster, masking, sampling | {"tile": tile, "tile_overlap": tile_overlap},
+            upsampled, device=device, backend=backend, precision=precision, cache_dir=cache_dir,
+            compile_net=compile_net, clip_denoise=clip_denoise, trust_pickle=trust_pickle,
+        )  # fmt: skip
+        settings = run_settings(
+            stages[0], seed=seed, batch_size=batch_size, tile_batch=tile_batch,
+            upsampled=upsampled, overwrite=overwrite,
+            mask_threshold=0.5 if mask_threshold is None else mask_threshold,
+            invert_mask=invert_mask, max_pixels=max_pixels, quality=quality,
+            stdout_format=FORMATS[f".{output_format or 'png'}"],
+            background=None if background is None else colour_rgb(background),
+            trajectory=save_trajectory, samples=samples, outscale=outscale,
+            mask_dilate=mask_dilate, mask_feather=mask_feather,
+        )  # fmt: skip
+        outcomes = _run(stages, settings, jobs, json_lines, cluster, pictures_phrase(split))
+        finish(
+            restore_split.gather(cluster, outcomes, sources), json_lines, cluster, stages, settings
+        )
+
+
+def _masking(
+    mask: Path | None,
+    mask_threshold: float | None,
+    invert_mask: bool,
+    mask_dilate: int,
+    mask_feather: int,
+) -> dict[str, bool]:
+    """Whether each inpainting option was given, by its name: a model of another family
+    refuses them."""
+    return {
         "--mask": mask is not None,
         "--mask-threshold": mask_threshold is not None,
         "--invert-mask": invert_mask,
         "--mask-dilate": mask_dilate > 0,
         "--mask-feather": mask_feather > 0,
     }
-    head = chain[0]
-    found = check_before_loading(head, sources, mask, masking, cache_dir, offline, dry_run)
-    with restore_split.joined(device) as cluster:
-        split = restore_split.plan_split(sources, shard_of, cluster)
-        jobs = _jobs(
-            [sources[i] for i in split.mine], [outputs[i] for i in split.mine], mask, stdin
-        )
-        sampling = {"ot_ode": ot_ode, "detail": detail, "ensemble": ensemble}
-        if dry_run:
-            found_all = [found, *later_stages(chain, cache_dir, offline)]
-            report_dry_run(chain, found_all, sampling, jobs, overwrite, samples, json_lines)
-            return
-        load = functools.partial(
-            _load,
-            device=restore_split.device_for(device, cluster),
-            backend=backend,
-            precision=precision,
-            compile_net=compile_net,
-            clip_denoise=clip_denoise,
-            trust_pickle=trust_pickle,
-            cache_dir=cache_dir,
-            talk=cluster.is_main,
-        )
-        sampling |= {"tile": tile, "tile_overlap": tile_overlap}
-        # The main process loads first: a download or an ONNX export is made once.
-        with main_first(cluster):
-            stages = _stages(
-                chain, load, masking, sampling, upsampled, cache_dir, offline, cluster.is_main
-            )
-        settings = _settings(
-            stages[0],
-            seed=seed,
-            batch_size=batch_size,
-            tile_batch=tile_batch,
-            upsampled=upsampled,
-            overwrite=overwrite,
-            mask_threshold=0.5 if mask_threshold is None else mask_threshold,
-            invert_mask=invert_mask,
-            max_pixels=max_pixels,
-            quality=quality,
-            stdout_format=FORMATS[f".{output_format or 'png'}"],
-            background=None if background is None else colour_rgb(background),
-            trajectory=save_trajectory,
-            samples=samples,
-            outscale=outscale,
-            mask_dilate=mask_dilate,
-            mask_feather=mask_feather,
-        )
-        if cluster.is_main:
-            announce(stages, settings, pictures_phrase(split))
-        outcomes = _run(stages, settings, jobs, json_lines, cluster)
-        finish(
-            restore_split.gather(cluster, outcomes, sources), json_lines, cluster, stages, settings
-        )
 
 
-def _settings(first: Stage, **options: Any) -> RestoreSettings:
-    """The run's settings: the first stage's sampling and the command line's `options`."""
-    return RestoreSettings(
-        family=first.family,
-        classical=first.classical,
-        start=first.start,
-        nfe=first.nfe,
-        ot_ode=first.ot_ode,
-        detail=first.detail,
-        ensemble=first.ensemble,
-        tile=first.tile,
-        tile_overlap=first.tile_overlap,
-        model_sha256=first.model_sha256,
-        **options,
-    )
-
-
-def _stages(
-    chain: list[StageSpec],
-    load: Callable[[Path], LoadedModel],
+def _prepare(
+    located: list[Located],
+    cluster: Cluster,
     masking: dict[str, bool],
     sampling: dict,
     upsampled: bool,
-    cache_dir: Path | None,
-    offline: bool | None,
-    talk: bool,
+    **load_options: Any,
 ) -> list[Stage]:
-    """Each stage with its model, loaded once however many stages run it, and checked against
-    the options (the mask's are the first stage's); a note where a stage's paper task is not
-    what its model was trained on (when `talk`: under torchrun the main process speaks)."""
-    loaded: dict[Path, LoadedModel] = {}
-    stages = []
-    for index, spec in enumerate(chain):
-        checkpoint = resolve_model(spec.model, spec.task, cache_dir=cache_dir, offline=offline)
-        model = loaded[checkpoint] = loaded.get(checkpoint) or load(checkpoint)
-        family = check_model(model.meta, spec.task, spec.nfe, masking if index == 0 else {})
-        note = untrained_task_note(model.meta, spec.task)
-        if note is not None and talk:
-            console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
-        sha256 = file_sha256(checkpoint)
-        first = upsampled and index == 0  # --upsampled describes the input picture
-        stages.append(
-            make_stage(model, spec, family, upsampled=first, model_sha256=sha256, **sampling)
+    """Each stage with its model, loaded once however many stages run it (`load_options`:
+    _load's) and checked against the options. The main process loads first, so that a
+    download or an ONNX export is made once, and it alone prints the notes."""
+    device = restore_split.device_for(load_options.pop("device"), cluster)
+    load = functools.partial(_load, device=device, talk=cluster.is_main, **load_options)
+    with main_first(cluster):
+        return prepare_stages(
+            located,
+            load,
+            masking=masking,
+            sampling=sampling,
+            upsampled=upsampled,
+            on_note=_note if cluster.is_main else None,
         )
-    return stages
+
+
+def _note(note: str) -> None:
+    console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
 
 
 def _jobs(
-    sources: list[InputFile], outputs: list[Path], mask: Path | None, stdin: bytes | None
+    planned: list[tuple[InputFile, Path]], mask: Path | None, stdin: bytes | None
 ) -> list[Job]:
+    """A job for each (picture, output) planned, with its mask and, from stdin, its bytes."""
     return [
         Job(s, o, _find_mask(mask, s.relative), stdin if s.path == STDIO else None)
-        for s, o in zip(sources, outputs, strict=True)
+        for s, o in planned
     ]
 
 
@@ -323,6 +281,7 @@ def _plan(
 
 def _load(
     checkpoint: Path,
+    sha256: str | None,
     device: str,
     backend: str,
     precision: str | None,
@@ -334,7 +293,8 @@ def _load(
     talk: bool = True,
 ) -> LoadedModel:
     """The model, announcing a slow first step (an ONNX export) and printing its notes (when
-    `talk`: under torchrun, the main process speaks for all)."""
+    `talk`: under torchrun, the main process speaks for all). `sha256` is the checkpoint's,
+    hashed once a run (prepare.prepare_stages): the ONNX export cache's key."""
     loaded = load_model(
         checkpoint,
         device,
@@ -345,11 +305,12 @@ def _load(
         trust_pickle=trust_pickle,
         cache_dir=cache_dir,
         on_step=lambda step: console.print(step, markup=False, soft_wrap=True) if talk else None,
+        sha256=sha256,
     )
     # One line each: a CUDA provider that did not load, an export made and cached, TorchScript's
     # deprecation.
     for note in loaded.notes if talk else ():
-        console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
+        _note(note)
     return loaded
 
 
@@ -388,9 +349,13 @@ def _run(
     jobs: list[Job],
     json_lines: bool,
     cluster: Cluster,
+    pictures: str,
 ) -> list[Outcome]:
-    """Restore the jobs, reporting each picture on stderr (and with --json, alone, on stdout:
-    under torchrun the main process prints everyone's records in input order at the end)."""
+    """Restore the jobs after a header (which names the `pictures`), reporting each picture on
+    stderr (and with --json, alone, on stdout: under torchrun the main process prints
+    everyone's records in input order at the end)."""
+    if cluster.is_main:
+        announce(stages, settings, pictures)
     outcomes = []
     # A picture's work is its pixels: the time left follows the pictures' sizes.
     pixels = [picture_pixels(job.source.path, data=job.data) for job in jobs]

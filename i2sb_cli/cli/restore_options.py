@@ -1,4 +1,6 @@
-"""The options of `i2sb restore`, one type alias each: its type, flags, help and checks."""
+"""The options of `i2sb restore`, one type alias each: its type, flags, help panel, help and
+checks. Each help is a sentence or two that fits 80 columns; the longer story of an option is
+in `i2sb help TOPIC` (help_topics.py) and the README's "Restoring pictures"."""
 
 from pathlib import Path
 from typing import Annotated
@@ -6,14 +8,24 @@ from typing import Annotated
 import typer
 
 from ..bridge import COPIES
-from ..degrade.tasks import TASK_CHOICES
 from ..errors import UsageError
 from ..pictures.files import FORMATS, default_max_pixels
 from ..pictures.resize import MAX_OUTSCALE, check_outscale
-from ..restoring.chain import MAX_NFE
 
 _LIMIT = default_max_pixels()
 _DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"
+
+# Panels of restore --help. Options without one (-o, --task, --model, the shared --cache-dir,
+# --offline and --quiet, and those for scripts) stay in Typer's first panel, Options. A panel's
+# columns are as wide as its widest flag and value: a --flag/--no-flag pair or a range beside a
+# long name leaves the help text a narrow column at 80, so these are grouped with that in mind.
+_SAMPLING = "Sampling"
+_BRIDGE = "Seeing the bridge"
+_RESULT = "The result"
+_NETWORK = "Running the network"
+_LARGE = "Large pictures"
+_MASKS = "Inpainting masks"
+_INPUTS = "Inputs"
 
 
 def _check_outscale(value: float | None) -> float | None:
@@ -44,7 +56,7 @@ def _check_format(value: str | None) -> str | None:
 Inputs = Annotated[
     list[str],
     typer.Argument(
-        help="Pictures, folders or globs to restore; - reads one from stdin.",
+        help="Pictures, folders or globs; - is stdin.",
         show_default=False,
     ),
 ]
@@ -53,74 +65,69 @@ Output = Annotated[
     typer.Option(
         "-o",
         "--output",
-        help="Output folder (mirrors sub-folders), a file for one input, or a name template "
-        "with the fields {stem}, {ext} (the output's extension), {name} and {parent} (the "
-        "input's folder under the one given), e.g. 'out/{parent}/{stem}_x4.{ext}'. "
-        "Default: next to each input, with the --suffix.",
+        help="Folder, file, or name template of {stem}, {ext}, {name} and {parent}.",
     ),
 ]
 Suffix = Annotated[
     str | None,
     typer.Option(
-        help="Added to the name of each output: next to its input (default _restored) or in "
-        "an -o folder (default none).",
+        help="Added to output names (default: _restored; none in an -o folder).",
         show_default=False,
+        rich_help_panel=_RESULT,
     ),
 ]
 DryRun = Annotated[
     bool,
-    typer.Option(
-        "--dry-run",
-        help="List what would be done (each input -> output, the outputs that exist and are "
-        "skipped, the model and its file) without loading the model or writing anything.",
-    ),
+    typer.Option("--dry-run", help="Show the plan; load or write nothing."),
 ]
 Background = Annotated[
     str | None,
     typer.Option(
-        help="Lay transparent pictures over this colour (white, #808080): the result is "
-        "opaque, so JPEG and BMP can hold it. Default: the transparency is kept (PNG, WebP, "
-        "TIFF), and a picture that has some fails for JPEG or BMP.",
+        metavar="COLOUR",
+        help="Fill transparency with this colour (white, #808080); JPEG needs one.",
         show_default=False,
+        rich_help_panel=_RESULT,
     ),
 ]
 Task = Annotated[
     str | None,
     typer.Option(
-        help=f"What to restore: {', '.join(TASK_CHOICES)}. A family picks its bundled model "
-        "(deblur: a blind one, for any blur), a paper task name the model made for its operator. "
-        "Several, separated by commas, run one after the other on each picture: "
-        "--task jpeg,sr4x cleans a small JPEG, then enlarges it (inpaint first only).",
+        metavar="TASK",
+        help="sr4x, deblur, jpeg, inpaint, a paper task or a chain (i2sb help tasks).",
     ),
 ]
 Model = Annotated[
     str | None,
     typer.Option(
-        help="A model name or checkpoint file (default: the task's bundled model); for a "
-        "chain, one per stage (--model ,my-sr.safetensors: an empty item is the bundled one)."
+        metavar="MODEL",
+        help="A model name or file (default: the task's); a chain takes one per stage.",
     ),
 ]
 Nfe = Annotated[
     str | None,
     typer.Option(
-        help=f"Network calls per picture, 1 to {MAX_NFE} (default: the model's); for a chain, "
-        "one for every stage or one per stage (--nfe 10,2).",
+        metavar="N",
+        help="Network calls per picture, or per stage: 10,2 (default: the model's).",
         show_default=False,
+        rich_help_panel=_SAMPLING,
     ),
 ]
 Outscale = Annotated[
     float | None,
     typer.Option(
-        help="Resize the result to this factor of the input's size (as Real-ESRGAN's "
-        "option): --task sr4x --outscale 2 gives a 2x picture, by area averaging down from "
-        f"the model's 4x (Lanczos to enlarge); up to {MAX_OUTSCALE:g}. Default: the model's "
-        "own scale (4 for sr4x, 1 for the others).",
+        help=f"Resize the result to this scale, up to {MAX_OUTSCALE:g} (default: the model's).",
         callback=_check_outscale,
         show_default=False,
+        rich_help_panel=_RESULT,
     ),
 ]
 Seed = Annotated[
-    int, typer.Option(help="Seed; each picture's noise comes from (seed, its relative path).")
+    int,
+    typer.Option(
+        help="Seeds each picture's noise, with its relative path (default: 0).",
+        show_default=False,
+        rich_help_panel=_SAMPLING,
+    ),
 ]
 OtOde = Annotated[
     bool | None,
@@ -128,6 +135,7 @@ OtOde = Annotated[
         "--ot-ode/--stochastic",
         help="Deterministic OT-ODE or stochastic sampler (default: the model's).",
         show_default=False,
+        rich_help_panel=_SAMPLING,
     ),
 ]
 Detail = Annotated[
@@ -135,63 +143,82 @@ Detail = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
-        help="How much of the sampler's generated detail to keep: 1 the bridge's sample, "
-        "0 the network's one-step estimate (smoother, closer to the original on average), "
-        "between them a mix; costs nothing (default: the model's).",
+        help="Share of generated detail kept; 0 is smoother (default: the model's).",
+        rich_help_panel=_RESULT,
     ),
 ]
 Ensemble = Annotated[
     int | None,
     typer.Option(
-        help="Average each network call over the picture and its mirror images: 1 (none), "
-        "2 (left-right) or 4 (and up-down); sharper estimates, closer to the original on "
-        "average, at 2 or 4 times the time (default: the model's).",
+        metavar="1|2|4",
+        help="Mirror images per call: sharper, slower (default: the model's).",
         callback=_check_ensemble,
         show_default=False,
+        rich_help_panel=_SAMPLING,
     ),
 ]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Device = Annotated[
+    str,
+    typer.Option(
+        help="auto (default), cpu, cuda or cuda:N.",
+        show_default=False,
+        rich_help_panel=_NETWORK,
+    ),
+]
 Backend = Annotated[
     str,
     typer.Option(
-        help="auto, torch or onnxruntime. auto: a checkpoint runs in ONNX Runtime on the "
-        "CPU in fp32 when it is installed, gives the same pictures and is faster for that "
-        "network (checked once; the export is cached), else in torch; an exported file by "
-        "its suffix. --backend torch is the exact reference."
+        help="auto (default), torch or onnxruntime: see i2sb help speed.",
+        show_default=False,
+        rich_help_panel=_NETWORK,
     ),
 ]
 Precision = Annotated[
     str | None,
-    typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only; default: fp32 or the export's)."),
+    typer.Option(
+        help="fp32, bf16 or fp16 (fp16 on CUDA only; default: fp32 or the export's).",
+        rich_help_panel=_NETWORK,
+    ),
 ]
 Compile = Annotated[
-    bool, typer.Option("--compile", help="torch.compile the network (torch backend).")
+    bool,
+    typer.Option(
+        "--compile", help="torch.compile the network (torch backend).", rich_help_panel=_NETWORK
+    ),
 ]
 ClipDenoise = Annotated[
     bool,
     typer.Option(
         "--clip-denoise",
-        help="Clamp the network's estimate of the clean picture to [-1, 1] at every step "
-        "(off, as in the official sample.py).",
+        help="Clamp the network's clean estimate to [-1, 1] at every step.",
+        rich_help_panel=_NETWORK,
     ),
 ]
 TrustPickle = Annotated[
     bool,
     typer.Option(
         "--trust-pickle",
-        help="Load a torch.export .pt2 file, which torch unpickles and which can therefore "
-        "run code: only for files you made or trust (refused otherwise).",
+        help="Load a .pt or .pt2 export: a program that can run any code.",
     ),
 ]
-BatchSize = Annotated[int, typer.Option(min=1, help="Pictures of the same size sampled together.")]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Pictures of the same size sampled together (default: 1).",
+        show_default=False,
+        rich_help_panel=_NETWORK,
+    ),
+]
 OutputFormat = Annotated[
     str | None,
     typer.Option(
         "--format",
-        help="Output format: png, jpg, webp, tif or bmp (default: each input's own; PNG on "
-        "stdout). Pictures with transparency need --background for jpg and bmp.",
+        metavar="FORMAT",
+        help="png, jpg, webp, tif or bmp (default: the input's own).",
         callback=_check_format,
         show_default=False,
+        rich_help_panel=_RESULT,
     ),
 ]
 Quality = Annotated[
@@ -199,16 +226,16 @@ Quality = Annotated[
     typer.Option(
         min=1,
         max=100,
-        help="JPEG and WebP quality (default: JPEG 95; WebP as the input was: lossy at 90, "
-        "or lossless).",
+        help="JPEG and WebP quality (default: JPEG 95, WebP as its input).",
         show_default=False,
+        rich_help_panel=_RESULT,
     ),
 ]
 Mask = Annotated[
     Path | None,
     typer.Option(
-        help="Inpainting mask FILE or DIR (white = hole); one of another size than its picture "
-        "is resized to it (nearest neighbour), with a note. Default: the picture's alpha channel."
+        help="A mask, or a folder of one per picture; white = hole (default: the alpha channel).",
+        rich_help_panel=_MASKS,
     ),
 ]
 MaskThreshold = Annotated[
@@ -216,115 +243,122 @@ MaskThreshold = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
-        help="Grey level, as a fraction of white, from which a mask pixel is a hole "
-        "(for alpha: below which it is). Default 0.5.",
+        help="Fraction of white from which a pixel is a hole (default: 0.5).",
         show_default=False,
+        rich_help_panel=_MASKS,
     ),
 ]
 InvertMask = Annotated[
-    bool, typer.Option("--invert-mask", help="Swap hole and kept pixels: black = hole.")
+    bool,
+    typer.Option("--invert-mask", help="Black marks the hole.", rich_help_panel=_MASKS),
 ]
 MaskDilate = Annotated[
     int,
     typer.Option(
         min=0,
-        help="Grow the hole by N pixels (a disc) before restoring it, to cover the halo "
-        "around an object.",
+        metavar="N",
+        help="Grow the hole by N pixels, to cover a halo (default: 0).",
+        show_default=False,
+        rich_help_panel=_MASKS,
     ),
 ]
 MaskFeather = Annotated[
     int,
     typer.Option(
         min=0,
-        help="Fade the restored hole into the original picture over its first N pixels "
-        "from the border (a soft seam; pixels outside the hole stay untouched). Keep it at "
-        "most --mask-dilate to replace every pixel you marked.",
+        metavar="N",
+        help="Fade the restored hole in over N pixels (default: 0).",
+        show_default=False,
+        rich_help_panel=_MASKS,
     ),
 ]
 Tile = Annotated[
     int | None,
     typer.Option(
         min=16,
-        help="Tile size for large pictures (default: 512, or the "
-        "model's training size for models with attention).",
+        help="Tile size (default: 512, or the training size of attention models).",
+        rich_help_panel=_LARGE,
     ),
 ]
 TileOverlap = Annotated[
     int | None,
     typer.Option(
-        min=0, help="Overlap between tiles, blended smoothly (default: 64, at most tile/4)."
+        min=0,
+        help="Overlap of tiles, blended (default: 64, at most tile/4).",
+        rich_help_panel=_LARGE,
     ),
 ]
 TileBatch = Annotated[
     int,
     typer.Option(
         min=1,
-        help="Tiles of a large picture per network call: faster on a GPU that one tile "
-        "leaves idle, more memory (measure with i2sb benchmark --tile-batch).",
+        help="Tiles per network call: faster on a GPU, more memory (default: 1).",
+        show_default=False,
+        rich_help_panel=_LARGE,
     ),
 ]
-Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into sub-folders.")]
+Recursive = Annotated[
+    bool,
+    typer.Option("-r", "--recursive", help="Descend into sub-folders.", rich_help_panel=_INPUTS),
+]
 Overwrite = Annotated[
     bool,
     typer.Option(
         "--overwrite/--skip-existing",
-        help="Replace outputs that exist, or skip them (so that a rerun continues).",
+        help="Replace outputs that exist, or skip them (the default).",
+        show_default=False,
+        rich_help_panel=_INPUTS,
     ),
 ]
 Upsampled = Annotated[
     bool,
     typer.Option(
-        help="sr4x: the input is already 4x nearest-upsampled (the paper's x1), not small."
+        help="sr4x: the input is already 4x nearest-upsampled (the paper's x1).",
+        show_default=False,
+        rich_help_panel=_INPUTS,
     ),
 ]
 MaxPixels = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help="Refuse pictures with more pixels than this, a guard against decompression "
-        f"bombs (default: {_DEFAULT_LIMIT}).",
+        help=f"Refuse pictures with more pixels (default: {_DEFAULT_LIMIT}).",
         show_default=False,
+        rich_help_panel=_LARGE,
     ),
 ]
 SaveTrajectory = Annotated[
     Path | None,
     typer.Option(
         "--save-trajectory",
-        help="Also write, into this folder, each picture's path from the degraded picture to "
-        "the restoration: <name>_trajectory.png (the state x_n and the network's estimate "
-        "x0_hat at up to 7 steps) and <name>_trajectory.gif (x_n step by step). No extra "
-        "network call.",
+        metavar="DIR",
+        help="Also write each picture's sampling path into DIR, as a PNG and a GIF.",
         show_default=False,
+        rich_help_panel=_BRIDGE,
     ),
 ]
 Samples = Annotated[
     int,
     typer.Option(
         min=1,
-        help="Restorations per picture, from seeds derived from (seed, path, k); above 1 they "
-        "are written as <name>_s0 ... <name>_s{K-1} with <name>_spread.png, a heat map of "
-        "where they differ (standard deviation). Sample 0 is the single restoration of the "
-        "same seed. The stochastic sampler only; a picture's samples run as one batch.",
+        metavar="K",
+        help="Restorations per picture, and a map of where they differ (default: 1).",
+        show_default=False,
+        rich_help_panel=_BRIDGE,
     ),
 ]
 JsonLines = Annotated[
     bool,
     typer.Option(
         "--json",
-        help="Print one JSON object per picture on stdout: input, output, status "
-        "(restored, skipped, failed), error, seed, seconds, model, model_sha256, samples, "
-        "spread_mean, stages (each stage's task, model, model_sha256, nfe and seed).",
+        help="Print one JSON object per picture on stdout (i2sb help outputs).",
     ),
 ]
 Shard = Annotated[
     str | None,
     typer.Option(
         metavar="I/N",
-        help="Restore share I of N (0 <= I < N) of the inputs, balanced by pixels: N processes "
-        "that know nothing of each other (a Slurm job array, xargs -P, GNU parallel) cover "
-        "the list exactly once, each picture as a single run would restore it. Under torchrun "
-        "(one process per GPU), the processes split share I further; without --shard they "
-        "split the whole list.",
+        help="Restore share I of N of the inputs.",
         show_default=False,
     ),
 ]

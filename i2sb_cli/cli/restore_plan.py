@@ -6,15 +6,14 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..degrade.tasks import TASKS, family_of
-from ..errors import CheckpointError, UsageError
-from ..models.cache import OfflineError, is_offline
-from ..models.checkpoint import CheckpointMeta, read_meta
-from ..models.registry import find_model, resolve_model
+from ..degrade.tasks import family_of
+from ..errors import UsageError
+from ..models.registry import find_model
 from ..pictures.decode import may_have_alpha
 from ..pictures.inputs import STDIO, InputFile, leave_out_outputs
 from ..restoring.chain import StageSpec, stage_sampling
 from ..restoring.loop import OUTPUT_MARK, Job, is_done
+from ..restoring.prepare import Located, locate_stages, untrained_task_note
 from .common import console
 
 SUFFIX = "_restored"
@@ -40,78 +39,22 @@ def without_earlier_results(
     return sources
 
 
-def locate_model(
-    model: str | None,
-    task: str | None,
-    cache_dir: Path | None,
-    offline: bool | None,
-    *,
-    dry_run: bool,
-) -> tuple[Path | None, CheckpointMeta | None]:
-    """The checkpoint (None: a download a dry run leaves to the real one) and its metadata when
-    the file gives it without loading the net (a safetensors checkpoint; not an export)."""
-    try:
-        checkpoint = resolve_model(
-            model, task, cache_dir=cache_dir, offline=True if dry_run else offline
-        )
-    except OfflineError:
-        if not dry_run or is_offline(offline):
-            raise
-        return None, None
-    try:
-        return checkpoint, read_meta(checkpoint)
-    except CheckpointError:
-        return checkpoint, None
-
-
-def check_model(
-    meta: CheckpointMeta, task: str | None, nfe: int | None, masking: dict[str, bool]
-) -> str:
-    """The task family the model restores, once the options are checked against it
-    (`masking`: whether each inpainting option was given)."""
-    family = family_of(task or meta.task)
-    if family != family_of(meta.task):
-        raise UsageError(
-            f"--model {meta.name} restores {meta.task} pictures, not the {family} family"
-        )
-    for name, given in masking.items():
-        if given and family != "inpaint":
-            raise UsageError(f"{name} is for inpainting; {meta.name} does {meta.task}")
-    if nfe is not None and nfe >= meta.interval:
-        raise UsageError(f"--nfe must be less than the model's interval {meta.interval}, not {nfe}")
-    return family
-
-
-def untrained_task_note(meta: CheckpointMeta, task: str | None) -> str | None:
-    """A note when `task` names a paper degradation the model was not trained on (the bundled
-    sr4x model restores sr4x-pool, trained on sr4x-bicubic alone): it runs, a user should know."""
-    if task not in TASKS:
-        return None
-    trained = list((meta.training or {}).get("tasks") or [meta.task])
-    if task in trained:
-        return None
-    return (
-        f"{meta.name} was trained on {', '.join(trained)}, not {task}; it may restore it less well"
-    )
-
-
 def check_before_loading(
-    head: StageSpec,
+    chain: list[StageSpec],
     sources: list[InputFile],
     mask: Path | None,
     masking: dict[str, bool],
     cache_dir: Path | None,
     offline: bool | None,
     dry_run: bool,
-) -> tuple[Path | None, CheckpointMeta | None]:
-    """The first stage's checkpoint and, when its file tells without loading the network, its
+) -> list[Located]:
+    """Each stage's checkpoint and, when its file tells without loading the network, its
     metadata, checked against the options (`masking`: whether each inpainting option was
     given) and the pictures, so that a mistake is reported before anything loads."""
-    checkpoint, early = locate_model(head.model, head.task, cache_dir, offline, dry_run=dry_run)
-    if early is not None:
-        check_model(early, head.task, head.nfe, masking)
-    check_hole_possible(head.task or (early.task if early else None), sources, mask)
-    return checkpoint, early
+    located = locate_stages(chain, cache_dir, offline, dry_run=dry_run, masking=masking)
+    head = located[0]
+    check_hole_possible(head.spec.task or (head.meta.task if head.meta else None), sources, mask)
+    return located
 
 
 def check_hole_possible(task: str | None, sources: list[InputFile], mask: Path | None) -> None:
@@ -131,25 +74,10 @@ def check_hole_possible(task: str | None, sources: list[InputFile], mask: Path |
     )
 
 
-def later_stages(
-    chain: list[StageSpec], cache_dir: Path | None, offline: bool | None
-) -> list[tuple[Path | None, CheckpointMeta | None]]:
-    """What a dry run finds for the stages after the first: each one's checkpoint and metadata,
-    checked against its task and NFE (the real run loads them all before the first picture)."""
-    found = []
-    for spec in chain[1:]:
-        checkpoint, meta = locate_model(spec.model, spec.task, cache_dir, offline, dry_run=True)
-        if meta is not None:
-            check_model(meta, spec.task, spec.nfe, {})
-        found.append((checkpoint, meta))
-    return found
-
-
-def _describe(
-    spec: StageSpec, checkpoint: Path | None, meta: CheckpointMeta | None, sampling: dict
-) -> tuple[str, str]:
+def _describe(where: Located, sampling: dict) -> tuple[str, str]:
     """A stage's model name, and that name with where it comes from and how it would sample
     (`sampling`: the sampler options given), for the dry run."""
+    spec, checkpoint, meta = where.spec, where.checkpoint, where.meta
     entry = find_model(spec.model) if checkpoint is None and spec.model else None
     if entry is not None:
         where = f"({entry.family}), not downloaded yet: a run fetches {entry.url}"
@@ -162,26 +90,24 @@ def _describe(
 
 
 def report_dry_run(
-    chain: list[StageSpec],
-    found: list[tuple[Path | None, CheckpointMeta | None]],
+    located: list[Located],
     sampling: dict,
     jobs: list[Job],
     overwrite: bool,
     samples: int,
     json_lines: bool,
 ) -> None:
-    """What a run would do, from the plan alone: no model loaded, nothing written. `found`
-    holds each stage's checkpoint and metadata (locate_model), `sampling` the sampler options
+    """What a run would do, from the plan alone: no model loaded, nothing written. `located`
+    holds each stage's checkpoint and metadata (locate_stages), `sampling` the sampler options
     given (stage_sampling's)."""
-    described = [
-        _describe(spec, *where, sampling) for spec, where in zip(chain, found, strict=True)
-    ]
+    described = [_describe(where, sampling) for where in located]
     name = ",".join(stage_name for stage_name, _ in described)  # as a run's metadata lists them
     for index, (_, text) in enumerate(described, start=1):
         stage = f"stage {index}: " if len(described) > 1 else ""
         console.print(f"dry run: {stage}{text}", markup=False, soft_wrap=True)
-    for spec, (_, meta) in zip(chain, found, strict=True):
-        note = untrained_task_note(meta, spec.task) if meta is not None else None
+    for where in located:
+        meta = where.meta
+        note = untrained_task_note(meta, where.spec.task) if meta is not None else None
         if note is not None:
             console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     counts = {"planned": 0, "skipped": 0}

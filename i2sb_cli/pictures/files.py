@@ -58,8 +58,10 @@ __all__ = [
     "default_max_pixels",
     "encode_image",
     "format_of",
+    "hole_of",
     "mask_from_alpha",
     "picture_pixels",
+    "pixel_levels",
     "read_image",
     "read_mask",
     "read_metadata",
@@ -301,6 +303,12 @@ def read_mask(
             f"mask {path} is {mw}x{mh} pixels but the picture is {w}x{h}; "
             "give a mask of the picture's size"
         )
+    return hole_of(mask, threshold=threshold, invert=invert)
+
+
+def hole_of(mask: Picture, *, threshold: float = 0.5, invert: bool = False) -> Tensor:
+    """The hole a decoded mask picture marks, as read_mask reads a mask file ([1, 1, H, W] of
+    {0, 1}, 1 = hole): for masks that come decoded (the Python API's PIL images)."""
     rgb = mask.pixels.add(1).div(2)
     luma = sum(w * rgb[:, c : c + 1] for c, w in enumerate(_LUMA))
     if mask.alpha is not None:
@@ -309,6 +317,13 @@ def read_mask(
     # through [-1, 1] and the luma weights may land a hair under it.
     hole = luma >= threshold - 1e-6
     return (hole != invert).float()
+
+
+def pixel_levels(pixels: Tensor, depth: int = 8) -> np.ndarray:
+    """[1, 3, H, W] (or [3, H, W]) pixels in [-1, 1] as an H x W x 3 array of `depth`-bit
+    levels (uint8 or uint16), clamped and rounded as write_image writes them: what a caller
+    that keeps pictures in memory (the Python API) gets instead of a file."""
+    return _quantise(_as_chw(pixels).add(1).div_(2), depth)
 
 
 def mask_from_alpha(alpha: Tensor, *, threshold: float = 0.5, invert: bool = False) -> Tensor:

@@ -10,6 +10,7 @@ case (runtime/resources.py).
 """
 
 import copy
+import functools
 import gc
 import time
 from collections.abc import Callable
@@ -20,13 +21,16 @@ import numpy as np
 import torch
 
 from ..bridge import nfe_steps, per_image_noise, sample
+from ..degrade.tasks import family_of
 from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
 from ..nets.adm import ADMUNet, preset
 from ..nets.denoiser import BridgeDenoiser, NetFn
-from ..runtime import default_tile, load_model
+from ..runtime import load_model
 from ..runtime.resources import machine_info, memory_window
 from ..runtime.torch_backend import LoadedModel, check_precision, resolve_device, wrap_network
+from .chain import Stage, StageSpec, make_stage
+from .prepare import Located, checkpoint_digests, prepare_stages
 from .tiling import tiled
 
 MODIFIERS = {"cl": ("channels_last", True), "nchw": ("channels_last", False)}
@@ -92,11 +96,16 @@ class Case:
 class Source:
     """What to benchmark: a checkpoint or exported file, or a preset with random weights."""
 
-    path: Path | None = None
+    located: Located | None = None
+    """The file (prepare.locate_stages)."""
     preset: str | None = None
     cond_x1: bool = False
     trust_pickle: bool = False
-    """Load a .pt2 `path`, which torch unpickles (runtime/exported.py)."""
+    """Load a .pt2 file, which torch unpickles (runtime/exported.py)."""
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.located is None else self.located.checkpoint
 
 
 @dataclass
@@ -183,28 +192,27 @@ def random_network(name: str, cond_x1: bool, seed: int = 0) -> tuple[ADMUNet, Ch
 
 
 class Loader:
-    """Loads a Source for each RunConfig; random weights are made once and exported once."""
+    """Loads a Source for each RunConfig as restore prepares its models (prepare.py: the file
+    hashed once, checked, and the tile restore would use); random weights are made once and
+    exported once."""
 
-    def __init__(self, source: Source, device: str, workdir: Path) -> None:
+    def __init__(
+        self, source: Source, device: str, workdir: Path, tile: int | None, overlap: int | None
+    ) -> None:
         self.source, self.device, self.workdir = source, device, workdir
+        self.tiling = {"tile": tile, "tile_overlap": overlap}
         self._random = random_network(source.preset, source.cond_x1) if source.preset else None
+        located = source.located
+        self._digests = checkpoint_digests([located]) if located is not None else {}
 
-    def load(self, config: RunConfig) -> LoadedModel:
-        if self.source.path is not None:
-            # Exported files carry their own precision; fp32 is the default that means "as is".
-            exported = self.source.path.suffix.lower() in (".onnx", ".pt", ".pt2")
-            return load_model(
-                self.source.path,
-                self.device,
-                config.backend,
-                precision=None if exported and config.precision == "fp32" else config.precision,
-                compile=config.compile,
-                channels_last=config.channels_last,
-                trust_pickle=self.source.trust_pickle,
-            )
+    def load(self, config: RunConfig) -> Stage:
+        located = self.source.located
+        if located is not None:
+            load = functools.partial(self._load_file, config)
+            return prepare_stages([located], load, sampling=self.tiling, digests=self._digests)[0]
         net, meta = self._random
         if config.backend == "torch":
-            return wrap_network(
+            model = wrap_network(
                 copy.deepcopy(net),
                 meta,
                 resolve_device(self.device),
@@ -212,7 +220,23 @@ class Loader:
                 channels_last=config.channels_last,
                 compile=config.compile,
             )
-        return self._onnx(net, meta, config.precision)
+        else:
+            model = self._onnx(net, meta, config.precision)
+        return make_stage(model, StageSpec(), family_of(meta.task), **self.tiling)
+
+    def _load_file(self, config: RunConfig, path: Path, sha256: str | None) -> LoadedModel:
+        # Exported files carry their own precision; fp32 is the default that means "as is".
+        exported = path.suffix.lower() in (".onnx", ".pt", ".pt2")
+        return load_model(
+            path,
+            self.device,
+            config.backend,
+            precision=None if exported and config.precision == "fp32" else config.precision,
+            compile=config.compile,
+            channels_last=config.channels_last,
+            trust_pickle=self.source.trust_pickle,
+            sha256=sha256,
+        )
 
     def _onnx(self, net: ADMUNet, meta: CheckpointMeta, precision: str) -> LoadedModel:
         from ..runtime.export import export_network
@@ -228,18 +252,9 @@ class Loader:
 class Runner:
     """Restore-path sampling runs of one loaded model at one case."""
 
-    def __init__(
-        self,
-        model: LoadedModel,
-        case: Case,
-        tile: int | None,
-        overlap: int | None,
-        tile_batch: int = 1,
-    ) -> None:
+    def __init__(self, stage: Stage, case: Case, tile_batch: int = 1) -> None:
+        model = stage.model
         self.model, self.case = model, case
-        # restore's defaults: the model's tile, and an overlap of 64 or a quarter tile.
-        tile = tile or default_tile(model.meta.config)
-        overlap = min(64, tile // 4) if overlap is None else overlap
         base = model.denoise
         if not isinstance(base, BridgeDenoiser):
             raise TypeError("benchmarks need a BridgeDenoiser model")
@@ -247,10 +262,11 @@ class Runner:
         denoise = BridgeDenoiser(
             self.timer.wrap(base.net), base.schedule, clip_denoise=base.clip_denoise
         )
+        # restore's tiles: the model's, or the size asked for (make_stage).
         self.denoise = tiled(
             denoise,
-            tile=tile,
-            overlap=overlap,
+            tile=stage.tile,
+            overlap=stage.tile_overlap,
             multiple=model.size_multiple,
             tile_batch=tile_batch,
         )
@@ -294,16 +310,15 @@ def _run_grid(
     *,
     warmup: int,
     repeat: int,
-    tile: int | None,
-    overlap: int | None,
     tile_batch: int,
     on_result: Callable[[Measurement], None],
 ) -> list[Measurement]:
     results = []
     for config in configs:
-        model = loader.load(config)
+        stage = loader.load(config)
+        model = stage.model
         for case in cases:
-            runner = Runner(model, case, tile, overlap, tile_batch)
+            runner = Runner(stage, case, tile_batch)
             measurement = Measurement(config, case, str(model.device), notes=model.notes)
             with memory_window(model.device) as window:
                 for _ in range(warmup):
@@ -315,7 +330,7 @@ def _run_grid(
             _record(measurement, window)
             results.append(measurement)
             on_result(measurement)
-        del model
+        del model, stage
         _release()
     return results
 
@@ -327,16 +342,15 @@ def _run_compare(
     *,
     warmup: int,
     repeat: int,
-    tile: int | None,
-    overlap: int | None,
     tile_batch: int,
     on_result: Callable[[Measurement], None],
 ) -> tuple[list[Measurement], list[dict]]:
     """Both configurations loaded side by side, their runs alternated so drift hits both."""
-    models = [loader.load(config) for config in pair]
+    stages = [loader.load(config) for config in pair]
+    models = [stage.model for stage in stages]
     results, ratios = [], []
     for case in cases:
-        runners = [Runner(m, case, tile, overlap, tile_batch) for m in models]
+        runners = [Runner(stage, case, tile_batch) for stage in stages]
         pairs = [
             Measurement(c, case, str(m.device), notes=m.notes)
             for c, m in zip(pair, models, strict=True)
@@ -391,14 +405,8 @@ def run_benchmark(
             check_precision(config.precision, _nominal_device(device))
     if compare and len(configs) != 2:
         raise UsageError("--compare takes exactly two configurations")
-    loader = Loader(source, device, workdir)
-    options = {
-        "warmup": warmup,
-        "repeat": repeat,
-        "tile": tile,
-        "overlap": overlap,
-        "tile_batch": tile_batch,
-    }
+    loader = Loader(source, device, workdir, tile, overlap)
+    options = {"warmup": warmup, "repeat": repeat, "tile_batch": tile_batch}
     comparison = None
     if compare:
         measurements, comparison = _run_compare(
@@ -410,7 +418,14 @@ def run_benchmark(
     return {
         "machine": machine_info(),
         "model": model,
-        "settings": {"device": device, **options},
+        "settings": {
+            "device": device,
+            "warmup": warmup,
+            "repeat": repeat,
+            "tile": tile,
+            "overlap": overlap,
+            "tile_batch": tile_batch,
+        },
         "results": [m.summary() for m in measurements],
         "comparison": comparison,
     }

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -152,26 +152,21 @@ class Outcome:
 
 
 @dataclass
-class _Prepared:
-    job: Job
+class Prepared:
+    """One decoded picture ready for the sampler (Restorer.prepare): what the files a run
+    reads become, and what the Python API hands over directly."""
+
     picture: Picture
+    """The picture; an inpainting hole's transparency is dropped (it is filled)."""
     x1: Tensor
     """[K, 3, H, W]: the picture's x1 once per sample."""
     mask: Tensor | None
+    """[K, 1, H, W]: the inpainting hole (1 = hole), None for the other families."""
     generators: list[list[torch.Generator]]
     """[stage][sample]."""
     seeds: list[list[int]]
     """[stage][sample]."""
     note: str = ""
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes, in hex (it identifies a model exactly in reports)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -200,6 +195,24 @@ def stage_seed(seed: int, name: str, k: int, stage: int) -> int:
     the sample's seed, so that a chain starts as its first task alone would; the others hash
     the stage after a second NUL, so that no stage's seed is another sample's or picture's."""
     return sample_seed(seed, name, k) if stage == 0 else image_seed(seed, f"{name}\0{k}\0{stage}")
+
+
+def run_settings(first: Stage, **options: Any) -> RestoreSettings:
+    """A run's settings: the sampling of its first stage (prepare.prepare_stages) and the
+    `options` of the run (RestoreSettings' other fields)."""
+    return RestoreSettings(
+        family=first.family,
+        classical=first.classical,
+        start=first.start,
+        nfe=first.nfe,
+        ot_ode=first.ot_ode,
+        detail=first.detail,
+        ensemble=first.ensemble,
+        tile=first.tile,
+        tile_overlap=first.tile_overlap,
+        model_sha256=first.model_sha256,
+        **options,
+    )
 
 
 def first_stage(model: LoadedModel, settings: RestoreSettings) -> Stage:
@@ -239,7 +252,11 @@ def written_files(output: Path, samples: int) -> list[Path]:
 
 class Restorer:
     """Runs the bridge sampler over jobs with one model, or a chain of models (`then`: the
-    stages after the one of `model` and `settings`); yields one Outcome per job."""
+    stages after the one of `model` and `settings`); yields one Outcome per job.
+
+    `run` reads each job's files, then `prepare`s and `sample`s its picture, then writes the
+    result; the Python API (i2sb_cli.api) calls `prepare` and `sample` on pictures it decodes
+    itself, so that the two give the same pixels for the same seed and name."""
 
     def __init__(
         self,
@@ -271,18 +288,18 @@ class Restorer:
         jobs = list(jobs)
         if self.settings.samples > 1 and any(job.output == STDIO for job in jobs):
             raise UsageError("--samples above 1 writes several files; give -o FILE or FOLDER")
-        batch: list[_Prepared] = []
+        batch: list[tuple[Job, Prepared]] = []
         settings = self.settings
         for job in jobs:
             if is_done(job.output, overwrite=settings.overwrite, samples=settings.samples):
                 yield Outcome(job.source.path, job.output, "skipped", "output exists")
                 continue
             try:
-                item = self._prepare(job)
+                item = job, self._read(job)
             except I2SBError as exc:
                 yield Outcome(job.source.path, job.output, "failed", str(exc))
                 continue
-            if batch and item.x1.shape != batch[0].x1.shape:
+            if batch and item[1].x1.shape != batch[0][1].x1.shape:
                 yield from self._restore(batch)
                 batch = []
             batch.append(item)
@@ -294,30 +311,70 @@ class Restorer:
         if batch:
             yield from self._restore(batch)
 
-    def _prepare(self, job: Job) -> _Prepared:
+    def prepare(
+        self, picture: Picture, name: str, *, mask: Tensor | None = None, mask_name: str = ""
+    ) -> Prepared:
+        """A decoded picture ready for `sample`. `name` stands for the picture's path relative
+        to the input given, which seeds it (image_seed: the same name and seed, the same
+        result). `mask` [1, 1, h, w] is an inpainting hole (1 = hole), resized to the picture
+        when of another size, named `mask_name` in messages; None takes the hole from the
+        picture's transparency."""
+        picture, hole, note = self._hole(picture, mask, mask_name, name)
+        return self._start(picture, hole, name, note)
+
+    def sample(self, batch: Sequence[Prepared]) -> Tensor:
+        """The restorations [N K, 3, H, W] (in [-1, 1] where inpainted, else unclamped) of
+        pictures of one size, on the CPU: every stage, the inpainting composite, --outscale."""
+        return self._sample_stages(list(batch), None)
+
+    def _read(self, job: Job) -> Prepared:
+        """A job's picture (and mask file) read and prepared; a transparent picture bound for a
+        format that cannot hold it is refused before anything is sampled."""
         settings = self.settings
         name = Path("stdin") if job.source.path == STDIO else job.source.path
         picture = read_image(name, data=job.data, max_pixels=settings.max_pixels)
-        relative = job.source.relative.as_posix()
+        mask = None
+        if settings.family == "inpaint" and job.mask is not None:
+            mask = read_mask(
+                job.mask,
+                None,
+                threshold=settings.mask_threshold,
+                invert=settings.invert_mask,
+                max_pixels=settings.max_pixels,
+            )
+        picture, hole, note = self._hole(
+            picture, mask, f"the mask {job.mask}", str(job.source.path)
+        )
+        self._check_transparency(job, picture)
+        return self._start(picture, hole, job.source.relative.as_posix(), note)
+
+    def _hole(
+        self, picture: Picture, mask: Tensor | None, mask_name: str, source: str
+    ) -> tuple[Picture, Tensor | None, str]:
+        """For inpainting: the picture, the hole and a note on the mask. Transparency that
+        marked the hole (no mask, or all inside the mask's hole, as `i2sb degrade` writes it)
+        is filled now; the picture's own is carried through."""
+        if self.settings.family != "inpaint":
+            return picture, None, ""
+        hole, note = self._mask_for(picture, mask, mask_name, source)
+        if picture.alpha is not None and (mask is None or _inside(picture.alpha, hole)):
+            picture = dataclasses.replace(picture, alpha=None)
+        return picture, hole, note
+
+    def _start(self, picture: Picture, hole: Tensor | None, name: str, note: str) -> Prepared:
+        """The picture's x1 once per sample, and the seeds and generators of each stage and
+        sample, from the run's seed and the picture's `name`."""
+        settings = self.settings
         seeds = [
-            [stage_seed(settings.seed, relative, k, stage) for k in range(settings.samples)]
+            [stage_seed(settings.seed, name, k, stage) for k in range(settings.samples)]
             for stage in range(len(self.stages))
         ]
         generators = [[torch.Generator().manual_seed(seed) for seed in row] for row in seeds]
-        mask, notes = None, []
-        if settings.family == "inpaint":
-            mask, mask_note = self._mask_for(job, picture)
-            notes += [mask_note] if mask_note else []
-            # Transparency that marked the hole (without --mask, or all inside the mask's hole,
-            # as `i2sb degrade` writes it) is filled now; the picture's own is carried through.
-            if picture.alpha is not None and (job.mask is None or _inside(picture.alpha, mask)):
-                picture = dataclasses.replace(picture, alpha=None)
-        self._check_transparency(job, picture)
         x1 = make_x1(
             settings.family,
             picture.pixels,
             upsampled=settings.upsampled,
-            mask=mask,
+            mask=hole,
             noise=per_image_noise(generators[0][:1]),
             classical=settings.classical,
             start=settings.start,
@@ -325,9 +382,9 @@ class Restorer:
         # The samples share their start (an inpainting hole's noise is sample 0's, as in a
         # single restoration) and differ by the sampler's noise.
         x1 = x1.expand(settings.samples, -1, -1, -1)
-        if mask is not None:
-            mask = mask.expand(settings.samples, -1, -1, -1)
-        return _Prepared(job, picture, x1, mask, generators, seeds, "; ".join(notes))
+        if hole is not None:
+            hole = hole.expand(settings.samples, -1, -1, -1)
+        return Prepared(picture, x1, hole, generators, seeds, note)
 
     def _check_transparency(self, job: Job, picture: Picture) -> None:
         """Refuse, before any sampling, a transparent picture bound for a format that would
@@ -341,25 +398,23 @@ class Restorer:
                 "(e.g. --background white) to lay it over a colour, or write PNG, WebP or TIFF"
             )
 
-    def _mask_for(self, job: Job, picture: Picture) -> tuple[Tensor, str]:
-        """The picture's hole, grown by --mask-dilate, and a note when its mask file was resized
-        to the picture."""
+    def _mask_for(
+        self, picture: Picture, mask: Tensor | None, named: str, source: str
+    ) -> tuple[Tensor, str]:
+        """The picture's hole (`mask`, or its transparency's), grown by --mask-dilate, and a
+        note when the mask was resized to the picture."""
         settings = self.settings
         size = picture.size
         threshold, invert = settings.mask_threshold, settings.invert_mask
         note = ""
-        if job.mask is not None:
-            mask = read_mask(
-                job.mask, None, threshold=threshold, invert=invert, max_pixels=settings.max_pixels
-            )
-            named = f"the mask {job.mask}"
+        if mask is not None:
             if tuple(mask.shape[-2:]) != size:
                 (mh, mw), (h, w) = mask.shape[-2:], size
                 note = f"mask {mw}x{mh} resized to the picture's {w}x{h} (nearest neighbour)"
                 mask = resize_mask(mask, size)
         elif picture.alpha is not None:
             mask = mask_from_alpha(picture.alpha, threshold=threshold, invert=invert)
-            named = f"the transparency of {job.source.path}"
+            named = f"the transparency of {source}"
         else:
             raise ImageError(
                 "inpainting needs a mask; pass --mask FILE|DIR (white = hole) or give the "
@@ -380,26 +435,24 @@ class Restorer:
             )
         return mask, note
 
-    def _restore(self, batch: list[_Prepared]) -> Iterator[Outcome]:
+    def _restore(self, batch: list[tuple[Job, Prepared]]) -> Iterator[Outcome]:
         started = time.monotonic()
         recorder = None if self.settings.trajectory is None else TrajectoryRecorder()
         try:
-            x0 = self._sample_stages(batch, recorder)
+            x0 = self._sample_stages([item for _, item in batch], recorder)
         except (RuntimeError, MemoryError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            for item in batch:
-                yield Outcome(
-                    item.job.source.path, item.job.output, "failed", f"sampling failed: {reason}"
-                )
+            for job, _ in batch:
+                yield Outcome(job.source.path, job.output, "failed", f"sampling failed: {reason}")
             return
         seconds = (time.monotonic() - started) / len(batch)
         k = self.settings.samples
-        for i, item in enumerate(batch):
+        for i, (job, item) in enumerate(batch):
             # Row i * k is the picture's sample 0, whose path the trajectory shows.
             path = None if recorder is None else (recorder.start[i * k], recorder.frames[i * k])
-            yield self._write(item, x0[i * k : (i + 1) * k], seconds, path)
+            yield self._write(job, item, x0[i * k : (i + 1) * k], seconds, path)
 
-    def _sample_stages(self, batch: list[_Prepared], recorder: TrajectoryRecorder | None) -> Tensor:
+    def _sample_stages(self, batch: list[Prepared], recorder: TrajectoryRecorder | None) -> Tensor:
         """The batch's results [N K, 3, H, W] on the CPU: the first stage samples the pictures'
         x1, each later one the previous result; then the size --outscale asks for. The
         trajectory (`recorder`) is the last stage's."""
@@ -419,7 +472,7 @@ class Restorer:
     def _sample(
         self,
         index: int,
-        batch: list[_Prepared],
+        batch: list[Prepared],
         x1: Tensor,
         mask: Tensor | None,
         recorder: TrajectoryRecorder | None,
@@ -446,7 +499,7 @@ class Restorer:
             detail=stage.detail,
         ).cpu()
 
-    def _composite(self, batch: list[_Prepared], restored: Tensor, mask: Tensor) -> Tensor:
+    def _composite(self, batch: list[Prepared], restored: Tensor, mask: Tensor) -> Tensor:
         """The restored hole over the original pictures. The known pixels are the original
         ones exactly: the stochastic sampler's last projection leaves noise of std std_sb[0]
         on them (as the official sampler does), and a user expects them untouched. With
@@ -461,7 +514,8 @@ class Restorer:
 
     def _write(
         self,
-        item: _Prepared,
+        job: Job,
+        item: Prepared,
         restored: Tensor,
         seconds: float,
         path: tuple[Tensor, list[Frame]] | None,
@@ -469,7 +523,7 @@ class Restorer:
         """Write the trajectory (`path`: x1 and the frames, when asked for), then the K [K, 3,
         H, W] `restored` samples: the file a rerun checks comes last, so that when it exists
         all is written."""
-        job, settings = item.job, self.settings
+        settings = self.settings
         source, seed = job.source.path, item.seeds[0][0]
         like = item.picture
         options = {"quality": settings.quality, "background": settings.background}
@@ -482,7 +536,7 @@ class Restorer:
                 relative = job.source.relative
                 save_trajectory(*path, settings.trajectory / relative.parent / relative.stem)
             if settings.samples > 1:
-                return self._write_samples(item, restored, seconds)
+                return self._write_samples(job, item, restored, seconds)
             metadata = self._metadata(item, 0)
             if job.output == STDIO:
                 fmt = settings.stdout_format
@@ -503,9 +557,9 @@ class Restorer:
             jpeg_quality=quality,
         )  # fmt: skip
 
-    def _write_samples(self, item: _Prepared, restored: Tensor, seconds: float) -> Outcome:
+    def _write_samples(self, job: Job, item: Prepared, restored: Tensor, seconds: float) -> Outcome:
         """Each sample under its `_s{k}` name, then their spread map."""
-        paths = tuple(sample_path(item.job.output, k) for k in range(len(restored)))
+        paths = tuple(sample_path(job.output, k) for k in range(len(restored)))
         for k, (path, sample_k) in enumerate(zip(paths, restored, strict=True)):
             write_image(
                 path,
@@ -518,10 +572,10 @@ class Restorer:
         values = spread(restored)
         # Scaled to the map's own maximum: the picture shows where, `spread_mean` how much.
         image = heat_map(values)
-        target = spread_path(item.job.output)
+        target = spread_path(job.output)
         atomic_write(target, lambda file: image.save(file, "PNG"))
         return Outcome(
-            item.job.source.path,
+            job.source.path,
             target,
             "restored",
             item.note,
@@ -533,7 +587,7 @@ class Restorer:
             jpeg_quality=item.picture.jpeg_quality,
         )
 
-    def _metadata(self, item: _Prepared, k: int) -> dict[str, str]:
+    def _metadata(self, item: Prepared, k: int) -> dict[str, str]:
         """What sample k's output records of how it was made: each stage's values in order,
         separated by commas (one value for a single model)."""
         settings = self.settings
@@ -553,7 +607,7 @@ class Restorer:
             metadata["i2sb:input-jpeg-quality"] = str(item.picture.jpeg_quality)
         return metadata
 
-    def _records(self, item: _Prepared) -> tuple[StageRecord, ...]:
+    def _records(self, item: Prepared) -> tuple[StageRecord, ...]:
         return tuple(
             StageRecord(s.model.meta.task, s.model.meta.name, s.model_sha256, s.nfe, seeds[0])
             for s, seeds in zip(self.stages, item.seeds, strict=True)

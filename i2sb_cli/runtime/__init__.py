@@ -43,6 +43,7 @@ def load_model(
     cache_dir: Path | None = None,
     trust_pickle: bool = False,
     on_step: Callable[[str], None] | None = None,
+    sha256: str | None = None,
 ) -> LoadedModel:
     """A checkpoint or exported file as the sampler's model.
 
@@ -51,7 +52,9 @@ def load_model(
     None means fp32 for a checkpoint and the file's own for an export. `compile` and
     `channels_last` tune the torch backend on a checkpoint (see torch_backend.py). A .pt2
     export, which torch loads with pickle, is refused unless `trust_pickle` (exported.py).
-    `on_step` is told of slow steps before they start (a checkpoint's ONNX export).
+    `on_step` is told of slow steps before they start (a checkpoint's ONNX export). `sha256`
+    is the checkpoint's, when the caller has hashed it already (restoring/prepare.py): the
+    ONNX export cache is keyed by it, and a large checkpoint is not read twice to get it.
     """
     path = Path(source)
     suffix = path.suffix.lower()
@@ -62,7 +65,7 @@ def load_model(
     if chosen == "auto":
         chosen = _auto_backend(suffix, spec, precision, compile or channels_last is not None)
         if chosen == "onnxruntime" and suffix not in TORCH_EXPORTS and suffix != ".onnx":
-            return _checkpoint_on_ort_if_same(path, spec, clip_denoise, cache_dir, on_step)
+            return _checkpoint_on_ort_if_same(path, spec, clip_denoise, cache_dir, on_step, sha256)
     exported = suffix == ".onnx" or suffix in TORCH_EXPORTS
     if exported and (compile or channels_last is not None):
         raise UsageError("--compile and channels_last apply to checkpoints, not exported files")
@@ -95,7 +98,7 @@ def load_model(
     else:
         if on_step is not None:
             on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
-        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir)
+        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir, sha256)
     if precision is not None and precision != model.precision:
         raise UsageError(
             f"{path} holds {model.precision} weights; --precision applies to checkpoints "
@@ -127,6 +130,7 @@ def _checkpoint_on_ort_if_same(
     clip_denoise: bool | None,
     cache_dir: Path | None,
     on_step: Callable[[str], None] | None,
+    sha256: str | None = None,
 ) -> LoadedModel:
     """`--backend auto`'s pick for a checkpoint on the CPU: ONNX Runtime where it restores the
     same pictures as PyTorch and runs the network faster (agreement.py; measured once per
@@ -136,7 +140,7 @@ def _checkpoint_on_ort_if_same(
 
     if on_step is not None:
         on_step(f"preparing {path.name} for ONNX Runtime (its export and a check: once, cached)")
-    onnx_path, exported = cached_onnx(path, fp16=False, cache_dir=cache_dir)
+    onnx_path, exported = cached_onnx(path, fp16=False, cache_dir=cache_dir, sha256=sha256)
     made = (exported,) if exported else ()
     record = onnx_path.with_suffix(".agreement.json")
     check = read_check(record)
@@ -178,6 +182,7 @@ def _checkpoint_on_ort(
     compile: bool,
     clip_denoise: bool | None,
     cache_dir: Path | None,
+    sha256: str | None = None,
 ) -> LoadedModel:
     """The checkpoint's cached ONNX export in ONNX Runtime."""
     if compile:
@@ -190,7 +195,9 @@ def _checkpoint_on_ort(
     from .export import cached_onnx
     from .onnx_backend import load_onnx_model
 
-    onnx_path, note = cached_onnx(path, fp16=precision == "fp16", cache_dir=cache_dir)
+    onnx_path, note = cached_onnx(
+        path, fp16=precision == "fp16", cache_dir=cache_dir, sha256=sha256
+    )
     model = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
     notes = (note, *model.notes) if note else model.notes
     return dataclasses.replace(model, notes=notes)

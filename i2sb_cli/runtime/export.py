@@ -254,16 +254,21 @@ def check_parity(
 
 
 def cached_onnx(
-    checkpoint: Path, *, fp16: bool = False, cache_dir: Path | None = None
+    checkpoint: Path,
+    *,
+    fp16: bool = False,
+    cache_dir: Path | None = None,
+    sha256: str | None = None,
 ) -> tuple[Path, str | None]:
     """An ONNX export of `checkpoint` from the cache, made now if missing; and a note if made.
 
     Keyed by the checkpoint's sha256, the precision, and the i2sb and torch versions. Like a
     cached model, an export is used only while its files match the sha256 recorded beside
-    them when it was made; one that does not is made again.
+    them when it was made; one that does not is made again. `sha256` is the checkpoint's when
+    the caller knows it (restoring/prepare.py hashes each model once a run); None hashes it.
     """
     precision = "fp16" if fp16 else "fp32"
-    digest = sha256_file(checkpoint)
+    digest = sha256 or sha256_file(checkpoint)
     name = f"{digest[:16]}-{precision}-i2sb{__version__}-torch{torch.__version__}.onnx"
     path = cache_root(cache_dir) / "onnx" / name
     damaged = path.is_file() and not _intact(path)
