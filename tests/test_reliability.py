@@ -145,3 +145,18 @@ def test_lying_metadata_is_refused_before_any_network_is_built(tmp_path, field, 
     result = restore(_photo(tmp_path / "a.png", 0), "--model", liar, "--nfe", 1)
     assert result.exit_code != 0 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 5
+
+
+def test_auto_backend_runs_pytorch_when_the_cache_cannot_be_written(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the auto backend's ONNX path needs onnxruntime")
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    result = CliRunner().invoke(
+        app,
+        ["restore", str(_photo(tmp_path / "a.png", 0)), "--model", str(model), "--nfe", "1",
+         "--cache-dir", str(blocker / "cache")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "running PyTorch: the ONNX export" in result.stderr and "--cache-dir" in result.stderr
+    assert "Traceback" not in result.stderr and (tmp_path / "a_restored.png").is_file()

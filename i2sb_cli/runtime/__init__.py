@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..errors import ImageError, UsageError
 from .agreement import LEVELS, SHARE, measure_check, read_check
 from .metadata import default_tile
 from .torch_backend import LoadedModel, load_torch_model, resolve_device
@@ -65,7 +65,18 @@ def load_model(
     if chosen == "auto":
         chosen = _auto_backend(suffix, spec, precision, compile or channels_last is not None)
         if chosen == "onnxruntime" and suffix not in TORCH_EXPORTS and suffix != ".onnx":
-            return _checkpoint_on_ort_if_same(path, spec, clip_denoise, cache_dir, on_step, sha256)
+            try:
+                return _checkpoint_on_ort_if_same(
+                    path, spec, clip_denoise, cache_dir, on_step, sha256
+                )
+            except (OSError, ImageError) as exc:
+                # A read-only or full cache folder costs speed, never the restoration.
+                model = load_torch_model(path, resolve_device(spec), clip_denoise=clip_denoise)
+                note = (
+                    f"running PyTorch: the ONNX export of {path.name} could not be kept in the "
+                    f"cache ({_first_line(exc)}); --cache-dir DIR names a writable folder"
+                )
+                return dataclasses.replace(model, notes=(*model.notes, note))
     exported = suffix == ".onnx" or suffix in TORCH_EXPORTS
     if exported and (compile or channels_last is not None):
         raise UsageError("--compile and channels_last apply to checkpoints, not exported files")
@@ -122,6 +133,11 @@ def _auto_backend(suffix: str, device: str, precision: str | None, torch_options
     ):
         return "torch"
     return "onnxruntime"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _checkpoint_on_ort_if_same(
