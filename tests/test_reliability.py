@@ -160,3 +160,17 @@ def test_auto_backend_runs_pytorch_when_the_cache_cannot_be_written(tmp_path: Pa
     assert result.exit_code == 0, result.stderr
     assert "running PyTorch: the ONNX export" in result.stderr and "--cache-dir" in result.stderr
     assert "Traceback" not in result.stderr and (tmp_path / "a_restored.png").is_file()
+
+
+def test_an_endless_stdin_is_refused_at_the_picture_byte_limit(tmp_path: Path) -> None:
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    stream = b"\x89PNG\r\n\x1a\n" + bytes(40 << 20)  # 40 MiB: more than 1,000 pixels can take
+    result = CliRunner().invoke(
+        app,
+        ["restore", "-", "-o", str(tmp_path / "out.png"), "--model", str(model),
+         "--max-pixels", "1000"],
+        input=stream,
+    )  # fmt: skip
+    assert result.exit_code == 1 and "stdin: more than" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ImageError, UsageError
+from ..pictures.decode import default_max_pixels
 from ..pictures.files import FORMATS, colour_rgb, picture_pixels
 from ..pictures.inputs import (
     PICTURE_EXTENSIONS,
@@ -157,7 +158,8 @@ def restore(
         inputs, output, output_format, recursive, json_lines, mask, suffix, samples
     )
     restore_split.check_splittable(shard_of, sources, outputs)
-    stdin = _read_stdin() if not dry_run and any(s.path == STDIO for s in sources) else None
+    reads_stdin = not dry_run and any(s.path == STDIO for s in sources)
+    stdin = _read_stdin(max_pixels) if reads_stdin else None
     masking = _masking(mask, mask_threshold, invert_mask, mask_dilate, mask_feather)
     located = check_before_loading(chain, sources, mask, masking, cache_dir, offline, dry_run)
     sampling = {"ot_ode": ot_ode, "detail": detail, "ensemble": ensemble}
@@ -331,10 +333,21 @@ def _check_stdout(outputs: list[Path], json_lines: bool) -> None:
         raise UsageError("stdout is a terminal: redirect it to a file (> out.png) or use -o FILE")
 
 
-def _read_stdin() -> bytes:
+def _read_stdin(max_pixels: int | None) -> bytes:
+    """Stdin's bytes, up to what a picture within the pixel limit can take (8 bytes a pixel,
+    16-bit RGBA uncompressed, and 16 MiB of headers and metadata): an endless stream is
+    refused rather than read until memory runs out."""
     if sys.stdin.isatty():
         raise UsageError("the input - reads a picture from stdin, which is a terminal; pipe one in")
-    return sys.stdin.buffer.read()
+    pixels = max_pixels if max_pixels is not None else default_max_pixels()
+    limit = None if pixels is None else 8 * pixels + (16 << 20)
+    data = sys.stdin.buffer.read() if limit is None else sys.stdin.buffer.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ImageError(
+            f"stdin: more than {limit:,} bytes, more than any picture of at most {pixels:,} "
+            "pixels holds; give a file, or raise --max-pixels"
+        )
+    return data
 
 
 def _counting(stage: Stage, progress: PictureProgress) -> Stage:
