@@ -22,6 +22,11 @@ class ImageError(I2SBError):
     """A picture that cannot be read, decoded or written."""
 
 
+class OutputExistsError(ImageError):
+    """An output that appeared while it was being made (another run wrote it first); it is
+    never replaced unless the user asked to overwrite."""
+
+
 class CheckpointError(I2SBError):
     """A checkpoint file that is missing, corrupt, or not a model this tool can run."""
 

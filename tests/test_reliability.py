@@ -174,3 +174,44 @@ def test_an_endless_stdin_is_refused_at_the_picture_byte_limit(tmp_path: Path) -
     assert result.exit_code == 1 and "stdin: more than" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.png").exists()
+
+
+def test_an_output_written_meanwhile_by_another_run_is_kept(tmp_path: Path, monkeypatch) -> None:
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    source = _photo(tmp_path / "a.png", 0)
+    target = tmp_path / "out.png"
+    real_sample = loop.Restorer._sample_stages
+
+    def other_run_writes_first(self, batch, recorder):  # it finishes while this one samples
+        target.write_bytes(b"the other run's picture")
+        return real_sample(self, batch, recorder)
+
+    monkeypatch.setattr(loop.Restorer, "_sample_stages", other_run_writes_first)
+    result = restore(source, "--model", model, "--nfe", 1, "-o", target, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "skipped"
+    assert "written by another run meanwhile" in result.stderr
+    assert target.read_bytes() == b"the other run's picture"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    again = restore(source, "--model", model, "--nfe", 1, "-o", target, "--overwrite")
+    assert again.exit_code == 0 and target.read_bytes() != b"the other run's picture"
+
+
+def test_temporary_files_of_dead_runs_are_removed_never_a_live_ones(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    host = socket.gethostname()
+    stale = tmp_path / f".out.png.{host}-{dead.stdout.strip()}.0123456789ab.tmp"
+    live = tmp_path / f".out.png.{host}-{os.getpid()}.ba9876543210.tmp"
+    stale.write_bytes(b"cut off by kill -9")
+    live.write_bytes(b"being written")
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    result = restore(_photo(tmp_path / "a.png", 0), "--model", model, "--nfe", 1,
+                     "-o", tmp_path / "out.png")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and live.exists() and (tmp_path / "out.png").is_file()

@@ -12,9 +12,11 @@ them and is the one the rest of the package uses.
 """
 
 import contextlib
+import glob
 import io
 import os
 import secrets
+import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from PIL import ImageColor, UnidentifiedImageError
 from torch import Tensor
 
-from ..errors import ImageError, UsageError
+from ..errors import ImageError, OutputExistsError, UsageError
 from .decode import (
     GREY_MODES,
     compression_of,
@@ -232,9 +234,11 @@ def write_image(
     quality: int | None = None,
     grey: bool | None = None,
     background: tuple[int, int, int] | None = None,
+    replace: bool = True,
 ) -> None:
     """Write [1, 3, H, W] (or [3, H, W]) pixels in [-1, 1] atomically, in the format the
-    extension selects (`FORMATS`).
+    extension selects (`FORMATS`); with `replace` False, a file that appears meanwhile under
+    `path` is kept and OutputExistsError raised (atomic_write).
 
     Values are clamped to [-1, 1] and rounded to the nearest level. `bit_depth` (default:
     like's, else 8) applies to PNG and TIFF; the other formats are 8-bit. `grey` (default:
@@ -256,7 +260,7 @@ def write_image(
     def encode(file: BinaryIO) -> None:
         _encode(file, fmt, pixels, like, metadata, bit_depth, quality, grey, background)
 
-    atomic_write(path, encode)
+    atomic_write(path, encode, replace=replace)
 
 
 def encode_image(
@@ -427,12 +431,20 @@ def _resized(alpha: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(alpha, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
-    """Write via a hidden temporary file in the same folder, fsync, then rename over `path`."""
+def atomic_write(path: Path, encode: Callable[[BinaryIO], None], *, replace: bool = True) -> None:
+    """Write via a hidden temporary file in the same folder, fsync, then move it to `path`.
+
+    With `replace` (the default) the move is a rename over whatever `path` holds. Without it,
+    the file is linked in only if `path` does not exist (an atomic create), so that of two
+    runs writing one output, the first wins whole and the second gets OutputExistsError. The
+    temporary file's name carries this process's id: temporary files of the same output left
+    by a process that died (kill -9) are removed first, never those of a live one.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # ".name.<random>.tmp": hidden, and skipped by collect_inputs and by "*.png" globs.
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        _remove_stale_temporaries(path)
+        # ".name.<host>-<pid>.<random>.tmp": hidden, skipped by collect_inputs and by "*.png".
+        temp = path.with_name(f".{path.name}.{_OWNER}.{secrets.token_hex(6)}.tmp")
         # os.open applies the umask to 0o666, unlike mkstemp's private 0o600.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         fd = os.open(temp, flags, 0o666)
@@ -444,13 +456,60 @@ def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
                 encode(file)
                 file.flush()
                 os.fsync(file.fileno())
-            os.replace(temp, path)
+            if replace:
+                os.replace(temp, path)
+            else:
+                _create(temp, path)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
     except CODEC_ERRORS as err:
         raise ImageError(f"cannot write {path}: {reason(err)}") from err
     _sync_folder(path.parent)
+
+
+_OWNER = f"{socket.gethostname()}-{os.getpid()}"
+"""Who writes a temporary file: a dead owner's files are stale, a live one's are not."""
+
+
+def _create(temp: Path, path: Path) -> None:
+    """Move `temp` to `path` unless `path` exists; OutputExistsError when it does."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{path} was written by another run meanwhile; kept (use --overwrite to replace)"
+        ) from None
+    except OSError:
+        # No hard links on this file system: the check and the rename are then two steps.
+        if path.exists():
+            raise OutputExistsError(
+                f"{path} was written by another run meanwhile; kept (use --overwrite to replace)"
+            ) from None
+        os.replace(temp, path)
+        return
+    temp.unlink()
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove `path`'s temporary files whose writer, on this host, is no longer running."""
+    host = socket.gethostname()
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        owner = temp.name[len(path.name) + 2 :].rsplit(".", 2)[0]
+        writer_host, _, pid = owner.rpartition("-")
+        if writer_host == host and pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def _sync_folder(folder: Path) -> None:

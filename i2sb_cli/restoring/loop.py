@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ..bridge import StepInfo, mirror_ensemble, nfe_steps, per_image_noise, sample
 from ..degrade.masks import dilate_mask, feather_weights, resize_mask
-from ..errors import I2SBError, ImageError, UsageError
+from ..errors import I2SBError, ImageError, OutputExistsError, UsageError
 from ..pictures.files import (
     ALPHA_FORMATS,
     Picture,
@@ -527,6 +527,8 @@ class Restorer:
         source, seed = job.source.path, item.seeds[0][0]
         like = item.picture
         options = {"quality": settings.quality, "background": settings.background}
+        # Without --overwrite, an output another run wrote meanwhile is kept, never replaced.
+        replace = settings.overwrite
         if not restored.isfinite().all():
             # Clamped on writing, NaN would pass for a flat grey picture: never call it restored.
             message = "the sampler returned NaN or infinite values: nothing written"
@@ -544,7 +546,11 @@ class Restorer:
                 sys.stdout.buffer.write(data)
                 sys.stdout.buffer.flush()
             else:
-                write_image(job.output, restored, like=like, metadata=metadata, **options)
+                write_image(
+                    job.output, restored, like=like, metadata=metadata, replace=replace, **options
+                )
+        except OutputExistsError as exc:
+            return Outcome(source, job.output, "skipped", str(exc), seed, seconds)
         except I2SBError as exc:
             return Outcome(source, job.output, "failed", str(exc), seed, seconds)
         except OSError as exc:  # stdout closed early, as by a pipe into `head`
@@ -568,12 +574,13 @@ class Restorer:
                 metadata=self._metadata(item, k),
                 quality=self.settings.quality,
                 background=self.settings.background,
+                replace=self.settings.overwrite,
             )
         values = spread(restored)
         # Scaled to the map's own maximum: the picture shows where, `spread_mean` how much.
         image = heat_map(values)
         target = spread_path(job.output)
-        atomic_write(target, lambda file: image.save(file, "PNG"))
+        atomic_write(target, lambda file: image.save(file, "PNG"), replace=self.settings.overwrite)
         return Outcome(
             job.source.path,
             target,
