@@ -444,7 +444,8 @@ def atomic_write(path: Path, encode: Callable[[BinaryIO], None], *, replace: boo
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(path)
         # ".name.<host>-<pid>.<random>.tmp": hidden, skipped by collect_inputs and by "*.png".
-        temp = path.with_name(f".{path.name}.{_OWNER}.{secrets.token_hex(6)}.tmp")
+        owner = f"{socket.gethostname()}-{os.getpid()}"  # at write time: forks have their own
+        temp = path.with_name(f".{path.name}.{owner}.{secrets.token_hex(6)}.tmp")
         # os.open applies the umask to 0o666, unlike mkstemp's private 0o600.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         fd = os.open(temp, flags, 0o666)
@@ -466,10 +467,6 @@ def atomic_write(path: Path, encode: Callable[[BinaryIO], None], *, replace: boo
     except CODEC_ERRORS as err:
         raise ImageError(f"cannot write {path}: {reason(err)}") from err
     _sync_folder(path.parent)
-
-
-_OWNER = f"{socket.gethostname()}-{os.getpid()}"
-"""Who writes a temporary file: a dead owner's files are stale, a live one's are not."""
 
 
 def _create(temp: Path, path: Path) -> None:
