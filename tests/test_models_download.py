@@ -358,3 +358,19 @@ def test_restore_export_and_benchmark_take_cache_dir_and_offline(server, remote_
     assert server.hits("/remote.safetensors") == [None]  # fetched once, then read from the cache
     elsewhere = _cli(*bench, "--cache-dir", tmp_path / "empty", "--offline")
     assert elsewhere.exit_code == 1 and "tiny-remote" in elsewhere.stderr
+
+
+def test_rm_takes_the_models_onnx_exports_with_it(server, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="the ONNX export needs onnxruntime")
+    model = make_checkpoint(tmp_path / "tiny.safetensors").read_bytes()
+    url = server.add("/tiny.safetensors", model)
+    digest = hashlib.sha256(model).hexdigest()
+    monkeypatch.setenv("I2SB_CACHE_DIR", str(tmp_path / "cache"))
+    assert _cli("models", "download", url, "--sha256", digest, "--name", "tiny").exit_code == 0
+    picture = write_picture(tmp_path / "in.png", 8)
+    args = ("--model", "tiny", "-o", tmp_path / "out.png", "--nfe", 1, "--backend", "auto")
+    assert _cli("restore", picture, *args).exit_code == 0
+    exports = tmp_path / "cache" / "onnx"
+    assert list(exports.glob(f"{digest[:16]}-*"))  # the auto backend cached an export
+    assert _cli("models", "rm", "tiny").exit_code == 0
+    assert list(exports.glob(f"{digest[:16]}-*")) == []

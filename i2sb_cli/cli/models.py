@@ -26,6 +26,7 @@ from ..models.download import MAX_BYTES, DownloadSettings
 from ..models.manifest import ModelEntry, is_valid_name
 from ..nets.adm import PRESET_NAMES
 from ..nets.starts import START_NETWORKS
+from ..runtime.export import remove_cached_exports
 from .common import (
     EXIT_FAILED,
     CacheDir,
@@ -465,7 +466,11 @@ def rm(
             console.print(f"[red]kept[/] {escape(name)}: it is bundled with i2sb")
             failed += 1
             continue
-        freed = cache.remove(cache.model_path(name, folder))
+        path = cache.model_path(name, folder)
+        digest = cache.recorded_sha256(path) if path.is_file() else None
+        freed = cache.remove(path)
+        if freed and digest:
+            freed += remove_cached_exports(digest, cache_dir)
         if freed:
             console.print(f"removed {escape(name)} ({_size(freed)})")
         elif not all_models:

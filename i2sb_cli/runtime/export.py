@@ -10,6 +10,7 @@ the runtime that will run it, compared with the PyTorch network on random inputs
 and two time levels, and moved into place only when every case is within the tolerance.
 """
 
+import contextlib
 import copy
 import logging
 import os
@@ -290,6 +291,19 @@ def cached_onnx(
             "corrupt, or made before exports were verified); exported it again"
         )
     return path, f"exported {checkpoint.name} to ONNX once; cached at {path}"
+
+
+def remove_cached_exports(digest: str, cache_dir: Path | None = None) -> int:
+    """Delete every cached ONNX export made from the checkpoint of sha256 `digest` (each
+    precision and version, with its weights, hash records and agreement check); the bytes freed.
+    A removed model leaves nothing of itself in the cache."""
+    folder = cache_root(cache_dir) / "onnx"
+    freed = 0
+    for path in folder.glob(f"{digest[:16]}-*") if folder.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
 
 
 def _onnx_parts(path: Path) -> list[Path]:
