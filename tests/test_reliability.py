@@ -215,3 +215,16 @@ def test_temporary_files_of_dead_runs_are_removed_never_a_live_ones(tmp_path: Pa
                      "-o", tmp_path / "out.png")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert not stale.exists() and live.exists() and (tmp_path / "out.png").is_file()
+
+
+def test_a_checkpoint_too_small_to_tile_is_the_checkpoints_fault(tmp_path: Path) -> None:
+    honest = make_checkpoint(tmp_path / "honest.safetensors")
+    with safe_open(str(honest), "pt") as handle:
+        header, state = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    body = json.loads(header[METADATA_KEY])
+    body["config"]["image_size"] = 1
+    path = tmp_path / "tiny-tile.safetensors"
+    save_file(state, str(path), metadata={**header, METADATA_KEY: json.dumps(body)})
+    result = restore(_photo(tmp_path / "a.png", 0), "--model", path, "--nfe", 1)
+    assert result.exit_code == 1  # a bad checkpoint, not a usage error of the user's
+    assert "image_size 1" in result.stderr and "--tile" not in result.stderr

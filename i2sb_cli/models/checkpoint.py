@@ -139,6 +139,11 @@ class CheckpointMeta:
                 f"start {self.start!r} upscales 4x: it is for the sr4x family, not {self.task}",
             ),
             (
+                self.config.image_size >= self.config.size_multiple,
+                f"image_size {self.config.image_size} is smaller than the network's size "
+                f"multiple {self.config.size_multiple}: no tile could run it",
+            ),
+            (
                 self.cond_x1 == self.config.conditioned,
                 f"cond_x1={self.cond_x1} but the network has {self.config.in_channels} inputs",
             ),

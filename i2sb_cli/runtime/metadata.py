@@ -25,8 +25,12 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
 
 def default_tile(config: UNetConfig) -> int:
     """The tile size restore uses: 512, or the training size for nets with attention, whose
-    cost grows with the square of the picture's area."""
-    return config.image_size if config.attention_resolutions else 512
+    cost grows with the square of the picture's area (rounded up to the network's size
+    multiple, so that a model's own default is always a tile it can run)."""
+    if not config.attention_resolutions:
+        return 512
+    multiple = config.size_multiple
+    return -(-config.image_size // multiple) * multiple
 
 
 @dataclass(frozen=True)
