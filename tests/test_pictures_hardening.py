@@ -78,3 +78,15 @@ def test_degrade_reports_a_decompression_bomb_in_one_line(tmp_path):
     assert result.exit_code == 1
     (line,) = [text for text in result.stderr.splitlines() if "bomb" in text]
     assert line.startswith("failed") and bomb.name in line and "--max-pixels" in line
+
+
+def test_a_dry_run_says_a_decompression_bomb_would_be_refused(tmp_path):
+    bomb = _bomb_header(tmp_path / "bomb.png", 40_000, 40_000)
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "fine.png")
+    model = make_checkpoint(tmp_path / "tiny.safetensors")
+    args = ["restore", str(bomb), str(tmp_path / "fine.png"), "--model", str(model), "--dry-run"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    (line,) = [text for text in result.stderr.splitlines() if "bomb.png" in text]
+    assert "would refuse" in line and "1,600,000,000 pixels" in line and "--max-pixels" in line
+    assert "1 to restore, 0 to skip, 1 to refuse" in result.stderr

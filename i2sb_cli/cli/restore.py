@@ -167,7 +167,7 @@ def restore(
         split = restore_split.plan_split(sources, shard_of, cluster)
         jobs = _jobs([(sources[i], outputs[i]) for i in split.mine], mask, stdin)
         if dry_run:
-            report_dry_run(located, sampling, jobs, overwrite, samples, json_lines)
+            report_dry_run(located, sampling, jobs, overwrite, samples, json_lines, max_pixels)
             return
         stages = _prepare(
             located, cluster, masking, sampling | {"tile": tile, "tile_overlap": tile_overlap},

@@ -9,7 +9,8 @@ from rich.markup import escape
 from ..degrade.tasks import family_of
 from ..errors import UsageError
 from ..models.registry import find_model
-from ..pictures.decode import may_have_alpha
+from ..pictures.decode import default_max_pixels, may_have_alpha
+from ..pictures.files import picture_pixels
 from ..pictures.inputs import STDIO, InputFile, leave_out_outputs
 from ..restoring.chain import StageSpec, stage_sampling
 from ..restoring.loop import OUTPUT_MARK, Job, is_done
@@ -96,10 +97,12 @@ def report_dry_run(
     overwrite: bool,
     samples: int,
     json_lines: bool,
+    max_pixels: int | None = None,
 ) -> None:
     """What a run would do, from the plan alone: no model loaded, nothing written. `located`
     holds each stage's checkpoint and metadata (locate_stages), `sampling` the sampler options
-    given (stage_sampling's)."""
+    given (stage_sampling's). A picture whose header gives more pixels than `max_pixels` (None:
+    Pillow's bomb guard) would be refused, and is said to be."""
     described = [_describe(where, sampling) for where in located]
     name = ",".join(stage_name for stage_name, _ in described)  # as a run's metadata lists them
     for index, (_, text) in enumerate(described, start=1):
@@ -110,22 +113,32 @@ def report_dry_run(
         note = untrained_task_note(meta, where.spec.task) if meta is not None else None
         if note is not None:
             console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
-    counts = {"planned": 0, "skipped": 0}
+    limit = max_pixels if max_pixels is not None else default_max_pixels()
+    counts = {"planned": 0, "skipped": 0, "refused": 0}
     for job in jobs:
         done = is_done(job.output, overwrite=overwrite, samples=samples)
-        status = "skipped" if done else "planned"
+        pixels = None if done or job.source.path == STDIO else picture_pixels(job.source.path)
+        too_large = limit is not None and pixels is not None and pixels > limit
+        status = "skipped" if done else "refused" if too_large else "planned"
         counts[status] += 1
         source, target = escape(str(job.source.path)), escape(str(job.output))
         target = "stdout" if job.output == STDIO else target
         mask = f" (mask {escape(str(job.mask))})" if job.mask else ""
         if done:
             console.print(f"[yellow]would skip[/] {source}: {target} exists", soft_wrap=True)
+        elif too_large:
+            console.print(
+                f"[red]would refuse[/] {source}: {pixels:,} pixels, over the limit of "
+                f"{limit:,} (--max-pixels)",
+                soft_wrap=True,
+            )
         else:
             console.print(f"would restore {source}{mask} -> {target}", soft_wrap=True)
         if json_lines:
             record = {"input": str(job.source.path), "output": str(job.output), "status": status}
             print(json.dumps({**record, "mask": job.mask and str(job.mask), "model": name}))
+    refused = f", {counts['refused']} to refuse" if counts["refused"] else ""
     console.print(
-        f"dry run: {counts['planned']} to restore, {counts['skipped']} to skip; "
+        f"dry run: {counts['planned']} to restore, {counts['skipped']} to skip{refused}; "
         "no model loaded, nothing written"
     )
