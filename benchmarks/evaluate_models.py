@@ -45,6 +45,21 @@ def i2sb(*args: str) -> str:
     return done.stdout
 
 
+def evaluate(folder: Path, restored: Path) -> list[dict]:
+    """`i2sb evaluate FOLDER RESTORED --json`'s lines, the means last. A partial failure (exit
+    1: some pictures could not be scored) keeps the others' scores, and its lines naming the
+    pictures go to stderr with evaluate's notes (a metric a picture is too small for)."""
+    command = [sys.executable, "-m", "i2sb_cli", "evaluate", str(folder), str(restored), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    if done.returncode not in (0, 1) or not lines or lines[-1]["kind"] != "mean":
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
+    for line in done.stderr.splitlines():
+        if line.startswith(("failed ", "note: ")):
+            print(f"{folder.name}: {line}", file=sys.stderr)
+    return lines
+
+
 def degraded_folder(photos: Path, out: Path, task: str, seed: int) -> Path:
     folder = out / task
     if not (folder / "manifest.jsonl").is_file():
@@ -86,9 +101,10 @@ def score(
     if ensemble is not None:
         args += ["--ensemble", str(ensemble)]
     i2sb(*args)
-    records = [json.loads(line) for line in i2sb("evaluate", str(folder), str(restored), "--json")
-               .splitlines()]  # fmt: skip
-    return {"restored": str(restored), "baseline_name": records[0]["baseline"], **records[-1]}
+    records = evaluate(folder, restored)
+    # records[0] is the means where no picture could be scored.
+    baseline = records[0].get("baseline", "baseline")
+    return {"restored": str(restored), "baseline_name": baseline, **records[-1]}
 
 
 def table(rows: list[dict]) -> str:
@@ -100,7 +116,9 @@ def table(rows: list[dict]) -> str:
         means = row["scores"]
         for method in ("restored", "baseline", "degraded"):
             cells = [
-                f"{means[m][method]:.{2 if m == 'psnr' else 4}f}" if m in means else "-"
+                f"{means[m][method]:.{2 if m == 'psnr' else 4}f}"
+                if means.get(m, {}).get(method) is not None
+                else "-"
                 for m in METRICS
             ]
             name = means["baseline_name"] if method == "baseline" else method
@@ -148,6 +166,15 @@ def main() -> None:
                 f"note: {row['task']}: {count} of {row['scores']['count']} {method} pictures "
                 "are identical to their originals (PSNR 100 dB in the mean)"
             )
+        # A metric some pictures are too small for: its means count only the others.
+        for metric, count in row["scores"].get("counts", {}).items():
+            if count < row["scores"]["count"]:
+                print(
+                    f"note: {row['task']}: the {metric} means count {count} of "
+                    f"{row['scores']['count']} pictures"
+                )
+        if row["scores"]["failed"]:
+            print(f"note: {row['task']}: {row['scores']['failed']} pictures failed to score")
 
 
 if __name__ == "__main__":

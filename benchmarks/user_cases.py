@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from i2sb_cli.evaluation.metrics import load_perceptual, psnr, ssim
+from i2sb_cli.evaluation.metrics import MetricUnavailable, load_perceptual, psnr, ssim
 from i2sb_cli.pictures.inputs import collect_inputs
 from i2sb_cli.restoring.start import make_x1, start_upscaler
 
@@ -148,29 +148,62 @@ def restore(case: str, folder: Path, model: str | None) -> float:
     return time.perf_counter() - started
 
 
+def _answers(case: str, folder: Path, stem: str, original: Image.Image) -> dict[str, Image.Image]:
+    """The degraded photo, each classical answer and i2sb's, by name."""
+    spec = CASES[case]
+    with Image.open(folder / "degraded" / f"{stem}{_extension(spec)}") as image:
+        degraded = image.convert("RGB")
+    restored = next((folder / "i2sb").glob(f"{stem}.*"), None)
+    if restored is None:
+        raise FileNotFoundError(f"no restoration of {stem} in {folder / 'i2sb'}")
+    with Image.open(restored) as image:
+        ours = image.convert("RGB")
+    answers = {name: f(degraded, original.size) for name, f in spec.classical.items()}
+    return {"degraded": degraded, **answers, "i2sb": ours}
+
+
 def score(case: str, folder: Path, clean: dict[str, Image.Image], perceptual) -> dict:
-    """Per-photo and mean PSNR/SSIM(/ST-LPIPS) of every classical answer and of i2sb."""
-    ext, classical = _extension(CASES[case]), CASES[case].classical
+    """Per-photo and mean PSNR/SSIM(/ST-LPIPS) of every classical answer and of i2sb. A
+    metric a photo is too small for is left out of its means with a note on stderr; a photo
+    that fails to score is one line on stderr, and the others are scored."""
+    metrics = {"psnr": psnr, "ssim": ssim}
+    if perceptual is not None:
+        metrics["stlpips"] = perceptual
     rows: dict[str, dict[str, list[float]]] = {}
     pictures: dict[str, dict[str, Image.Image]] = {}
+    failed = []
     for stem, original in clean.items():
-        with Image.open(folder / "degraded" / f"{stem}{ext}") as image:
-            degraded = image.convert("RGB")
-        restored = next((folder / "i2sb").glob(f"{stem}.*"))
-        with Image.open(restored) as image:
-            ours = image.convert("RGB")
-        answers = {name: f(degraded, original.size) for name, f in classical.items()}
-        answers["i2sb"] = ours
-        pictures[stem] = {"degraded": degraded, **answers, "original": original}
-        reference = _tensor(original)
-        for name, picture in answers.items():
-            candidate = _tensor(picture)
-            metrics = rows.setdefault(name, {"psnr": [], "ssim": [], "stlpips": []})
-            metrics["psnr"].append(psnr(candidate, reference))
-            metrics["ssim"].append(ssim(candidate, reference))
-            if perceptual is not None:
-                metrics["stlpips"].append(perceptual(candidate, reference))
-    return {"rows": rows, "pictures": pictures}
+        try:
+            answers = _answers(case, folder, stem, original)
+            reference = _tensor(original)
+            scores: dict[str, dict[str, float]] = {}
+            for metric, fn in metrics.items():
+                try:
+                    for name, picture in answers.items():
+                        if name != "degraded":
+                            scores.setdefault(name, {})[metric] = fn(_tensor(picture), reference)
+                except MetricUnavailable as exc:
+                    print(f"note: {case} {stem}: {exc}", file=sys.stderr)
+        except Exception as exc:  # one photo's failure must not end the case
+            print(f"failed {case} {stem}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed.append(stem)
+            continue
+        # Appended only once the whole photo is scored, so that the lists stay aligned.
+        for name, values in scores.items():
+            row = rows.setdefault(name, {"psnr": [], "ssim": [], "stlpips": []})
+            for metric, value in values.items():
+                row[metric].append(value)
+        pictures[stem] = {**answers, "original": original}
+    return {"rows": rows, "pictures": pictures, "failed": failed}
+
+
+def _mean(values: list[float], total: int, digits: int) -> str:
+    """A mean for the table; with how many photos it counts where some are too small for the
+    metric, a dash where none has it."""
+    if not values:
+        return "-"
+    mean = f"{np.mean(values):.{digits}f}"
+    return mean if len(values) == total else f"{mean} ({len(values)} of {total})"
 
 
 def side_by_side(pictures: dict[str, dict[str, Image.Image]], path: Path, crop: int = 96) -> None:
@@ -218,17 +251,25 @@ def main() -> None:
         clean = prepare(case, photos, folder, args.size)
         seconds = restore(case, folder, models.get(CASES[case].family))
         scored = score(case, folder, clean, perceptual)
-        rows = scored["rows"]
+        rows, failed = scored["rows"], scored["failed"]
+        results[case] = {"seconds": seconds, "model": models.get(CASES[case].family), **rows}
+        results[case]["failed"] = failed
+        if not rows:
+            print(f"| {case} | - | - | - | - | no photo scored | {seconds:.1f} |")
+            continue
         best = max((r for r in rows if r != "i2sb"), key=lambda r: np.mean(rows[r]["psnr"]))
         wins = sum(a > b for a, b in zip(rows["i2sb"]["psnr"], rows[best]["psnr"], strict=True))
         for name, metrics in rows.items():
-            lpips = f"{np.mean(metrics['stlpips']):.4f}" if metrics["stlpips"] else "-"
-            extra = f"{wins}/{len(photos)} over {best} | {seconds:.1f}" if name == "i2sb" else "|"
-            print(f"| {case} | {name} | {np.mean(metrics['psnr']):.2f} | "
-                  f"{np.mean(metrics['ssim']):.4f} | {lpips} | {extra} |")  # fmt: skip
+            total = len(metrics["psnr"])  # every scored photo has a PSNR
+            extra = f"{wins}/{total} over {best} | {seconds:.1f}" if name == "i2sb" else "|"
+            print(f"| {case} | {name} | {_mean(metrics['psnr'], total, 2)} | "
+                  f"{_mean(metrics['ssim'], total, 4)} | {_mean(metrics['stlpips'], total, 4)} | "
+                  f"{extra} |")  # fmt: skip
         side_by_side(scored["pictures"], args.out / f"{case}.png")
-        results[case] = {"seconds": seconds, "model": models.get(CASES[case].family), **rows}
     (args.out / "scores.json").write_text(json.dumps(results, indent=1))
+    failures = sum(len(result["failed"]) for result in results.values())
+    if failures:
+        sys.exit(f"{failures} photos could not be scored (the lines above name them)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from evaluate_models import degraded_folder, i2sb
+from evaluate_models import degraded_folder, evaluate, i2sb
 from PIL import Image, ImageDraw
 
 from i2sb_cli.degrade.baselines import bicubic_upsample
@@ -75,11 +75,6 @@ def seconds_per_512(model: str | None, nfe: int | None, seed: int) -> dict[str, 
             model, nfe, seed))  # fmt: skip
         ours = time.perf_counter() - started
     return {"realesrgan": esrgan, "i2sb": ours}
-
-
-def evaluate(folder: Path, restored: Path) -> dict:
-    lines = i2sb("evaluate", str(folder), str(restored), "--json").splitlines()
-    return json.loads(lines[-1])
 
 
 def bicubic(small: Image.Image) -> Image.Image:
@@ -135,7 +130,7 @@ def main() -> None:
         relative = Path(record["degraded"]).relative_to("degraded")
         pairs.append((folder / record["degraded"], esrgan / relative))
     realesrgan(pairs)
-    scores = {"i2sb": evaluate(folder, ours), "realesrgan": evaluate(folder, esrgan)}
+    scores = {"i2sb": evaluate(folder, ours)[-1], "realesrgan": evaluate(folder, esrgan)[-1]}
     timing = seconds_per_512(args.model, args.nfe, args.seed)
     side_by_side(
         folder,
@@ -156,7 +151,9 @@ def main() -> None:
     print("| method | PSNR | SSIM | ST-LPIPS | s per 512x512 output |\n|---|---|---|---|---|")
     for name, means, column, seconds in rows:
         cells = [
-            f"{means[m][column]:.{2 if m == 'psnr' else 4}f}" if m in means else "-"
+            f"{means[m][column]:.{2 if m == 'psnr' else 4}f}"
+            if means.get(m, {}).get(column) is not None
+            else "-"
             for m in ("psnr", "ssim", "stlpips")
         ]
         shown = f"{seconds:.1f}" if seconds is not None else "-"

@@ -123,11 +123,12 @@ def test_evaluate_uses_the_perceptual_metric_when_installed(tmp_path, monkeypatc
     CliRunner().invoke(
         app, ["degrade", str(tmp_path / "clean"), "-o", str(pairs), "--task", "jpeg-real-10"]
     )
+    monkeypatch.setitem(sys.modules, "stlpips_pytorch", None)  # absent, even where installed
     missing = _evaluate(pairs, pairs / "degraded", "--json")
     assert missing.exit_code == 0 and "no perceptual column" in missing.stderr
 
     class FakeLPIPS(torch.nn.Module):
-        def __init__(self, net, variant):
+        def __init__(self, net, variant, verbose=True):
             super().__init__()
             print("Setting up a fake perceptual loss")  # goes to stderr, not into --json
 

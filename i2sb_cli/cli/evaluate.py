@@ -119,7 +119,9 @@ def evaluate_command(
     (sr4x), Tikhonov through the operator's SVD (blur-uni, blur-gauss), Wiener
     (the -plain blurs), the decoded picture (JPEG), OpenCV Telea (inpainting).
     PSNR and SSIM (11x11 Gaussian window, sigma 1.5) are computed on RGB.
-    A table goes to stderr; --json prints the scores on stdout.
+    A table goes to stderr; --json prints the scores on stdout. A metric a
+    picture is too small for (SSIM under 3 pixels a side, ST-LPIPS under 21)
+    is a dash (null in --json) with a note, and left out of the means.
 
     With --nfe 1,2,5 the model (--model, default: the bundled one of the folder's
     task) restores the degraded pictures at each NFE, as `i2sb restore` would,
@@ -143,6 +145,7 @@ def evaluate_command(
         if summary.count:
             _print(_table(rows, summary))
             _note_identical(summary)
+            _note_counts(summary)
         if json_lines:
             print(json.dumps(summary.to_json()), flush=True)
         console.print(f"{summary.count} scored, {summary.failed} failed")
@@ -164,8 +167,11 @@ def evaluate_command(
         with tempfile.TemporaryDirectory(prefix="i2sb-nfe-") as scratch:
             root = restored_dir or Path(scratch)
             seconds = _restore_all(loaded, records, root, nfes, seed, ot_ode)
+            noted: set[tuple[str, str]] = set()
             points = [
-                _score_nfe(degrade_dir, root, nfe, seconds[nfe], distance, records, json_lines)
+                _score_nfe(
+                    degrade_dir, root, nfe, seconds[nfe], distance, records, json_lines, noted
+                )
                 for nfe in nfes
             ]
         failed = sum(point.summary.failed for point in points)
@@ -190,10 +196,13 @@ def _score_all(
     records: list[Record],
     json_lines: bool,
     extra: dict[str, object] | None = None,
+    noted: set[tuple[str, str]] | None = None,
 ) -> tuple[Summary, list[Scores]]:
-    """Score a folder under a progress bar; print failures and, with --json, each picture
-    (with `extra` keys)."""
+    """Score a folder under a progress bar; print failures, a note for each metric a picture
+    cannot have (once per picture and metric in `noted`, which the NFE sweep shares) and, with
+    --json, each picture (with `extra` keys)."""
     summary, rows = Summary(), []
+    noted = set() if noted is None else noted
     pixels = {record.name: record.size[0] * record.size[1] for record in records}
     with PictureProgress(console, "scoring", len(records), sum(pixels.values())) as progress:
         for row in evaluate(degrade_dir, restored_dir, distance):
@@ -206,6 +215,15 @@ def _score_all(
                 continue
             summary.add(row)
             rows.append(row)
+            for metric, reason in row.unavailable.items():
+                if (row.name, metric) not in noted:
+                    noted.add((row.name, metric))
+                    console.print(
+                        f"note: {row.name}: {reason}",
+                        style="yellow",
+                        markup=False,
+                        soft_wrap=True,
+                    )
             if json_lines:
                 print(json.dumps({**row.to_json(), **(extra or {})}), flush=True)
     return summary, rows
@@ -250,9 +268,10 @@ def _score_nfe(
     distance: Perceptual | None,
     records: list[Record],
     json_lines: bool,
+    noted: set[tuple[str, str]],
 ) -> NfePoint:
     folder = nfe_folder(root, nfe)
-    summary, _ = _score_all(degrade_dir, folder, distance, records, json_lines, {"nfe": nfe})
+    summary, _ = _score_all(degrade_dir, folder, distance, records, json_lines, {"nfe": nfe}, noted)
     point = NfePoint(nfe, summary, seconds)
     if json_lines:
         print(json.dumps(point.to_json()), flush=True)
@@ -273,6 +292,7 @@ def _report_nfes(
     _print(_nfe_table(scored, baseline, name))
     for point in scored:
         _note_identical(point.summary, f"at NFE {point.nfe}, ")
+        _note_counts(point.summary, f"at NFE {point.nfe}, ")
     if plot is not None:
         title = f"{name} on {_pictures(scored[0].summary.count)} ({records[0].task})"
         plot_nfe(scored, plot, title=title, baseline=baseline)
@@ -291,6 +311,25 @@ def _note_identical(summary: Summary, where: str = "") -> None:
             markup=False,
             soft_wrap=True,
         )
+
+
+def _note_counts(summary: Summary, where: str = "") -> None:
+    """Say which means leave out the pictures a metric is not defined for, and how many
+    pictures they count."""
+    for metric, count in summary.counts.items():
+        if count < summary.count:
+            console.print(
+                f"note: {where}the {_TITLES[metric]} means count {count} of "
+                f"{_pictures(summary.count)} (the notes above say why)",
+                style="yellow",
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def _cell(metric: str, value: float | None) -> str:
+    """A table cell: a dash where the metric is not defined."""
+    return "-" if value is None else _FORMATS[metric].format(value)
 
 
 def _print(table: Table) -> None:
@@ -313,8 +352,8 @@ def _nfe_table(points: list[NfePoint], baseline: str, model: str) -> Table:
         table.add_column(_TITLES[metric], justify="right", no_wrap=True, min_width=7)
     table.add_column("s/picture", justify="right", no_wrap=True, min_width=7)
 
-    def cells(scores: dict[str, dict[str, float]], method: str) -> list[str]:
-        return [_FORMATS[metric].format(scores[metric][method]) for metric in metrics]
+    def cells(scores: dict[str, dict[str, float | None]], method: str) -> list[str]:
+        return [_cell(metric, scores[metric][method]) for metric in metrics]
 
     for point, scores in zip(points, means, strict=True):
         time = "-" if point.seconds is None else f"{point.seconds:.2f}"
@@ -346,12 +385,8 @@ def _table(rows: Iterable[Scores], summary: Summary) -> Table:
             title = f"{_TITLES[metric]}\n{_SHORT[method]}"
             table.add_column(title, justify="right", no_wrap=True, min_width=7)
 
-    def cells(scores: dict[str, dict[str, float]]) -> list[str]:
-        return [
-            _FORMATS[metric].format(scores[metric][method])
-            for metric in metrics
-            for method in METHODS
-        ]
+    def cells(scores: dict[str, dict[str, float | None]]) -> list[str]:
+        return [_cell(metric, scores[metric][method]) for metric in metrics for method in METHODS]
 
     for row in rows:
         table.add_row(escape(row.name), *cells(row.scores))

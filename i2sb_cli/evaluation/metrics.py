@@ -9,8 +9,14 @@ Every metric compares two [1, 3, H, W] pictures in [-1, 1] of the same size, on 
   scikit-image's `structural_similarity(..., channel_axis=-1, data_range=1,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`. Colour rather than luma: the
   restorations change colour as well (JPEG chroma, inpainting), and RGB is what PSNR sees too.
+  A picture smaller than the window gets the largest odd window that fits; below `SSIM_MIN_SIDE`
+  pixels a side it is not defined (a 1-pixel window has no variance, so SSIM would be the
+  luminance term alone).
 - Perceptual: shift-tolerant LPIPS (AlexNet) from the optional `stlpips-pytorch` package
   (extra `perceptual`); lower is closer. Its values rank methods; they are not published LPIPS.
+  Not defined below `PERCEPTUAL_MIN_SIDE` pixels a side.
+
+A metric not defined for a picture's size raises `MetricUnavailable`, checked before any work.
 """
 
 import contextlib
@@ -24,9 +30,28 @@ from torch import Tensor
 
 PSNR_CAP = 100.0
 _WINDOW, _SIGMA, _K1, _K2 = 11, 1.5, 0.01, 0.03
+SSIM_MIN_SIDE = 3
+PERCEPTUAL_MIN_SIDE = 21
+"""Measured on stlpips-pytorch 0.0.2 (sizes 1 to 140): below 21 pixels a side, the reflect
+padding of the network's blur-pooling is larger than its feature map and torch refuses it."""
+
+
+class MetricUnavailable(ValueError):
+    """A metric that is not defined for pictures of this size; the message says why."""
+
+
+def _require_side(a: Tensor, minimum: int, metric: str, why: str) -> None:
+    height, width = a.shape[-2:]
+    if min(height, width) < minimum:
+        raise MetricUnavailable(
+            f"{metric} needs at least {minimum}x{minimum} pixels ({why}); "
+            f"the picture is {width}x{height}"
+        )
+
 
 Perceptual = Callable[[Tensor, Tensor], float]
-"""distance(a, b) for two [1, 3, H, W] pictures in [-1, 1]."""
+"""distance(a, b) for two [1, 3, H, W] pictures in [-1, 1]; MetricUnavailable where it is not
+defined for their size."""
 
 
 def _check(a: Tensor, b: Tensor) -> None:
@@ -52,6 +77,7 @@ def _gaussian_window(size: int) -> Tensor:
 def ssim(a: Tensor, b: Tensor) -> float:
     """Mean structural similarity of two pictures in [-1, 1] (see the module notes)."""
     _check(a, b)
+    _require_side(a, SSIM_MIN_SIDE, "SSIM", "a 1-pixel window has no contrast to compare")
     # A picture smaller than the window gets the largest odd window that fits.
     size = min(_WINDOW, *(s - (s + 1) % 2 for s in a.shape[-2:]))
     taps = _gaussian_window(size)
@@ -78,7 +104,9 @@ def load_perceptual(device: torch.device | str = "cpu") -> tuple[Perceptual | No
         with contextlib.redirect_stdout(sys.stderr):
             from stlpips_pytorch import stlpips
 
-            model = stlpips.LPIPS(net="alex", variant="shift_tolerant").to(device).eval()
+            # verbose=False: its "Setting up..." lines are noise that `-q` must not print.
+            model = stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False)
+            model = model.to(device).eval()
     except Exception as exc:  # ImportError, or torchvision failing inside its import
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, (
@@ -88,6 +116,7 @@ def load_perceptual(device: torch.device | str = "cpu") -> tuple[Perceptual | No
 
     def distance(a: Tensor, b: Tensor) -> float:
         _check(a, b)
+        _require_side(a, PERCEPTUAL_MIN_SIDE, "ST-LPIPS", "its network's padding")
         # The package prints while it works; stdout belongs to --json.
         with torch.inference_mode(), contextlib.redirect_stdout(sys.stderr):
             return float(model(a.float().to(device), b.float().to(device)).mean())

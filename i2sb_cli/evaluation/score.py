@@ -6,7 +6,9 @@ record's `name`, as `i2sb restore DIR/degraded -o RESTORED` writes it) is scored
 original beside two references computed here: the task's classical baseline (`baselines.py`)
 and the degraded input itself (for sr4x the paper's nearest-upsampled x1, for inpainting the
 picture with its white hole). Super-resolution outputs, 4 ceil(H/4) x 4 ceil(W/4), are cropped to
-the clean size H x W. Metrics are those of `metrics.py`, on the pixels as the files hold them.
+the clean size H x W. Metrics are those of `metrics.py`, on the pixels as the files hold them; a
+metric not defined for a picture's size is None for it (with the reason), and the means count
+only the pictures that have it.
 """
 
 import json
@@ -21,7 +23,7 @@ from ..degrade.baselines import baseline_name, classical_baseline, low_resolutio
 from ..errors import I2SBError, ImageError, UsageError
 from ..pictures.files import read_image, read_mask
 from ..pictures.inputs import PICTURE_EXTENSIONS
-from .metrics import PSNR_CAP, Perceptual, psnr, ssim
+from .metrics import PSNR_CAP, MetricUnavailable, Perceptual, psnr, ssim
 
 MANIFEST = "manifest.jsonl"
 METHODS = ("restored", "baseline", "degraded")
@@ -43,12 +45,15 @@ class Record:
 
 @dataclass(frozen=True)
 class Scores:
-    """The metrics of one picture: scores[metric][method], methods as in `METHODS`."""
+    """The metrics of one picture: scores[metric][method], methods as in `METHODS`; each
+    method None for a metric in `unavailable`."""
 
     name: str
     task: str
     baseline: str
-    scores: dict[str, dict[str, float]]
+    scores: dict[str, dict[str, float | None]]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """The metrics not defined for this picture, each with the reason."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -57,6 +62,7 @@ class Scores:
             "task": self.task,
             "baseline": self.baseline,
             **_rounded(self.scores),
+            "unavailable": dict(self.unavailable),
         }
 
 
@@ -68,11 +74,14 @@ class Failure:
 
 @dataclass
 class Summary:
-    """Means over the scored pictures."""
+    """Means over the scored pictures, each metric's over those that have it."""
 
     count: int = 0
     failed: int = 0
     sums: dict[str, dict[str, float]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    """The pictures that have each metric (fewer than `count` where it is not defined for
+    some)."""
     identical: dict[str, int] = field(default_factory=dict)
     """Pictures of each method identical to their originals: their PSNR is PSNR_CAP, which
     lifts the mean (a blind blur leaves one picture in ten sharp)."""
@@ -80,16 +89,23 @@ class Summary:
     def add(self, row: Scores) -> None:
         self.count += 1
         for metric, values in row.scores.items():
+            bucket = self.sums.setdefault(metric, {})
+            self.counts.setdefault(metric, 0)
+            if metric in row.unavailable:
+                continue
+            self.counts[metric] += 1
             for method, value in values.items():
-                bucket = self.sums.setdefault(metric, {})
                 bucket[method] = bucket.get(method, 0.0) + value
         for method, value in row.scores.get("psnr", {}).items():
             if value == PSNR_CAP:
                 self.identical[method] = self.identical.get(method, 0) + 1
 
-    def means(self) -> dict[str, dict[str, float]]:
+    def means(self) -> dict[str, dict[str, float | None]]:
+        """Each metric's means over the pictures that have it; None where none has it."""
         return {
-            metric: {method: total / self.count for method, total in values.items()}
+            metric: {method: total / self.counts[metric] for method, total in values.items()}
+            if self.counts[metric]
+            else dict.fromkeys(METHODS)
             for metric, values in self.sums.items()
         }
 
@@ -99,13 +115,15 @@ class Summary:
             "count": self.count,
             "failed": self.failed,
             **_rounded(self.means()),
+            "counts": dict(self.counts),
             "identical": dict(self.identical),
         }
 
 
-def _rounded(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def _rounded(scores: dict[str, dict[str, float | None]]) -> dict[str, dict[str, float | None]]:
     return {
-        metric: {k: round(v, 5) for k, v in values.items()} for metric, values in scores.items()
+        metric: {k: None if v is None else round(v, 5) for k, v in values.items()}
+        for metric, values in scores.items()
     }
 
 
@@ -180,17 +198,22 @@ def score(record: Record, restored_path: Path, perceptual: Perceptual | None) ->
     metrics = {"psnr": psnr, "ssim": ssim}
     if perceptual is not None:
         metrics[PERCEPTUAL] = perceptual
-    scores = {
-        metric: {method: fn(picture, clean) for method, picture in candidates.items()}
-        for metric, fn in metrics.items()
-    }
-    return Scores(record.name, record.task, baseline_name(record.task), scores)
+    scores: dict[str, dict[str, float | None]] = {}
+    unavailable = {}
+    for metric, fn in metrics.items():
+        try:
+            scores[metric] = {method: fn(picture, clean) for method, picture in candidates.items()}
+        except MetricUnavailable as exc:  # the picture's size, checked before any work
+            scores[metric] = dict.fromkeys(METHODS)
+            unavailable[metric] = str(exc)
+    return Scores(record.name, record.task, baseline_name(record.task), scores, unavailable)
 
 
 def evaluate(
     degrade_dir: Path, restored_dir: Path, perceptual: Perceptual | None
 ) -> Iterator[Scores | Failure]:
-    """Score every picture of a degrade folder; a missing or unreadable one is a Failure."""
+    """Score every picture of a degrade folder; a missing or unreadable one, or one whose
+    scoring fails in any other way, is a Failure, and the others are scored."""
     if not restored_dir.is_dir():
         raise UsageError(f"{restored_dir} is not a folder of restored pictures")
     for record in read_manifest(degrade_dir):
@@ -202,3 +225,8 @@ def evaluate(
             yield score(record, restored, perceptual)
         except I2SBError as exc:
             yield Failure(record.name, str(exc))
+        except Exception as exc:  # a library failing on one picture must not end the folder
+            reason = type(exc).__name__
+            if str(exc).strip():
+                reason += f": {str(exc).strip().splitlines()[0]}"
+            yield Failure(record.name, f"scoring failed ({reason})")

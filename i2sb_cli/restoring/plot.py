@@ -3,6 +3,7 @@ matplotlib, an optional extra (`pip install "i2sb[plot]"`), imported only when a
 for. No pyplot: a Figure of its own, so that nothing global (backends, open figures) is touched.
 """
 
+import math
 from pathlib import Path
 
 from ..errors import UsageError
@@ -27,22 +28,30 @@ def require_matplotlib() -> None:
 
 def plot_nfe(points: list[NfePoint], path: Path, *, title: str, baseline: str) -> None:
     """One panel per metric against NFE (log axis): the restorations' mean, with the classical
-    `baseline` and the degraded input as horizontal lines; written atomically as PNG."""
+    `baseline` and the degraded input as horizontal lines; written atomically as PNG. A metric
+    that no picture has (all too small for it) gets no panel (PSNR always has one)."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     means = [point.summary.means() for point in points]
-    panels = [panel for panel in PANELS if panel[0] in means[0]]
+    panels = [
+        panel
+        for panel in PANELS
+        if any(m.get(panel[0], {}).get("restored") is not None for m in means)
+    ]
     nfes = [point.nfe for point in points]
     figure = Figure(figsize=(3.6 * len(panels), 3.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     for axes, (metric, label, better) in zip(
         figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
     ):
-        axes.plot(nfes, [m[metric]["restored"] for m in means], "o-", label="restored")
-        axes.axhline(means[0][metric]["baseline"], color="tab:orange", ls="--", label=baseline)
-        axes.axhline(means[0][metric]["degraded"], color="grey", ls=":", label="degraded input")
+        restored = [m[metric]["restored"] for m in means]
+        axes.plot(nfes, [math.nan if v is None else v for v in restored], "o-", label="restored")
+        # The references do not depend on the NFE: those of the first point with the metric.
+        first = next(m[metric] for m in means if m[metric]["restored"] is not None)
+        axes.axhline(first["baseline"], color="tab:orange", ls="--", label=baseline)
+        axes.axhline(first["degraded"], color="grey", ls=":", label="degraded input")
         axes.set_xscale("log")
         axes.set_xticks(nfes, [str(n) for n in nfes])
         axes.minorticks_off()
