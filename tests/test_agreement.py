@@ -40,6 +40,7 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.mark.slow
 def test_auto_measures_agreement_once_and_records_it(checkpoint, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
     # Which runtime is faster is the machine's business: the test fixes the timings.

@@ -1,16 +1,18 @@
 """`i2sb evaluate --nfe`: quality against NFE with one model load, and its plot."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_checkpoint, read_pixels, write_picture
+from helpers import make_checkpoint, read_pixels, tiny_meta, tiny_state, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
+from i2sb_cli.models.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,22 @@ def test_nfe_sweep_usage_errors(pairs, tmp_path: Path, monkeypatch) -> None:
     missing = error("--nfe", "1", "--model", model, "--plot", tmp_path / "p.png")  # before loading
     assert 'pip install "i2sb[plot]"' in missing
     assert not (tmp_path / "p.png").exists()
+
+
+def test_the_sweep_refuses_what_restore_refuses(pairs, tmp_path: Path) -> None:
+    """The sweep prepares its model as restore does: a model trained for the OT-ODE alone
+    refuses --stochastic in both, with the same line."""
+    _, folder = pairs
+    meta = tiny_meta(ot_ode=True)
+    ot_only = dataclasses.replace(meta, training={"steps": 10, "ot_ode_share": 1.0})
+    model = tmp_path / "ot-only.safetensors"
+    save_checkpoint(model, tiny_state(meta), ot_only)
+    swept = _evaluate((model, folder), "--nfe", "2", "--stochastic")
+    picture = next((folder / "degraded").iterdir())
+    restored = CliRunner().invoke(
+        app, ["restore", str(picture), "--model", str(model), "--stochastic", "-o",
+              str(tmp_path / "r.png")],
+    )  # fmt: skip
+    assert swept.exit_code == restored.exit_code == 2
+    assert swept.stderr.splitlines()[-1] == restored.stderr.splitlines()[-1]
+    assert "OT-ODE" in swept.stderr

@@ -163,6 +163,7 @@ def test_explicit_cuda_without_a_usable_provider_is_a_usage_error(onnx_file):
         load_model(onnx_file[0], "cuda")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_every_bundled_model_exports_and_passes_the_parity_check(fmt, tmp_path):
     bundled = bundled_models()

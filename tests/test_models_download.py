@@ -330,6 +330,7 @@ def test_manifest_download_entry_is_fetched_on_first_use(
     assert json.loads(listed.stdout)[0]["status"] == "downloaded"
 
 
+@pytest.mark.slow
 def test_restore_export_and_benchmark_take_cache_dir_and_offline(server, remote_model, tmp_path):
     model, url = remote_model
     folder = tmp_path / "elsewhere"

@@ -436,6 +436,7 @@ def test_python_dash_m_help():
     assert "restore" in done.stdout
 
 
+@pytest.mark.slow
 def test_onnxruntime_backend_gives_the_torch_picture_for_the_same_seed(models, tmp_path):
     pytest.importorskip("onnxruntime")
     source = write_picture(tmp_path / "in.png", size=(16, 16))
@@ -554,6 +555,7 @@ def test_a_picture_too_wide_for_the_paper_blur_fails_alone(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]
 
 
+@pytest.mark.slow
 def test_the_default_backend_is_auto_and_the_output_records_it(models, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     # Which runtime is faster is the machine's business (test_agreement.py): fixed here.

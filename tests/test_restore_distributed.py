@@ -74,6 +74,7 @@ def _same_pictures(folder: Path, reference: Path) -> None:
         assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+@pytest.mark.slow
 @linux_only
 def test_two_torchrun_processes_write_what_one_process_writes(work, tmp_path):
     out = tmp_path / "out"
@@ -91,6 +92,7 @@ def test_two_torchrun_processes_write_what_one_process_writes(work, tmp_path):
     assert not list(out.glob(".*"))
 
 
+@pytest.mark.slow
 @linux_only
 def test_three_torchrun_processes_go_on_past_a_broken_picture(work, tmp_path):
     pictures, out = tmp_path / "in", tmp_path / "out"
@@ -125,6 +127,7 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 @linux_only
 def test_a_job_whose_rank_was_killed_finishes_when_run_again(work, tmp_path):
     out = tmp_path / "out"

@@ -123,6 +123,7 @@ def test_missing_onnxruntime_says_how_to_install_it(monkeypatch):
         import_ort()
 
 
+@pytest.mark.slow
 def test_auto_runs_a_checkpoint_in_onnxruntime_on_the_cpu_and_announces_the_export(
     checkpoint, tmp_path, monkeypatch
 ):
@@ -166,6 +167,7 @@ def test_auto_runs_an_export_by_its_suffix(checkpoint, tmp_path):
     assert load_model(tmp_path / "m.pt", "cpu", "auto", trust_pickle=True).backend == "torch"
 
 
+@pytest.mark.slow
 def test_onnxruntime_says_nothing_of_cuda_when_nobody_asked_for_it(checkpoint, tmp_path):
     """onnxruntime-gpu lists its CUDA provider even on machines without a GPU; with --device
     auto the CPU is the expected answer there, not a note printed on every run."""

@@ -47,6 +47,7 @@ def test_shrink_photos_caps_the_long_side_and_keeps_format_and_small_files(tmp_p
     assert (dest / "small.png").read_bytes() == small.read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="a bash script")
 def test_gpu_train_calibrates_then_trains_the_steps_that_fit(tmp_path):
     photos = tmp_path / "photos"

@@ -189,6 +189,7 @@ def test_pairs_training_and_validation(photos, tmp_path):
     assert both.exit_code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo needs a POSIX machine here")
 def test_torchrun_two_processes_train_one_model(tmp_path):
     photos = tmp_path / "photos"

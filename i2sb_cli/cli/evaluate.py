@@ -17,12 +17,12 @@ from ..errors import UsageError
 from ..evaluation.metrics import PSNR_CAP, Perceptual, load_perceptual
 from ..evaluation.score import METHODS, PERCEPTUAL, Failure, Record, Scores, Summary, evaluate
 from ..evaluation.score import read_manifest as read_records
-from ..models.registry import resolve_model
 from ..pictures.files import picture_pixels
+from ..restoring.chain import Stage, StageSpec
 from ..restoring.plot import plot_nfe, require_matplotlib
+from ..restoring.prepare import locate_stages, prepare_stages
 from ..restoring.sweep import (
     NfePoint,
-    check_model,
     median_seconds,
     nfe_folder,
     parse_nfes,
@@ -151,22 +151,10 @@ def evaluate_command(
         console.print(f"{summary.count} scored, {summary.failed} failed")
         failed = summary.failed
     else:
-        checkpoint = resolve_model(
-            model, restore_task(records), cache_dir=cache_dir, offline=offline
-        )
-        loaded = load_model(
-            checkpoint,
-            device,
-            backend,
-            cache_dir=cache_dir,
-            on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
-        )
-        for note in loaded.notes:
-            console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
-        check_model(loaded, records, nfes)
+        stage = _prepare(model, records, nfes, device, backend, ot_ode, cache_dir, offline)
         with tempfile.TemporaryDirectory(prefix="i2sb-nfe-") as scratch:
             root = restored_dir or Path(scratch)
-            seconds = _restore_all(loaded, records, root, nfes, seed, ot_ode)
+            seconds = _restore_all(stage, records, root, nfes, seed)
             noted: set[tuple[str, str]] = set()
             points = [
                 _score_nfe(
@@ -175,7 +163,7 @@ def evaluate_command(
                 for nfe in nfes
             ]
         failed = sum(point.summary.failed for point in points)
-        _report_nfes(points, loaded, records, plot)
+        _report_nfes(points, stage.model, records, plot)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -229,13 +217,50 @@ def _score_all(
     return summary, rows
 
 
+def _prepare(
+    model: str | None,
+    records: list[Record],
+    nfes: list[int],
+    device: str,
+    backend: str,
+    ot_ode: bool | None,
+    cache_dir: Path | None,
+    offline: bool | None,
+) -> Stage:
+    """The model of the sweep as restore prepares one (restoring/prepare.py): found for the
+    folder's task, checked against it and the largest NFE, loaded and hashed once; the sampler
+    asked for refused where restore refuses it."""
+    spec = StageSpec(task=restore_task(records), model=model, nfe=max(nfes))
+    located = locate_stages([spec], cache_dir, offline, dry_run=False)
+
+    def load(checkpoint: Path, sha256: str | None) -> LoadedModel:
+        loaded = load_model(
+            checkpoint,
+            device,
+            backend,
+            cache_dir=cache_dir,
+            sha256=sha256,
+            on_step=lambda step: console.print(step, markup=False, soft_wrap=True),
+        )
+        for note in loaded.notes:
+            console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
+        return loaded
+
+    def note(text: str) -> None:
+        console.print(f"note: {text}", style="yellow", markup=False, soft_wrap=True)
+
+    (stage,) = prepare_stages(
+        located, load, sampling={"ot_ode": ot_ode}, upsampled=records[0].upsampled, on_note=note
+    )
+    return stage
+
+
 def _restore_all(
-    loaded: LoadedModel,
+    stage: Stage,
     records: list[Record],
     root: Path,
     nfes: list[int],
     seed: int,
-    ot_ode: bool | None,
 ) -> dict[int, float | None]:
     """Restore every picture at every NFE under a progress bar (a picture's work: its pixels
     times the NFE); the median sampling seconds per picture of each NFE."""
@@ -244,11 +269,12 @@ def _restore_all(
     seconds = {}
     count, total = len(records) * len(nfes), sum(pixels) * sum(nfes)
     with PictureProgress(console, "restoring", count, total) as progress:
-        counted = dataclasses.replace(loaded, denoise=progress.counting(loaded.denoise))
+        model = dataclasses.replace(stage.model, denoise=progress.counting(stage.model.denoise))
+        counted = dataclasses.replace(stage, model=model)
         for nfe in nfes:
             outcomes = []
             for outcome in restore_at(
-                counted, records, root, nfe, seed=seed, ot_ode=ot_ode,
+                counted, records, root, nfe, seed=seed,
                 on_step=lambda step: progress.step(step.index, step.total),
             ):  # fmt: skip
                 outcomes.append(outcome)

@@ -6,6 +6,7 @@ with the same seeds), and each NFE's restorations are scored as `evaluate` score
 points are what restoring and evaluating at each NFE by hand would give, with one model load.
 """
 
+import dataclasses
 import statistics
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,14 +14,11 @@ from pathlib import Path
 
 from ..bridge import StepInfo
 from ..degrade import PAPER_TASKS, get_operator
-from ..degrade.tasks import family_of
 from ..errors import UsageError
 from ..evaluation.score import Record, Summary
 from ..pictures.inputs import InputFile
-from ..runtime import default_tile
-from ..runtime.torch_backend import LoadedModel
-from .loop import Job, Outcome, Restorer, RestoreSettings
-from .start import classical_degradation, start_of
+from .chain import Stage
+from .loop import Job, Outcome, Restorer, run_settings
 
 
 @dataclass(frozen=True)
@@ -61,51 +59,32 @@ def restore_task(records: Sequence[Record]) -> str:
     return task if task in PAPER_TASKS else get_operator(task).family
 
 
-def check_model(model: LoadedModel, records: Sequence[Record], nfes: Sequence[int]) -> None:
-    """Refuse a model of another family, or an NFE its schedule cannot take."""
-    meta, family = model.meta, family_of(restore_task(records))
-    if family_of(meta.task) != family:
-        raise UsageError(f"--model {meta.name} restores {meta.task} pictures, not {family}")
-    if max(nfes) >= meta.interval:
-        raise UsageError(f"--nfe must be less than the model's interval {meta.interval}")
-
-
 def nfe_folder(root: Path, nfe: int) -> Path:
     return root / f"nfe-{nfe}"
 
 
 def restore_at(
-    model: LoadedModel,
+    stage: Stage,
     records: Sequence[Record],
     root: Path,
     nfe: int,
     *,
     seed: int = 0,
-    ot_ode: bool | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> Iterator[Outcome]:
-    """Restore every record's degraded picture at `nfe` into `nfe_folder(root, nfe)`, under its
-    manifest name (where `evaluate` looks), replacing what is there; one Outcome each.
-    `ot_ode` None: the model's sampler."""
-    meta, task = model.meta, restore_task(records)
-    tile = default_tile(meta.config)
-    settings = RestoreSettings(
-        family=family_of(task),
-        classical=classical_degradation(meta.start, meta.degradation, task),
-        start=start_of(meta.start),
-        nfe=nfe,
+    """Restore every record's degraded picture at `nfe` with a prepared stage (prepare.py: the
+    model checked against the folder's task and the sampler asked for, as restore checks it)
+    into `nfe_folder(root, nfe)`, under its manifest name (where `evaluate` looks), replacing
+    what is there; one Outcome each."""
+    settings = run_settings(
+        dataclasses.replace(stage, nfe=nfe),
         seed=seed,
-        ot_ode=meta.ot_ode if ot_ode is None else ot_ode,
-        detail=meta.default_detail,
-        ensemble=meta.default_ensemble,
-        tile=tile,
-        tile_overlap=min(64, tile // 4),
         upsampled=records[0].upsampled,
         overwrite=True,
     )
     folder = nfe_folder(root, nfe)
     jobs = [Job(InputFile(r.degraded, Path(r.name)), folder / r.name, mask=r.mask) for r in records]
-    yield from Restorer(model, settings, on_step=on_step).run(jobs)
+    yield from Restorer(stage.model, settings, on_step=on_step).run(jobs)
 
 
 def median_seconds(outcomes: Sequence[Outcome]) -> float | None:
