@@ -138,10 +138,6 @@ def restore(
     folders or by patterns (named with the suffix next to their input, inside the -o folder,
     or carrying i2sb's metadata) are left out, so running the same command again is safe.
 
-    Examples: i2sb restore photos/ -r -o 'out/{parent}/{stem}_x4.{ext}' --task sr4x;
-    i2sb restore logo.png -o logo.jpg --task sr4x --background white;
-    i2sb restore photos/ --task deblur --dry-run.
-
     Exit codes: 0 when every picture was restored or skipped; 1 when some pictures failed
     (each one is reported on stderr, and with --json on stdout) or the model could not be
     loaded; 2 for a usage error (a bad option or argument, nothing done); 130 when
