@@ -75,6 +75,7 @@ def test_auto_measures_agreement_once_and_records_it(checkpoint, cache, monkeypa
     ],
     ids=["the runtimes disagree", "onnxruntime is slower"],
 )
+@pytest.mark.slow
 def test_auto_runs_pytorch_and_says_why(checkpoint, cache, monkeypatch, check, why, says):
     pytest.importorskip("onnxruntime")
     monkeypatch.setattr(runtime, "read_check", lambda _: check)

@@ -361,6 +361,7 @@ def test_restore_export_and_benchmark_take_cache_dir_and_offline(server, remote_
     assert elsewhere.exit_code == 1 and "tiny-remote" in elsewhere.stderr
 
 
+@pytest.mark.slow
 def test_rm_takes_the_models_onnx_exports_with_it(server, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime", reason="the ONNX export needs onnxruntime")
     model = make_checkpoint(tmp_path / "tiny.safetensors").read_bytes()
