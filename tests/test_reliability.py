@@ -229,3 +229,49 @@ def test_a_checkpoint_too_small_to_tile_is_the_checkpoints_fault(tmp_path: Path)
     result = restore(_photo(tmp_path / "a.png", 0), "--model", path, "--nfe", 1)
     assert result.exit_code == 1  # a bad checkpoint, not a usage error of the user's
     assert "image_size 1" in result.stderr and "--tile" not in result.stderr
+
+
+def test_a_safetensors_header_that_claims_a_terabyte_is_one_line(tmp_path: Path) -> None:
+    liar = tmp_path / "liar.safetensors"
+    liar.write_bytes((10**12).to_bytes(8, "little") + b"{}")
+    result = restore(_photo(tmp_path / "a.png", 0), "--model", liar)
+    assert result.exit_code == 1 and "not a readable safetensors checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_png_whose_text_chunk_inflates_past_the_limit_fails_alone(tmp_path: Path) -> None:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("bomb", "A" * (50 << 20), zip=True)  # 50 MB of text in a few kB
+    bomb = tmp_path / "in" / "text.png"
+    bomb.parent.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bomb, pnginfo=info)
+    _photo(tmp_path / "in" / "fine.png", 1, size=8)
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    result = restore(tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--nfe", 1)
+    assert result.exit_code == 1 and "text.png" in result.stderr
+    assert (tmp_path / "out" / "fine.png").is_file() and not (
+        tmp_path / "out" / "text.png"
+    ).exists()
+
+
+@pytest.mark.parametrize("seed", [-5, 2**70])
+def test_any_whole_number_is_a_seed(tmp_path: Path, seed: int) -> None:
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    source = _photo(tmp_path / "a.png", 0, size=8)
+    runs = [
+        restore(source, "--model", model, "--seed", seed, "--nfe", 1, "-o", tmp_path / f"{k}.png")
+        for k in range(2)
+    ]
+    assert all(r.exit_code == 0 for r in runs), runs[0].stderr
+    assert np.array_equal(read_pixels(tmp_path / "0.png"), read_pixels(tmp_path / "1.png"))
+
+
+def test_a_one_pixel_picture_is_restored(tmp_path: Path) -> None:
+    model = make_checkpoint(tmp_path / "sr.safetensors")
+    one = tmp_path / "one.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(one)
+    result = restore(one, "--model", model, "--nfe", 1, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.stderr
+    assert read_pixels(tmp_path / "out.png").shape == (4, 4, 3)
