@@ -236,7 +236,7 @@ def test_a_safetensors_header_that_claims_a_terabyte_is_one_line(tmp_path: Path)
     liar.write_bytes((10**12).to_bytes(8, "little") + b"{}")
     result = restore(_photo(tmp_path / "a.png", 0), "--model", liar)
     assert result.exit_code == 1 and "not a readable safetensors checkpoint" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "preparing" not in result.stderr
 
 
 def test_a_png_whose_text_chunk_inflates_past_the_limit_fails_alone(tmp_path: Path) -> None:

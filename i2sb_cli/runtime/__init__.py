@@ -151,9 +151,11 @@ def _checkpoint_on_ort_if_same(
     """`--backend auto`'s pick for a checkpoint on the CPU: ONNX Runtime where it restores the
     same pictures as PyTorch and runs the network faster (agreement.py; measured once per
     export and recorded beside it), else PyTorch, with a note saying why."""
+    from ..models.checkpoint import read_meta
     from .export import cached_onnx
     from .onnx_backend import load_onnx_model
 
+    read_meta(path)  # a file that is no checkpoint fails here, before any step is announced
     if on_step is not None:
         on_step(f"preparing {path.name} for ONNX Runtime (its export and a check: once, cached)")
     onnx_path, exported = cached_onnx(path, fp16=False, cache_dir=cache_dir, sha256=sha256)
