@@ -251,6 +251,7 @@ def test_a_png_whose_text_chunk_inflates_past_the_limit_fails_alone(tmp_path: Pa
     model = make_checkpoint(tmp_path / "sr.safetensors")
     result = restore(tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--nfe", 1)
     assert result.exit_code == 1 and "text.png" in result.stderr
+    assert "text metadata inflates past the safe limit" in result.stderr
     assert (tmp_path / "out" / "fine.png").is_file() and not (
         tmp_path / "out" / "text.png"
     ).exists()

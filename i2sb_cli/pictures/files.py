@@ -177,6 +177,13 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
             what = "not a JPEG, PNG, WebP, TIFF or BMP picture (whatever its name says)"
         elif isinstance(err, UnidentifiedImageError):
             what = f"damaged or truncated {kind} data"
+        elif "MAX_TEXT" in str(err):
+            # Pillow's guard against a text chunk that inflates to gigabytes: the picture may be
+            # whole, its metadata is what is refused.
+            what = (
+                f"its {kind} text metadata inflates past the safe limit (a decompression bomb "
+                "in a text chunk); save the picture again without its metadata"
+            )
         else:
             what = f"damaged or truncated {kind} data ({reason(err)})"
         raise ImageError(f"cannot read {path}: {what}") from err
