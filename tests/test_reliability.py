@@ -276,3 +276,11 @@ def test_a_one_pixel_picture_is_restored(tmp_path: Path) -> None:
     result = restore(one, "--model", model, "--nfe", 1, "-o", tmp_path / "out.png")
     assert result.exit_code == 0, result.stderr
     assert read_pixels(tmp_path / "out.png").shape == (4, 4, 3)
+
+
+def test_a_mask_file_that_is_not_a_picture_is_refused_before_loading(tmp_path: Path) -> None:
+    text = tmp_path / "mask.txt"
+    text.write_text("hello")
+    result = restore(_photo(tmp_path / "a.png", 0), "--task", "inpaint", "--mask", text)
+    assert result.exit_code == 2 and "--mask" in result.stderr and "not a picture" in result.stderr
+    assert "preparing" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -257,6 +257,9 @@ def _plan(
     the model loads, and two that coincide, or one that is an input, are refused."""
     if mask is not None and not mask.exists():
         raise UsageError(f"--mask {mask}: no such file or folder")
+    if mask is not None and mask.is_file() and picture_pixels(mask) is None:
+        # Said before any model loads: the one mask serves every picture.
+        raise UsageError(f"--mask {mask}: not a picture; give a PNG, JPEG, WebP, TIFF or BMP")
     kind = output_kind(output)
     if suffix is not None and kind in ("file", "template", "stdout"):
         raise UsageError(
