@@ -75,11 +75,9 @@ def report(outcome: Outcome) -> None:
     if outcome.status == "failed":
         errors.print(f"[red]failed[/] {source}: {escape(outcome.message)}", soft_wrap=True)
     elif outcome.status == "skipped":
-        # Found before restoring ("output exists"), or written by another run meanwhile.
-        why = f"{output} exists (use --overwrite)"
-        if outcome.message != "output exists":
-            why = escape(outcome.message)
-        console.print(f"[yellow]skipped[/] {source}: {why}", soft_wrap=True)
+        # The output found before restoring, or written by another run meanwhile: the loop
+        # says which.
+        console.print(f"[yellow]skipped[/] {source}: {escape(outcome.message)}", soft_wrap=True)
     else:
         note = f"; {escape(outcome.message)}" if outcome.message else ""
         if outcome.jpeg_quality is not None:

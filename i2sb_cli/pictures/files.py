@@ -480,19 +480,18 @@ def _create(temp: Path, path: Path) -> None:
     """Move `temp` to `path` unless `path` exists; OutputExistsError when it does."""
     try:
         os.link(temp, path)
+        temp.unlink()
+        return
     except FileExistsError:
-        raise OutputExistsError(
-            f"{path} was written by another run meanwhile; kept (use --overwrite to replace)"
-        ) from None
+        pass
     except OSError:
         # No hard links on this file system: the check and the rename are then two steps.
-        if path.exists():
-            raise OutputExistsError(
-                f"{path} was written by another run meanwhile; kept (use --overwrite to replace)"
-            ) from None
-        os.replace(temp, path)
-        return
-    temp.unlink()
+        if not path.exists():
+            os.replace(temp, path)
+            return
+    raise OutputExistsError(
+        f"{path} was written by another run meanwhile; kept (use --overwrite to replace)"
+    )
 
 
 def _remove_stale_temporaries(path: Path) -> None:

@@ -292,7 +292,8 @@ class Restorer:
         settings = self.settings
         for job in jobs:
             if is_done(job.output, overwrite=settings.overwrite, samples=settings.samples):
-                yield Outcome(job.source.path, job.output, "skipped", "output exists")
+                why = f"{job.output} exists (use --overwrite)"
+                yield Outcome(job.source.path, job.output, "skipped", why)
                 continue
             try:
                 item = job, self._read(job)
