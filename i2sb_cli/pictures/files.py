@@ -12,7 +12,6 @@ them and is the one the rest of the package uses.
 """
 
 import contextlib
-import glob
 import io
 import os
 import secrets
@@ -444,12 +443,12 @@ def atomic_write(path: Path, encode: Callable[[BinaryIO], None], *, replace: boo
     With `replace` (the default) the move is a rename over whatever `path` holds. Without it,
     the file is linked in only if `path` does not exist (an atomic create), so that of two
     runs writing one output, the first wins whole and the second gets OutputExistsError. The
-    temporary file's name carries this process's id: temporary files of the same output left
-    by a process that died (kill -9) are removed first, never those of a live one.
+    temporary file's name carries this process's id: the first write into a folder removes the
+    temporary files that processes which died there (kill -9) left, never those of a live one.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(path)
+        _remove_stale_temporaries(path.parent)
         # ".name.<host>-<pid>.<random>.tmp": hidden, skipped by collect_inputs and by "*.png".
         owner = f"{socket.gethostname()}-{os.getpid()}"  # at write time: forks have their own
         temp = path.with_name(f".{path.name}.{owner}.{secrets.token_hex(6)}.tmp")
@@ -494,13 +493,22 @@ def _create(temp: Path, path: Path) -> None:
     )
 
 
-def _remove_stale_temporaries(path: Path) -> None:
-    """Remove `path`'s temporary files whose writer, on this host, is no longer running."""
-    host = socket.gethostname()
-    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        owner = temp.name[len(path.name) + 2 :].rsplit(".", 2)[0]
-        writer_host, _, pid = owner.rpartition("-")
-        if writer_host == host and pid.isdigit() and not _alive(int(pid)):
+_SWEPT: set[Path] = set()
+"""Folders whose stale temporary files this process has removed already."""
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporary files that writers on this host left in `folder` when they died
+    (".name.<host>-<pid>.<random>.tmp" of a pid no longer running). Once per folder and
+    process: a folder of N outputs is listed once, not N times."""
+    if folder in _SWEPT:
+        return
+    _SWEPT.add(folder)
+    marker = f".{socket.gethostname()}-"
+    for temp in folder.glob(".*.tmp"):
+        _, found, rest = temp.name.rpartition(marker)
+        pid = rest.split(".", 1)[0]
+        if found and pid.isdigit() and not _alive(int(pid)):
             with contextlib.suppress(OSError):
                 temp.unlink()
 
