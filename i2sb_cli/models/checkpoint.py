@@ -258,7 +258,7 @@ def load_checkpoint(
     meta = read_meta(path)
     with _open(path) as handle:
         shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
-        _check_shapes(path, meta, shapes)
+        net = _network_for(path, meta, shapes)
         try:
             state = {key: handle.get_tensor(key).float() for key in handle.keys()}  # noqa: SIM118
         except SafetensorError as exc:
@@ -272,7 +272,6 @@ def load_checkpoint(
             f"{path}: weight {broken} holds NaN or infinite values; the checkpoint is damaged "
             "(train or download it again)"
         )
-    net = ADMUNet(meta.config)
     missing, unexpected = _key_mismatch(net, state)
     if missing or unexpected:
         raise CheckpointError(
@@ -281,7 +280,9 @@ def load_checkpoint(
             f"e.g. {unexpected[:2]})"
         )
     try:
-        net.load_state_dict(state, strict=True)
+        # The network was built on the meta device (no memory, no random initialisation):
+        # the checkpoint's tensors become its parameters as they are.
+        net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise CheckpointError(
@@ -290,12 +291,12 @@ def load_checkpoint(
     return net.to(device).eval(), meta
 
 
-def _check_shapes(path: Path, meta: CheckpointMeta, shapes: dict[str, tuple[int, ...]]) -> None:
-    """The metadata against the tensor shapes of the file's header, before any network or
-    tensor is made: metadata that lies (a network thousands of blocks deep, 8192 channels)
-    would otherwise cost minutes and gigabytes before the weights could disagree. First the
-    count of input blocks and the first layer's width, which bound the network's size; then
-    every shape, against the network built on the meta device (no memory)."""
+def _network_for(path: Path, meta: CheckpointMeta, shapes: dict[str, tuple[int, ...]]) -> ADMUNet:
+    """The metadata's network on the meta device (no memory), checked against the tensor
+    shapes of the file's header before any tensor is read: metadata that lies (a network
+    thousands of blocks deep, 8192 channels) would otherwise cost minutes and gigabytes before
+    the weights could disagree. First the count of input blocks and the first layer's width,
+    which bound the network's size; then every shape."""
     config = meta.config
     blocks = {int(key.split(".")[1]) for key in shapes if key.startswith("input_blocks.")}
     expected = len(config.channel_mult) * (config.num_res_blocks + 1)
@@ -314,6 +315,7 @@ def _check_shapes(path: Path, meta: CheckpointMeta, shapes: dict[str, tuple[int,
                 f"{path}: tensor {key} is {list(shapes[key])}, the metadata's network needs "
                 f"{list(tensor.shape)}; the file is damaged or was edited"
             )
+    return net
 
 
 def _key_mismatch(net: torch.nn.Module, state: dict[str, Tensor]) -> tuple[list[str], list[str]]:
