@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_checkpoint
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from helpers import REPO_ROOT, make_checkpoint
 
 
 def _golden_dir() -> Path:

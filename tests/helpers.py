@@ -13,6 +13,9 @@ from PIL import Image
 from i2sb_cli.models.checkpoint import CheckpointMeta, save_checkpoint
 from i2sb_cli.nets.adm import ADMUNet, UNetConfig
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout the tests run from (for scripts, benchmarks and a subprocess's PYTHONPATH)."""
+
 
 def tiny_config(*, cond_x1: bool = False) -> UNetConfig:
     """The smallest useful ADM UNet: two levels, one block each, attention only in the middle."""

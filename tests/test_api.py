@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, write_picture
+from helpers import REPO_ROOT, make_checkpoint, make_inpaint_checkpoint, read_pixels, write_picture
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,8 +14,6 @@ import i2sb_cli as i2sb
 from i2sb_cli.cli.app import app
 from i2sb_cli.errors import ImageError, ModelNotFoundError, UsageError
 from i2sb_cli.pictures.files import pixel_levels, read_image
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, tiny_config
+from helpers import REPO_ROOT, make_checkpoint, tiny_config
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -19,7 +19,7 @@ from i2sb_cli.models.cache import sha256_file
 from i2sb_cli.models.checkpoint import read_meta
 from i2sb_cli.models.manifest import parse_manifest
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+SCRIPTS = REPO_ROOT / "scripts"
 
 
 def _photo(path: Path, width: int, height: int) -> Path:

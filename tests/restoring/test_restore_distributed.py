@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_checkpoint, write_picture
+from helpers import REPO_ROOT, make_checkpoint, write_picture
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
@@ -18,7 +18,6 @@ from i2sb_cli.pictures.inputs import collect_inputs
 from i2sb_cli.restoring.split import plan_split
 from i2sb_cli.runtime.cluster import Cluster
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SIZES = [24, 32, (40, 24), 48, (24, 48), 36, 28]
 """Seven small pictures of mixed sizes (width, height)."""
 

@@ -1,5 +1,5 @@
 """Reading and writing pictures: round trips, grey and alpha, orientation, colour profiles,
-metadata, masks. (Damaged files, limits and atomic writes: test_robust_images.py.)"""
+metadata, masks. (Damaged files, limits and atomic writes: test_pictures_damaged.py.)"""
 
 from pathlib import Path
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from helpers import write_picture
+from helpers import REPO_ROOT, write_picture
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
@@ -27,7 +27,6 @@ from i2sb_cli.models import registry
 TYPE_PLACEHOLDER = re.compile(r"<(bool|str|int|float|path|dir|file|list\[)")
 ARGUMENT_PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 ESCAPE = "\x1b"
-REPO_ROOT = Path(__file__).resolve().parent.parent  # for the subprocess's PYTHONPATH
 
 
 def _command_paths(command: typer.core.TyperCommand, path: tuple[str, ...] = ()) -> list:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_picture
+from helpers import REPO_ROOT, write_picture
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
@@ -23,7 +23,7 @@ from i2sb_cli.evaluation.metrics import (
 )
 from i2sb_cli.evaluation.score import METHODS, Scores, Summary
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = REPO_ROOT / "benchmarks"
 # (width, height): the sizes the issue names, both ways round for the thin one.
 TINY = [(1, 1), (7, 7), (16, 16), (31, 31), (1, 200), (200, 1)]
 

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import serving
+from helpers import REPO_ROOT, serving
 
 from i2sb_cli.models import cache
 from i2sb_cli.models.download import DownloadError, DownloadSettings
@@ -22,7 +22,6 @@ from i2sb_cli.models.download import DownloadError, DownloadSettings
 PAYLOAD = os.urandom(300_000)
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 FAST = DownloadSettings(timeout=2.0, retries=1, backoff=0.01)
-REPO = Path(__file__).resolve().parent.parent
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -168,7 +167,7 @@ def test_sigterm_keeps_the_partial_download_for_the_next_run(server, tmp_path):
     server.mode = "stall"  # half the file, then nothing until the test ends
     folder = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if k != "I2SB_OFFLINE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "i2sb_cli", "models", "download", server.url]
     command += ["--sha256", DIGEST, "--name", "m", "--cache-dir", folder, "--timeout", "30"]
     process = subprocess.Popen(

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO_ROOT
 from PIL import Image
 
 from i2sb_cli.errors import ModelNotFoundError, UsageError
 from i2sb_cli.nets import starts
 from i2sb_cli.nets.ncnn import load_ncnn
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 FP16_TAG = 0x01306B47
 # Measured with fp32 options on an x86-64 CPU: the synthetic graphs agree with the ncnn runtime
 # to 1.6e-6, Real-ESRGAN x4plus to 2.4e-6 .. 5.4e-6 on 48x48 photo crops ([0, 1] output).

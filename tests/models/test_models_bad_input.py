@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_checkpoint
+from helpers import REPO_ROOT, make_checkpoint
 from test_models_convert import SMALL, _options, write_official
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.models import cache
 from i2sb_cli.models.checkpoint import read_meta
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _cli(*args):
@@ -59,7 +57,7 @@ def test_importing_a_torchscript_file_fails_in_one_line(tmp_path):
     (run / "options.pkl").write_bytes(pickle.dumps(_options(["--corrupt", "sr4x-pool"])))
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     command = [sys.executable, "-m", "i2sb_cli", "models", "import", str(run)]
     done = subprocess.run(
