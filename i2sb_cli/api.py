@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .degrade.tasks import TASK_CHOICES
 from .errors import ImageError, UsageError
+from .pictures.decode import declared_jpeg_quality
 from .pictures.files import Picture, encode_image, hole_of, pixel_levels, read_image
 from .restoring.chain import Stage, StageSpec, plan_chain
 from .restoring.loop import Prepared, Restorer, run_settings
@@ -153,6 +154,7 @@ class Pipeline:
         mask: MaskLike | Sequence[MaskLike] | None = None,
         name: str | Sequence[str] = "picture.png",
         batch_size: int = 1,
+        jpeg_quality: int | None = None,
     ) -> PictureLike | list[PictureLike]:
         """The restored picture, of the kind given (a list for a list).
 
@@ -163,13 +165,15 @@ class Pipeline:
         it must have the picture's size. A list of pictures takes a list of names (or one
         name, which the i-th picture gets as `stem-i.ext`) and a mask for all or one each;
         pictures of one size are sampled `batch_size` at a time, which changes no result.
+        `jpeg_quality` is what a jpeg model that asks is told (None: a JPEG image's own, else
+        estimated from the pixels), as `--jpeg-quality`.
         """
         single = not isinstance(picture, list | tuple)
         pictures = [picture] if single else list(picture)
         names = _names(name, len(pictures), single)
         masks = _masks(mask, len(pictures))
         masked = any(m is not None for m in masks)
-        restorer = self._restorer(seed, 1, nfe, ot_ode, detail, masked)
+        restorer = self._restorer(seed, 1, nfe, ot_ode, detail, masked, jpeg_quality)
         restored = _restore_all(restorer, pictures, names, masks, batch_size)
         return restored[0][0] if single else [samples[0] for samples in restored]
 
@@ -198,6 +202,7 @@ class Pipeline:
         ot_ode: bool | None,
         detail: float | None,
         masked: bool,
+        jpeg_quality: int | None = None,
     ) -> Restorer:
         """The command's restorer for these options, on the models loaded: each stage checked
         again as prepare_stages checks it (NFE, sampler, mask), none loaded or hashed again."""
@@ -218,7 +223,7 @@ class Pipeline:
             sampling={"ot_ode": ot_ode, "detail": detail},
             digests=self._digests,
         )
-        settings = run_settings(stages[0], seed=seed, samples=samples)
+        settings = run_settings(stages[0], seed=seed, samples=samples, jpeg_quality=jpeg_quality)
         return Restorer(stages[0].model, settings, then=stages[1:])
 
 
@@ -312,8 +317,10 @@ def _png(image: Image.Image) -> bytes:
 
 
 def _from_pil(image: Image.Image, name: str) -> Picture:
-    """Read exactly as the command reads the same picture saved as a PNG file."""
-    return read_image(Path(name), data=_png(image))
+    """Read exactly as the command reads the same picture saved as a PNG file, with the
+    quality a JPEG file's image declares (which the PNG cannot hold)."""
+    picture = read_image(Path(name), data=_png(image))
+    return dataclasses.replace(picture, jpeg_quality=declared_jpeg_quality(image))
 
 
 def _picture(pixels: Tensor, name: str) -> Picture:

@@ -11,17 +11,18 @@ import torch
 from PIL import Image
 
 from i2sb_cli.models.checkpoint import CheckpointMeta, save_checkpoint
+from i2sb_cli.models.condition import CONDITIONS
 from i2sb_cli.nets.adm import ADMUNet, UNetConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The checkout the tests run from (for scripts, benchmarks and a subprocess's PYTHONPATH)."""
 
 
-def tiny_config(*, cond_x1: bool = False) -> UNetConfig:
+def tiny_config(*, cond_x1: bool = False, condition: str = "") -> UNetConfig:
     """The smallest useful ADM UNet: two levels, one block each, attention only in the middle."""
     return UNetConfig(
         image_size=32,
-        in_channels=6 if cond_x1 else 3,
+        in_channels=(6 if cond_x1 else 3) + CONDITIONS[condition],
         out_channels=3,
         model_channels=32,
         num_res_blocks=1,
@@ -44,10 +45,11 @@ def tiny_meta(
     start: str = "degraded",
     degradation: str = "",
     default_ensemble: int = 1,
+    condition: str = "",
 ) -> CheckpointMeta:
     return CheckpointMeta(
         name=name,
-        config=tiny_config(cond_x1=cond_x1),
+        config=tiny_config(cond_x1=cond_x1, condition=condition),
         task=task,
         beta_max=beta_max,
         ot_ode=ot_ode,
@@ -57,6 +59,7 @@ def tiny_meta(
         start=start,
         degradation=degradation,
         default_ensemble=default_ensemble,
+        condition=condition,
         licence="MIT",
         provenance="random weights for tests",
         training={"steps": 0},

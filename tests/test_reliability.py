@@ -1,13 +1,23 @@
 """Hostile inputs that once gave a wrong answer with exit 0 (issue 31; docs/reliability.md)."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import make_checkpoint, make_inpaint_checkpoint, read_pixels, tiny_meta, tiny_state
+from helpers import (
+    REPO_ROOT,
+    make_checkpoint,
+    make_inpaint_checkpoint,
+    read_pixels,
+    tiny_meta,
+    tiny_state,
+)
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -122,6 +132,48 @@ def test_a_torchscript_file_runs_only_when_trusted(tmp_path: Path, command: str)
     assert result.exit_code != 0 and "--trust-pickle" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert victim.read_bytes() == b"safe"
+
+
+def test_stdout_closed_before_the_picture_is_written_fails_in_one_line(tmp_path: Path) -> None:
+    model = make_checkpoint(tmp_path / "tiny.safetensors", cond_x1=True)
+    command = [sys.executable, "-m", "i2sb_cli", "restore", str(_photo(tmp_path / "a.png", 0))]
+    command += ["--model", str(model), "--backend", "torch", "-o", "-"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    # The reader goes away at once, as `| head -c 10` does once it has its bytes.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1
+    assert "cannot write to stdout: Broken pipe" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_garbage_colour_profile_is_dropped_not_copied(tmp_path: Path, suffix: str) -> None:
+    # A viewer that cannot read a profile shows the pixels as sRGB: so does the result.
+    model = make_checkpoint(tmp_path / "tiny.safetensors", cond_x1=True)
+    source = tmp_path / f"a{suffix}"
+    with Image.open(_photo(tmp_path / "a.png", 0)) as image:
+        image.save(source, icc_profile=b"not a colour profile " * 8)
+    out = tmp_path / f"out{suffix}"
+    result = restore(source, "--model", model, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    with Image.open(out) as restored:
+        assert restored.info.get("icc_profile") is None
+
+
+def test_a_trusted_torchscript_files_notes_are_said_once_per_run(tmp_path: Path) -> None:
+    tiny = make_checkpoint(tmp_path / "tiny.safetensors", cond_x1=True)
+    program = tmp_path / "tiny.pt"
+    exported = CliRunner().invoke(
+        app, ["export", "--model", str(tiny), "--format", "torchscript", "-o", str(program)]
+    )
+    assert exported.exit_code == 0, exported.stderr
+    (tmp_path / "in").mkdir()
+    pictures = [_photo(tmp_path / "in" / f"{i}.png", i) for i in range(3)]
+    result = restore(*pictures, "--model", program, "--trust-pickle", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith(("note", "warning"))]
+    assert notes and len(notes) == len(set(notes))
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ..restoring.chain import MAX_NFE, MAX_STAGES
+from ..restoring.holes import MASK_THRESHOLD, SOFT_MASK_GROWTH
 
 _TASKS = f"""\
 --task names what to restore, and so which model runs.
@@ -70,21 +71,33 @@ i2sb restore --dry-run shows what each stage would use.
 The seed, model, task, NFE, detail and ensemble go into each output's metadata.
 """
 
-_MASKS = """\
+_MASKS = f"""\
 Inpainting restores the holes a mask marks.
 
   --mask FILE: one mask for every input. --mask DIR: one per picture, found by the picture's
-    relative path as <name>.<ext> or <name>_mask.<ext>.
+    relative path as <name>.<ext> or <name>_mask.<ext>. A mask may be of any picture format.
   White is the hole: a pixel is a hole when its grey level is at least --mask-threshold of
-    white (default 0.5). --invert-mask makes black the hole.
-  Without --mask, the picture's transparent pixels (alpha below the threshold) are the hole,
-    and the result is opaque. A run where no picture can have a mask stops with a usage error.
-  A mask of another size than its picture is resized to it by nearest neighbour, with a note.
-  --mask-dilate N grows the hole by N pixels (a disc) before restoring it, to cover the halo a
-    loosely drawn mask leaves around an object.
+    white (default {MASK_THRESHOLD:g}). --invert-mask makes black the hole. A mask of one colour
+    whose transparency varies (an opaque layer with the hole erased) marks the hole by its
+    transparency instead.
+  Without --mask, the picture's transparent pixels are the hole (transparency at least the
+    threshold), and the result is opaque. A run where no picture can have a mask stops with a
+    usage error.
+  A mask painted with a soft brush, or saved as JPEG, has soft edges (levels between black and
+    white): its hole is grown by {SOFT_MASK_GROWTH} pixels, to cover the rim that JPEG leaves
+    around the object in the photo. A mask of two levels, as programs write them, is taken as
+    it is. The threshold and the growth are measured (benchmarks/mask_cleaning.py). The
+    picture's line, its --json record and the output's metadata (i2sb:mask-*) say how its hole
+    was cut.
+  --mask-dilate N grows the hole by N pixels (a disc) instead, whatever its edges (0: not at
+    all), for example to cover the halo a loosely drawn mask leaves around an object.
   --mask-feather N fades the restored hole into the original over the hole's first N pixels
     from its border, for a soft seam; pixels outside the hole stay untouched. Keep it at most
     --mask-dilate (--mask-dilate 6 --mask-feather 4) to replace every pixel you marked.
+  A mask of the picture's shape (aspect ratio within 1%) but another size is resized to it by
+    nearest neighbour, with a note; one of another shape is refused, unless --mask-resize
+    stretches it to the picture.
+  A mask that marks no pixel, or the whole picture once grown, is refused.
 """
 
 _OUTPUTS = """\
@@ -121,7 +134,9 @@ What a run reports:
   --json prints one JSON object per picture on stdout, in input order: input, output, status
     (restored, skipped or failed; planned with --dry-run), error, seed, seconds, model,
     model_sha256, outscale, samples, spread_mean, stages (each stage's task, model,
-    model_sha256, nfe and seed) and jpeg_quality. Progress and messages go to stderr.
+    model_sha256, nfe and seed), jpeg_quality and mask (inpainting: what marked the hole,
+    white, black, transparency or opacity, of the mask or the picture; the threshold, dilate
+    and feather; soft_edges). Progress and messages go to stderr.
 """
 
 _SPEED = """\

@@ -24,6 +24,7 @@ from ..restoring import split as restore_split
 from ..restoring.chain import Stage, plan_chain
 from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, run_settings, written_files
 from ..restoring.prepare import Located, prepare_stages
+from ..restoring.quality import check_jpeg_quality
 from ..runtime import load_model
 from ..runtime.cluster import Cluster, main_first
 from ..runtime.torch_backend import LoadedModel
@@ -41,10 +42,12 @@ from .restore_options import (
     Ensemble,
     Inputs,
     InvertMask,
+    JpegQuality,
     JsonLines,
     Mask,
     MaskDilate,
     MaskFeather,
+    MaskResize,
     MaskThreshold,
     MaxPixels,
     Model,
@@ -100,6 +103,7 @@ def restore(
     ot_ode: OtOde = None,
     detail: Detail = None,
     ensemble: Ensemble = None,
+    jpeg_quality: JpegQuality = None,
     device: Device = "auto",
     backend: Backend = "auto",
     precision: Precision = None,
@@ -112,8 +116,9 @@ def restore(
     mask: Mask = None,
     mask_threshold: MaskThreshold = None,
     invert_mask: InvertMask = False,
-    mask_dilate: MaskDilate = 0,
+    mask_dilate: MaskDilate = None,
     mask_feather: MaskFeather = 0,
+    mask_resize: MaskResize = False,
     outscale: Outscale = None,
     tile: Tile = None,
     tile_overlap: TileOverlap = None,
@@ -149,6 +154,7 @@ def restore(
     --json, the report of all, in input order. Every process exits with the job's code.
     """
     shard_of = parse_shard(shard) if shard is not None else None
+    check_jpeg_quality(jpeg_quality)
     chain = plan_chain(task, model, nfe)
     sources, outputs = _plan(
         inputs, output, output_format, recursive, json_lines, mask, suffix, samples
@@ -156,7 +162,7 @@ def restore(
     restore_split.check_splittable(shard_of, sources, outputs)
     reads_stdin = not dry_run and any(s.path == STDIO for s in sources)
     stdin = _read_stdin(max_pixels) if reads_stdin else None
-    masking = _masking(mask, mask_threshold, invert_mask, mask_dilate, mask_feather)
+    masking = _masking(mask, mask_threshold, invert_mask, mask_dilate, mask_feather, mask_resize)
     located = check_before_loading(chain, sources, mask, masking, cache_dir, offline, dry_run)
     sampling = {"ot_ode": ot_ode, "detail": detail, "ensemble": ensemble}
     with restore_split.joined(device) as cluster:
@@ -172,13 +178,13 @@ def restore(
         )  # fmt: skip
         settings = run_settings(
             stages[0], seed=seed, batch_size=batch_size, tile_batch=tile_batch,
-            upsampled=upsampled, overwrite=overwrite,
-            mask_threshold=0.5 if mask_threshold is None else mask_threshold,
-            invert_mask=invert_mask, max_pixels=max_pixels, quality=quality,
+            upsampled=upsampled, overwrite=overwrite, jpeg_quality=jpeg_quality,
+            mask_threshold=mask_threshold, invert_mask=invert_mask, max_pixels=max_pixels,
+            quality=quality,
             stdout_format=FORMATS[f".{output_format or 'png'}"],
             background=None if background is None else colour_rgb(background),
             trajectory=save_trajectory, samples=samples, outscale=outscale,
-            mask_dilate=mask_dilate, mask_feather=mask_feather,
+            mask_dilate=mask_dilate, mask_feather=mask_feather, mask_resize=mask_resize,
         )  # fmt: skip
         outcomes = _run(stages, settings, jobs, json_lines, cluster, pictures_phrase(split))
         finish(
@@ -190,8 +196,9 @@ def _masking(
     mask: Path | None,
     mask_threshold: float | None,
     invert_mask: bool,
-    mask_dilate: int,
+    mask_dilate: int | None,
     mask_feather: int,
+    mask_resize: bool,
 ) -> dict[str, bool]:
     """Whether each inpainting option was given, by its name: a model of another family
     refuses them."""
@@ -199,8 +206,9 @@ def _masking(
         "--mask": mask is not None,
         "--mask-threshold": mask_threshold is not None,
         "--invert-mask": invert_mask,
-        "--mask-dilate": mask_dilate > 0,
+        "--mask-dilate": mask_dilate is not None,
         "--mask-feather": mask_feather > 0,
+        "--mask-resize": mask_resize,
     }
 
 

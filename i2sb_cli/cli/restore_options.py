@@ -11,6 +11,7 @@ from ..bridge import COPIES
 from ..errors import UsageError
 from ..pictures.files import FORMATS, default_max_pixels
 from ..pictures.resize import MAX_OUTSCALE, check_outscale
+from ..restoring.holes import MASK_THRESHOLD, SOFT_MASK_GROWTH
 
 _LIMIT = default_max_pixels()
 _DEFAULT_LIMIT = f"{_LIMIT:,}" if _LIMIT else "none"
@@ -108,6 +109,15 @@ Nfe = Annotated[
     typer.Option(
         metavar="N",
         help="Network calls per picture, or per stage: 10,2 (default: the model's).",
+        show_default=False,
+        rich_help_panel=_SAMPLING,
+    ),
+]
+JpegQuality = Annotated[
+    int | None,
+    typer.Option(
+        metavar="1-100",
+        help="Told to a jpeg model (default: the file's).",
         show_default=False,
         rich_help_panel=_SAMPLING,
     ),
@@ -234,7 +244,7 @@ Quality = Annotated[
 Mask = Annotated[
     Path | None,
     typer.Option(
-        help="A mask, or a folder of one per picture; white = hole (default: the alpha channel).",
+        help="A mask or a folder of masks, white = hole (default: alpha).",
         rich_help_panel=_MASKS,
     ),
 ]
@@ -243,7 +253,7 @@ MaskThreshold = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
-        help="Fraction of white from which a pixel is a hole (default: 0.5).",
+        help=f"White (or transparency) level of a hole (default: {MASK_THRESHOLD:g}).",
         show_default=False,
         rich_help_panel=_MASKS,
     ),
@@ -253,12 +263,20 @@ InvertMask = Annotated[
     typer.Option("--invert-mask", help="Black marks the hole.", rich_help_panel=_MASKS),
 ]
 MaskDilate = Annotated[
-    int,
+    int | None,
     typer.Option(
         min=0,
         metavar="N",
-        help="Grow the hole by N pixels, to cover a halo (default: 0).",
+        help=f"Grow the hole N px (default: {SOFT_MASK_GROWTH} for soft edges, else 0).",
         show_default=False,
+        rich_help_panel=_MASKS,
+    ),
+]
+MaskResize = Annotated[
+    bool,
+    typer.Option(
+        "--mask-resize",
+        help="Resize masks of another shape.",
         rich_help_panel=_MASKS,
     ),
 ]

@@ -80,7 +80,11 @@ def report(outcome: Outcome) -> None:
         console.print(f"[yellow]skipped[/] {source}: {escape(outcome.message)}", soft_wrap=True)
     else:
         note = f"; {escape(outcome.message)}" if outcome.message else ""
-        if outcome.jpeg_quality is not None:
+        if outcome.hole is not None:
+            note = f"; {outcome.hole.describe()}{note}"
+        if outcome.told is not None:
+            note = f"; {outcome.told.describe()}{note}"
+        elif outcome.jpeg_quality is not None:
             note = f"; JPEG quality {outcome.jpeg_quality}{note}"
         target = "stdout" if outcome.output == STDIO else output
         if outcome.samples:
@@ -110,6 +114,9 @@ def print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSetting
         "outscale": settings.outscale,
         "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
         "jpeg_quality": outcome.jpeg_quality,
+        "mask": None if outcome.hole is None else outcome.hole.record(),
+        "told_jpeg_quality": None if outcome.told is None else outcome.told.quality,
+        "told_jpeg_quality_from": None if outcome.told is None else outcome.told.source,
         "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
     }
     print(json.dumps(record), flush=True)

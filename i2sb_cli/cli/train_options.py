@@ -121,6 +121,16 @@ OtOdeShare = Annotated[
         show_default="1 with --ot-ode, else 0",
     ),
 ]
+Condition = Annotated[
+    str | None,
+    typer.Option(
+        help="What the network is told besides x1: jpeg-quality (jpeg family), each picture's "
+        "JPEG quality, which restore reads from the file. An --init without it gains the "
+        "input with zero weights, so training starts from what --init does.",
+        rich_help_panel=_MODEL,
+        show_default="nothing, or --init's",
+    ),
+]
 Start = Annotated[
     str | None,
     typer.Option(

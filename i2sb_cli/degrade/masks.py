@@ -64,8 +64,9 @@ def apply_hole(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
-    """A [B, 1, h, w] mask of {0, 1} at `size` (height, width) by nearest neighbour on pixel
-    centres: it stays binary, and a hole's edge moves by at most half a pixel of the mask."""
+    """A [B, 1, h, w] mask of {0, 1} (or a mask's levels) at `size` (height, width) by nearest
+    neighbour on pixel centres: it keeps its values, and a hole's edge moves by at most half a
+    pixel of the mask."""
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
     return F.interpolate(mask.float(), size=tuple(size), mode="nearest-exact")

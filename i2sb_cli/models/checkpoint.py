@@ -2,8 +2,9 @@
 
 The header's metadata holds the key "i2sb" with everything a sampler needs besides the weights:
 the network's architecture config, the task, the schedule options (beta_max, interval, t0, t1),
-ot_ode, cond_x1, the default NFE, the licence and the provenance. safetensors cannot execute
-code, so loading an untrusted file is safe; a wrong or corrupt file is a `CheckpointError`.
+ot_ode, cond_x1, the condition, the default NFE, the licence and the provenance. safetensors
+cannot execute code, so loading an untrusted file is safe; a wrong or corrupt file is a
+`CheckpointError`.
 """
 
 import json
@@ -25,6 +26,7 @@ from ..degrade.tasks import FAMILIES, TASKS, family_of
 from ..errors import CheckpointError, UsageError
 from ..nets.adm import ADMUNet, UNetConfig
 from ..nets.starts import START_NETWORKS
+from .condition import CONDITIONS, UNKNOWN_JPEG_QUALITY, network_cond
 
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1
@@ -65,6 +67,9 @@ class CheckpointMeta:
     degradation: str = ""
     """For start "classical": the degradation (a `degrade` task name) that a family request
     such as `--task deblur` is taken to be; a paper task name given to restore overrides it."""
+    condition: str = ""
+    """What the network is told besides x1 (models/condition.py): "" nothing, "jpeg-quality"
+    the picture's JPEG quality (jpeg family only)."""
     licence: str = "unknown"
     provenance: str = ""
     training: dict[str, Any] = field(default_factory=dict)
@@ -144,13 +149,38 @@ class CheckpointMeta:
                 f"multiple {self.config.size_multiple}: no tile could run it",
             ),
             (
-                self.cond_x1 == self.config.conditioned,
-                f"cond_x1={self.cond_x1} but the network has {self.config.in_channels} inputs",
+                self.condition in CONDITIONS,
+                f"condition must be one of {', '.join(map(repr, CONDITIONS))}, "
+                f"not {self.condition!r}",
+            ),
+            (
+                not self.condition or (self.cond_x1 and self._family() == "jpeg"),
+                f"condition {self.condition!r} is for a cond_x1 network of the jpeg family",
+            ),
+            (
+                self.config.in_channels == self.expected_inputs(),
+                f"cond_x1={self.cond_x1} and condition {self.condition!r} need "
+                f"{self.expected_inputs()} network inputs, not {self.config.in_channels}",
             ),
         ]
         for ok, problem in checks:
             if not ok:
                 raise CheckpointError(f"{source}: {problem}")
+
+    def network_cond(self, x1: Tensor, jpeg_quality: Tensor | None = None) -> Tensor | None:
+        """The network's cond input for x1 [B, 3, H, W] (models/condition.py). A network told
+        the JPEG quality is told `jpeg_quality` ([B]), else UNKNOWN_JPEG_QUALITY (for checks
+        and timings; restore says each picture's)."""
+        if self.condition and jpeg_quality is None:
+            jpeg_quality = torch.full((x1.shape[0],), float(UNKNOWN_JPEG_QUALITY))
+        return network_cond(
+            x1, cond_x1=self.cond_x1, condition=self.condition, jpeg_quality=jpeg_quality
+        )
+
+    def expected_inputs(self) -> int:
+        """The network's input channels: x_t's, x1's when cond_x1, then the condition's."""
+        planes = self.config.out_channels * (2 if self.cond_x1 else 1)
+        return planes + CONDITIONS.get(self.condition, 0)
 
     def _family(self) -> str | None:
         try:
@@ -183,6 +213,7 @@ class CheckpointMeta:
             "clip_denoise": bool,
             "start": str,
             "degradation": str,
+            "condition": str,
             "licence": str,
             "provenance": str,
             "training": dict,

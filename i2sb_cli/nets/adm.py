@@ -136,7 +136,13 @@ class UNetConfig:
     @property
     def conditioned(self) -> bool:
         """True when the net also takes the degraded image x1 as input (I2SB `cond_x1`)."""
-        return self.in_channels == 2 * self.out_channels
+        return self.in_channels >= 2 * self.out_channels
+
+    @property
+    def cond_channels(self) -> int:
+        """The channels of the cond input: x1's, then any planes a checkpoint's condition adds
+        (models/condition.py); 0 for an unconditioned net."""
+        return self.in_channels - self.out_channels if self.conditioned else 0
 
     @property
     def upsample_heads(self) -> int:
@@ -389,7 +395,8 @@ class ADMUNet(nn.Module):
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x: [B, C, H, W] state x_t; t: [B] or scalar float time levels; cond: [B, C, H, W] x1.
+        """x: [B, C, H, W] state x_t; t: [B] or scalar float time levels; cond: [B, C', H, W],
+        x1 and any planes of the checkpoint's condition (C' = config.cond_channels).
 
         Returns the network output [B, out_channels, H, W] (I2SB: (x_t - x0) / std_fwd[n]).
         """
@@ -425,10 +432,9 @@ class ADMUNet(nn.Module):
         if not c.conditioned and cond is not None:
             raise ValueError("this network is not conditioned: cond must be None")
         if cond is not None:
-            if cond.shape != x.shape:
-                raise ValueError(
-                    f"cond shape {tuple(cond.shape)} differs from x shape {tuple(x.shape)}"
-                )
+            expected = (x.shape[0], c.cond_channels, *x.shape[2:])
+            if tuple(cond.shape) != expected:
+                raise ValueError(f"cond shape {tuple(cond.shape)} is not {expected}")
             x = torch.cat([x, cond], dim=1)  # x_t first, then x1, as in I2SB's Image256Net
         if x.shape[1] != c.in_channels:
             raise ValueError(f"expected {c.in_channels} input channels, got {x.shape[1]}")

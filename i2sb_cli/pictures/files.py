@@ -53,7 +53,9 @@ __all__ = [
     "ALPHA_FORMATS",
     "FORMATS",
     "JPEG_QUALITY",
+    "MaskLevels",
     "Picture",
+    "alpha_levels",
     "atomic_write",
     "colour_rgb",
     "default_max_pixels",
@@ -61,6 +63,7 @@ __all__ = [
     "format_of",
     "hole_of",
     "mask_from_alpha",
+    "mask_levels",
     "picture_pixels",
     "pixel_levels",
     "read_image",
@@ -86,6 +89,7 @@ ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _EXIF_TEXT_FORMATS = frozenset({"JPEG", "WEBP", "TIFF"})
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights of Pillow's own conversion to grey
+_FLAT = 2 / 255  # the colour spread of a mask of "one colour"
 
 
 @dataclass(frozen=True)
@@ -319,14 +323,48 @@ def read_mask(
 def hole_of(mask: Picture, *, threshold: float = 0.5, invert: bool = False) -> Tensor:
     """The hole a decoded mask picture marks, as read_mask reads a mask file ([1, 1, H, W] of
     {0, 1}, 1 = hole): for masks that come decoded (the Python API's PIL images)."""
+    # A tiny margin below the threshold: 8-bit level 128 is 0.50196, but float rounding
+    # through [-1, 1] and the luma weights may land a hair under it.
+    return (mask_levels(mask, invert=invert).level >= threshold - 1e-6).float()
+
+
+@dataclass(frozen=True)
+class MaskLevels:
+    """How much of a hole each pixel of a mask marks, and what marks it. A mask painted with a
+    soft brush, or saved as JPEG, has levels between none and full at its edges."""
+
+    level: Tensor
+    """float32 [1, 1, H, W] in [0, 1]: 1 = fully hole."""
+    marked_by: str
+    """"white", "black" (inverted), "transparency" or "opacity" (inverted)."""
+
+    @property
+    def soft(self) -> bool:
+        """Whether some pixel lies between the mask's lowest and highest levels: an edge drawn
+        soft or compressed, not where exactly the hole ends (a mask of two levels, as programs
+        write them, says exactly)."""
+        low, high = self.level.amin(), self.level.amax()
+        return bool(((self.level > low) & (self.level < high)).any())
+
+
+def mask_levels(mask: Picture, *, invert: bool = False) -> MaskLevels:
+    """What a decoded mask picture marks. White marks the hole, by its grey level (transparent
+    pixels counting as black); a mask of one colour whose transparency varies (an opaque layer
+    with the hole erased) marks it by its transparency. `invert` makes black, or opacity, the
+    hole."""
     rgb = mask.pixels.add(1).div(2)
+    if mask.alpha is not None and _one_colour(rgb, mask.alpha):
+        return alpha_levels(mask.alpha, invert=invert)
     luma = sum(w * rgb[:, c : c + 1] for c, w in enumerate(_LUMA))
     if mask.alpha is not None:
         luma = luma * mask.alpha
-    # A tiny margin below the threshold: 8-bit level 128 is 0.50196, but float rounding
-    # through [-1, 1] and the luma weights may land a hair under it.
-    hole = luma >= threshold - 1e-6
-    return (hole != invert).float()
+    return MaskLevels(1 - luma, "black") if invert else MaskLevels(luma, "white")
+
+
+def alpha_levels(alpha: Tensor, *, invert: bool = False) -> MaskLevels:
+    """What a picture's transparency marks ([1, 1, H, W] alpha): transparent = hole, or
+    opaque = hole with `invert`."""
+    return MaskLevels(alpha, "opacity") if invert else MaskLevels(1 - alpha, "transparency")
 
 
 def pixel_levels(pixels: Tensor, depth: int = 8) -> np.ndarray:
@@ -343,6 +381,16 @@ def mask_from_alpha(alpha: Tensor, *, threshold: float = 0.5, invert: bool = Fal
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _one_colour(rgb: Tensor, alpha: Tensor) -> bool:
+    """Whether a mask's transparency varies under one colour (every pixel's, the transparent
+    ones' too, equal within two levels), so that only the transparency can mark the hole.
+    White strokes on a layer whose transparent pixels are stored black are not of one colour:
+    their white marks the hole."""
+    if alpha.amin() == alpha.amax():
+        return False
+    return bool((rgb.amax((-2, -1)) - rgb.amin((-2, -1))).max() <= _FLAT)
 
 
 def _check_options(bit_depth: int | None, quality: int | None) -> None:

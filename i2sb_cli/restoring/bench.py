@@ -290,7 +290,7 @@ class Runner:
             self.steps,
             ot_ode=model.meta.ot_ode,
             noise=per_image_noise(generators),
-            cond=self.x1 if model.meta.cond_x1 else None,
+            cond=model.meta.network_cond(self.x1),
         )
         self.timer.sync()
         return time.perf_counter() - start, self.timer.total

@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..models.checkpoint import CheckpointMeta
 from ..runtime.metadata import default_tile
 from ..runtime.torch_backend import LoadedModel
-from .start import Upscale, classical_degradation, make_x1, start_of
+from .start import Upscale, classical_degradation, make_x1, model_start
 
 MAX_STAGES = 4
 """A longer chain is a mistake: each stage costs a model's memory and its network calls."""
@@ -248,7 +248,7 @@ def make_stage(
         detail=sampling.detail,
         ensemble=sampling.ensemble,
         classical=classical_degradation(meta.start, meta.degradation, spec.task),
-        start=start_of(meta.start),
+        start=model_start(model),
         model_sha256=model_sha256,
         tile=tile,
         tile_overlap=min(64, tile // 4) if tile_overlap is None else tile_overlap,

@@ -14,9 +14,10 @@ its existence says the picture is done.
 
 A chain (`then`: the stages after the first, chain.py) samples each picture's result again with
 the next stage's model. After the last stage the result is resized to `outscale` times the
-input's size when asked (pictures/resize.py). An inpainting mask of another size than its
-picture is resized to it (nearest neighbour), grown by `mask_dilate` pixels before the bridge
-sees it, and the restored hole fades into the original over `mask_feather` pixels at its border.
+input's size when asked (pictures/resize.py). An inpainting hole is cut from its mask as
+holes.py says (threshold, growth, a mask of another size); only the region around it is sampled
+(crop.py), and the restored hole fades into the original over `mask_feather` pixels at its
+border.
 """
 
 import dataclasses
@@ -32,23 +33,27 @@ import torch
 from torch import Tensor
 
 from ..bridge import StepInfo, mirror_ensemble, nfe_steps, per_image_noise, sample
-from ..degrade.masks import dilate_mask, feather_weights, resize_mask
+from ..degrade.masks import feather_weights
 from ..errors import I2SBError, ImageError, OutputExistsError, UsageError
 from ..pictures.files import (
     ALPHA_FORMATS,
+    MaskLevels,
     Picture,
+    alpha_levels,
     atomic_write,
     encode_image,
     format_of,
-    mask_from_alpha,
+    mask_levels,
     read_image,
-    read_mask,
     write_image,
 )
 from ..pictures.inputs import STDIO, InputFile
 from ..pictures.resize import check_outscale, resize_pixels, scaled_size
 from ..runtime.torch_backend import LoadedModel
 from .chain import Stage, StageRecord, stage_input
+from .crop import CONTEXT, Box, crop_noise, hole_box
+from .holes import Hole, HoleRule, cut_hole, fit_mask
+from .quality import ToldQuality, check_jpeg_quality, told_quality
 from .spread import heat_map, spread
 from .start import Upscale, make_x1
 from .tiling import tiled
@@ -78,7 +83,8 @@ class RestoreSettings:
     """Tiles per network call."""
     upsampled: bool = False
     overwrite: bool = False
-    mask_threshold: float = 0.5
+    mask_threshold: float | None = None
+    """The level from which a mask's pixel is a hole (None: holes.MASK_THRESHOLD)."""
     invert_mask: bool = False
     max_pixels: int | None = None
     """Pictures and masks larger than this are refused (None: Pillow's bomb guard)."""
@@ -102,18 +108,28 @@ class RestoreSettings:
     """Restorations per picture; above 1, each written with `_s{k}`, and their spread map."""
     outscale: float | None = None
     """The output's size as a factor of the input's (None: the model's own scale)."""
-    mask_dilate: int = 0
-    """Pixels by which an inpainting hole grows before it is restored (a disc)."""
+    mask_dilate: int | None = None
+    """Pixels by which an inpainting hole grows before it is restored, a disc (None:
+    holes.SOFT_MASK_GROWTH for a mask with soft edges, 0 for one of two levels)."""
     mask_feather: int = 0
     """Pixels over which the restored hole fades into the original at its border."""
+    hole_context: int | None = CONTEXT
+    """Pixels of picture around an inpainting hole's bounding box that the bridge restores
+    with it, the rest being kept (restoring/crop.py); None: the whole picture."""
+    mask_resize: bool = False
+    """Stretch a mask of another shape than its picture to it, rather than refuse it."""
+    jpeg_quality: int | None = None
+    """The JPEG quality to tell a network that asks for it (None: each picture's own,
+    restoring/quality.py)."""
 
     def __post_init__(self) -> None:
         if self.outscale is not None:
             check_outscale(self.outscale)
-        if self.mask_dilate < 0 or self.mask_feather < 0:
+        if (self.mask_dilate or 0) < 0 or self.mask_feather < 0:
             raise UsageError("--mask-dilate and --mask-feather take a number of pixels, 0 or more")
         if self.samples < 1:
             raise UsageError(f"--samples must be at least 1, not {self.samples}")
+        check_jpeg_quality(self.jpeg_quality)
         if self.samples > 1 and self.ot_ode:
             # The OT-ODE draws no noise after its start: its K "samples" would be K copies.
             raise UsageError(
@@ -149,6 +165,10 @@ class Outcome:
     """What each stage did to the picture (sample 0's seeds), when it was restored."""
     jpeg_quality: int | None = None
     """The quality the input JPEG file declares (None for other formats)."""
+    told: ToldQuality | None = None
+    """The JPEG quality a network was told, and whence (models that ask for it)."""
+    hole: HoleRule | None = None
+    """How an inpainted picture's hole was cut from its mask."""
 
 
 @dataclass
@@ -167,6 +187,12 @@ class Prepared:
     seeds: list[list[int]]
     """[stage][sample]."""
     note: str = ""
+    told: ToldQuality | None = None
+    """The JPEG quality the networks that ask for it are told (restoring/quality.py)."""
+    start_seconds: float = 0.0
+    """Seconds that making x1 took (a start network's upscale): part of the picture's time."""
+    hole: HoleRule | None = None
+    """How the inpainting hole was cut from its mask."""
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -317,11 +343,12 @@ class Restorer:
     ) -> Prepared:
         """A decoded picture ready for `sample`. `name` stands for the picture's path relative
         to the input given, which seeds it (image_seed: the same name and seed, the same
-        result). `mask` [1, 1, h, w] is an inpainting hole (1 = hole), resized to the picture
-        when of another size, named `mask_name` in messages; None takes the hole from the
-        picture's transparency."""
-        picture, hole, note = self._hole(picture, mask, mask_name, name)
-        return self._start(picture, hole, name, note)
+        result). `mask` [1, 1, h, w] is an inpainting hole (1 = hole), fitted to the picture
+        as a mask file is (holes.fit_mask), named `mask_name` in messages; None takes the hole
+        from the picture's transparency."""
+        levels = None if mask is None else MaskLevels(mask.float(), "white")
+        picture, hole = self._hole(picture, levels, mask_name, name)
+        return self._start(picture, hole, name)
 
     def sample(self, batch: Sequence[Prepared]) -> Tensor:
         """The restorations [N K, 3, H, W] (in [-1, 1] where inpainted, else unclamped) of
@@ -336,33 +363,26 @@ class Restorer:
         picture = read_image(name, data=job.data, max_pixels=settings.max_pixels)
         mask = None
         if settings.family == "inpaint" and job.mask is not None:
-            mask = read_mask(
-                job.mask,
-                None,
-                threshold=settings.mask_threshold,
-                invert=settings.invert_mask,
-                max_pixels=settings.max_pixels,
-            )
-        picture, hole, note = self._hole(
-            picture, mask, f"the mask {job.mask}", str(job.source.path)
-        )
+            mask_picture = read_image(job.mask, max_pixels=settings.max_pixels)
+            mask = mask_levels(mask_picture, invert=settings.invert_mask)
+        picture, hole = self._hole(picture, mask, f"the mask {job.mask}", str(job.source.path))
         self._check_transparency(job, picture)
-        return self._start(picture, hole, job.source.relative.as_posix(), note)
+        return self._start(picture, hole, job.source.relative.as_posix())
 
     def _hole(
-        self, picture: Picture, mask: Tensor | None, mask_name: str, source: str
-    ) -> tuple[Picture, Tensor | None, str]:
-        """For inpainting: the picture, the hole and a note on the mask. Transparency that
-        marked the hole (no mask, or all inside the mask's hole, as `i2sb degrade` writes it)
-        is filled now; the picture's own is carried through."""
+        self, picture: Picture, mask: MaskLevels | None, mask_name: str, source: str
+    ) -> tuple[Picture, Hole | None]:
+        """For inpainting: the picture and its hole. Transparency that marked the hole (no
+        mask, or all inside the mask's hole, as `i2sb degrade` writes it) is filled now; the
+        picture's own is carried through."""
         if self.settings.family != "inpaint":
-            return picture, None, ""
-        hole, note = self._mask_for(picture, mask, mask_name, source)
-        if picture.alpha is not None and (mask is None or _inside(picture.alpha, hole)):
+            return picture, None
+        hole = self._mask_for(picture, mask, mask_name, source)
+        if picture.alpha is not None and (mask is None or _inside(picture.alpha, hole.mask)):
             picture = dataclasses.replace(picture, alpha=None)
-        return picture, hole, note
+        return picture, hole
 
-    def _start(self, picture: Picture, hole: Tensor | None, name: str, note: str) -> Prepared:
+    def _start(self, picture: Picture, hole: Hole | None, name: str) -> Prepared:
         """The picture's x1 once per sample, and the seeds and generators of each stage and
         sample, from the run's seed and the picture's `name`."""
         settings = self.settings
@@ -371,21 +391,27 @@ class Restorer:
             for stage in range(len(self.stages))
         ]
         generators = [[torch.Generator().manual_seed(seed) for seed in row] for row in seeds]
+        started = time.monotonic()
         x1 = make_x1(
             settings.family,
             picture.pixels,
             upsampled=settings.upsampled,
-            mask=hole,
+            mask=None if hole is None else hole.mask,
             noise=per_image_noise(generators[0][:1]),
             classical=settings.classical,
             start=settings.start,
         )
+        start_seconds = time.monotonic() - started
         # The samples share their start (an inpainting hole's noise is sample 0's, as in a
         # single restoration) and differ by the sampler's noise.
         x1 = x1.expand(settings.samples, -1, -1, -1)
-        if hole is not None:
-            hole = hole.expand(settings.samples, -1, -1, -1)
-        return Prepared(picture, x1, hole, generators, seeds, note)
+        mask = None if hole is None else hole.mask.expand(settings.samples, -1, -1, -1)
+        note = "" if hole is None else hole.note
+        told = None
+        if any(stage.model.meta.condition == "jpeg-quality" for stage in self.stages):
+            told = told_quality(picture, settings.jpeg_quality)
+        rule = None if hole is None else hole.rule
+        return Prepared(picture, x1, mask, generators, seeds, note, told, start_seconds, hole=rule)
 
     def _check_transparency(self, job: Job, picture: Picture) -> None:
         """Refuse, before any sampling, a transparent picture bound for a format that would
@@ -399,42 +425,29 @@ class Restorer:
                 "(e.g. --background white) to lay it over a colour, or write PNG, WebP or TIFF"
             )
 
-    def _mask_for(
-        self, picture: Picture, mask: Tensor | None, named: str, source: str
-    ) -> tuple[Tensor, str]:
-        """The picture's hole (`mask`, or its transparency's), grown by --mask-dilate, and a
-        note when the mask was resized to the picture."""
+    def _mask_for(self, picture: Picture, mask: MaskLevels | None, named: str, source: str) -> Hole:
+        """The picture's hole, cut from `mask` (or from its transparency) as holes.py says."""
         settings = self.settings
-        size = picture.size
-        threshold, invert = settings.mask_threshold, settings.invert_mask
-        note = ""
+        note, marked_in = "", "mask"
         if mask is not None:
-            if tuple(mask.shape[-2:]) != size:
-                (mh, mw), (h, w) = mask.shape[-2:], size
-                note = f"mask {mw}x{mh} resized to the picture's {w}x{h} (nearest neighbour)"
-                mask = resize_mask(mask, size)
+            mask, note = fit_mask(mask, picture.size, stretch=settings.mask_resize, named=named)
         elif picture.alpha is not None:
-            mask = mask_from_alpha(picture.alpha, threshold=threshold, invert=invert)
-            named = f"the transparency of {source}"
+            mask = alpha_levels(picture.alpha, invert=settings.invert_mask)
+            named, marked_in = f"the transparency of {source}", "picture"
         else:
             raise ImageError(
                 "inpainting needs a mask; pass --mask FILE|DIR (white = hole) or give the "
                 "picture an alpha channel (transparent = hole)"
             )
-        if not mask.any():
-            raise ImageError(
-                f"{named} marks no hole, so there is nothing to inpaint "
-                f"(hole: {'below' if invert else 'at or above'} {threshold:g} of white, "
-                "transparent for alpha); check --mask-threshold and --invert-mask"
-            )
-        mask = dilate_mask(mask, settings.mask_dilate)
-        if mask.all():
-            raise ImageError(
-                f"{named} marks the whole picture as hole (after --mask-dilate "
-                f"{settings.mask_dilate}): no pixel is left to fill it from; mark only what to "
-                "remove"
-            )
-        return mask, note
+        hole, rule = cut_hole(
+            mask,
+            source=marked_in,
+            threshold=settings.mask_threshold,
+            dilate=settings.mask_dilate,
+            feather=settings.mask_feather,
+            named=named,
+        )
+        return Hole(hole, rule, note)
 
     def _restore(self, batch: list[tuple[Job, Prepared]]) -> Iterator[Outcome]:
         started = time.monotonic()
@@ -451,17 +464,18 @@ class Restorer:
         for i, (job, item) in enumerate(batch):
             # Row i * k is the picture's sample 0, whose path the trajectory shows.
             path = None if recorder is None else (recorder.start[i * k], recorder.frames[i * k])
-            yield self._write(job, item, x0[i * k : (i + 1) * k], seconds, path)
+            restored = x0[i * k : (i + 1) * k]
+            yield self._write(job, item, restored, seconds + item.start_seconds, path)
 
     def _sample_stages(self, batch: list[Prepared], recorder: TrajectoryRecorder | None) -> Tensor:
         """The batch's results [N K, 3, H, W] on the CPU: the first stage samples the pictures'
         x1, each later one the previous result; then the size --outscale asks for. The
         trajectory (`recorder`) is the last stage's."""
-        x1 = _joined([item.x1 for item in batch])
-        mask = None if batch[0].mask is None else _joined([item.mask for item in batch])
-        x0 = self._sample(0, batch, x1, mask, recorder if len(self.stages) == 1 else None)
-        if mask is not None:
-            x0 = self._composite(batch, x0, mask)
+        first_recorder = recorder if len(self.stages) == 1 else None
+        if batch[0].mask is None:
+            x0 = self._sample(0, batch, _joined([item.x1 for item in batch]), None, first_recorder)
+        else:
+            x0 = self._inpaint(batch, first_recorder)
         for index in range(1, len(self.stages)):
             last = index == len(self.stages) - 1
             x1 = stage_input(self.stages[index], x0)
@@ -470,6 +484,26 @@ class Restorer:
             return x0
         return resize_pixels(x0, scaled_size(batch[0].picture.size, self.settings.outscale))
 
+    def _inpaint(self, batch: list[Prepared], recorder: TrajectoryRecorder | None) -> Tensor:
+        """The first stage's inpaintings [N K, 3, H, W] composited over the originals. Only
+        each picture's region around its hole is sampled (crop.hole_box; the whole picture
+        when a trajectory is recorded, which shows it whole), pictures whose regions have one
+        size together, and pasted into the original."""
+        k = self.settings.samples
+        context = None if recorder is not None else self.settings.hole_context
+        multiple = self.stages[0].model.size_multiple
+        boxes = [hole_box(item.mask[0], context=context, multiple=multiple) for item in batch]
+        restored = torch.cat([item.picture.pixels.expand(k, -1, -1, -1) for item in batch])
+        for size in dict.fromkeys(box.size for box in boxes):
+            group = [i for i, box in enumerate(boxes) if box.size == size]
+            x1 = torch.cat([batch[i].x1[boxes[i].window] for i in group])
+            mask = torch.cat([batch[i].mask[boxes[i].window] for i in group])
+            rows = [boxes[i] for i in group for _ in range(k)]
+            x0 = self._sample(0, [batch[i] for i in group], x1, mask, recorder, rows)
+            for j, i in enumerate(group):
+                restored[i * k : (i + 1) * k][boxes[i].window] = x0[j * k : (j + 1) * k]
+        return self._composite(batch, restored, _joined([item.mask for item in batch]))
+
     def _sample(
         self,
         index: int,
@@ -477,8 +511,10 @@ class Restorer:
         x1: Tensor,
         mask: Tensor | None,
         recorder: TrajectoryRecorder | None,
+        boxes: Sequence[Box] | None = None,
     ) -> Tensor:
-        """Stage `index`'s bridge from x1 [N K, 3, H, W] back to its x0, on the CPU."""
+        """Stage `index`'s bridge from x1 [N K, 3, H, W] back to its x0, on the CPU; x1 may be
+        crops of the pictures, `boxes` (one per row) saying where, for the noise."""
         stage = self.stages[index]
         device = stage.model.device
         x1 = x1.to(device)
@@ -487,15 +523,18 @@ class Restorer:
             # The recorder listens to the sampler's own steps: no extra network call.
             recorder.begin(x1)
             callback = _both(self.on_step, recorder)
+        noise = per_image_noise([g for item in batch for g in item.generators[index]])
+        if boxes is not None:
+            noise = crop_noise(noise, batch[0].x1.shape[-2:], boxes)
         return sample(
             self.denoisers[index],
             x1,
             stage.model.schedule,
             self.steps[index],
             ot_ode=stage.ot_ode,
-            noise=per_image_noise([g for item in batch for g in item.generators[index]]),
+            noise=noise,
             mask=None if mask is None else mask.to(device),
-            cond=x1 if stage.model.meta.cond_x1 else None,
+            cond=stage.model.meta.network_cond(x1, _told_qualities(batch)),
             callback=callback,
             detail=stage.detail,
         ).cpu()
@@ -561,7 +600,7 @@ class Restorer:
         quality = item.picture.jpeg_quality
         return Outcome(
             source, job.output, "restored", item.note, seed, seconds, stages=stages,
-            jpeg_quality=quality,
+            jpeg_quality=quality, told=item.told, hole=item.hole,
         )  # fmt: skip
 
     def _write_samples(self, job: Job, item: Prepared, restored: Tensor, seconds: float) -> Outcome:
@@ -593,6 +632,8 @@ class Restorer:
             spread_mean=float(values.mean()),
             stages=self._records(item),
             jpeg_quality=item.picture.jpeg_quality,
+            told=item.told,
+            hole=item.hole,
         )
 
     def _metadata(self, item: Prepared, k: int) -> dict[str, str]:
@@ -607,12 +648,12 @@ class Restorer:
         metadata["i2sb:seed"] = str(settings.seed)
         if settings.outscale is not None:
             metadata["i2sb:outscale"] = f"{settings.outscale:g}"
-        if settings.mask_dilate:
-            metadata["i2sb:mask-dilate"] = str(settings.mask_dilate)
-        if settings.mask_feather:
-            metadata["i2sb:mask-feather"] = str(settings.mask_feather)
+        if item.hole is not None:
+            metadata |= item.hole.metadata()
         if item.picture.jpeg_quality is not None:
             metadata["i2sb:input-jpeg-quality"] = str(item.picture.jpeg_quality)
+        if item.told is not None:
+            metadata["i2sb:told-jpeg-quality"] = f"{item.told.quality} ({item.told.source})"
         return metadata
 
     def _records(self, item: Prepared) -> tuple[StageRecord, ...]:
@@ -620,6 +661,15 @@ class Restorer:
             StageRecord(s.model.meta.task, s.model.meta.name, s.model_sha256, s.nfe, seeds[0])
             for s, seeds in zip(self.stages, item.seeds, strict=True)
         )
+
+
+def _told_qualities(batch: list[Prepared]) -> Tensor | None:
+    """[N K] the JPEG quality told for each sample of the batch, or None when none is told."""
+    if batch[0].told is None:
+        return None
+    return torch.tensor(
+        [float(item.told.quality) for item in batch for _ in range(item.x1.shape[0])]
+    )
 
 
 def _joined(tensors: list[Tensor]) -> Tensor:

@@ -5,6 +5,8 @@ noise as the official runner does, a model that declares the start "classical" b
 the classical restoration of its degradation (degrade/baselines.py), and one that names a
 start network (nets/starts.py: Real-ESRGAN x4plus) begins from that network's upscale, so that
 the bridge only refines a picture that is already sharp (two-stage restoration, as DiffBIR's).
+The start runs where the model runs (PyTorch, or ONNX Runtime: runtime/start_export.py), in the
+same tiles here either way.
 """
 
 import functools
@@ -18,6 +20,7 @@ from ..degrade import apply_hole, nearest_upsample4
 from ..degrade.baselines import classical_baseline, low_resolution
 from ..degrade.tasks import TASKS
 from ..nets.starts import START_NETWORKS, load_start
+from ..runtime.torch_backend import LoadedModel
 from .tiling import blend_spans
 
 Upscale = Callable[[Tensor], Tensor]
@@ -68,14 +71,27 @@ def tiled_upscale(net: torch.nn.Module, scale: int, low: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=2)
 def start_upscaler(name: str) -> Upscale:
-    """The named start network as an `Upscale` (loaded once per process)."""
+    """The named start network as an `Upscale` (loaded once per process), in PyTorch."""
     net, info = load_start(name)
+    # oneDNN's CPU convolutions run 20-28 % faster on weights in channels-last order
+    # (Real-ESRGAN x4plus on a 64 x 64 picture, 2 threads: 11.1-13.8 s against 8.0-11.0 s on a
+    # busy machine); the outputs agree within 4e-6.
+    net = net.to(memory_format=torch.channels_last)
     return functools.partial(tiled_upscale, net, info.scale)
 
 
 def start_of(start: str) -> Upscale | None:
     """The start network a checkpoint's `start` names, loaded; None for the other starts."""
     return start_upscaler(start) if start in START_NETWORKS else None
+
+
+def model_start(model: LoadedModel) -> Upscale | None:
+    """The start network `model`'s checkpoint names, in the model's runtime: the one the model
+    brings (ONNX Runtime's, runtime/start_export.py), else PyTorch's; in the same tiles either
+    way, so that both runtimes give the same x1. None for the other starts."""
+    if model.start is None:
+        return start_of(model.meta.start)
+    return functools.partial(tiled_upscale, model.start, START_NETWORKS[model.meta.start].scale)
 
 
 def make_x1(

@@ -11,6 +11,8 @@ asked for:
   fp32 when onnxruntime is installed, its restorations agree with PyTorch's and its network
   calls are faster (agreement.py, checked once per export: 1.5 to 1.8x eager fp32 for the tiny
   UNets, no faster for a patched one), PyTorch otherwise; a file runs by its suffix.
+A checkpoint's start network (nets/starts.py) runs where the model runs: in ONNX Runtime it is
+exported once and cached too (start_export.py), in PyTorch restoring/start.py loads it.
 """
 
 import dataclasses
@@ -84,8 +86,10 @@ def load_model(
         if chosen != "onnxruntime":
             raise UsageError(f"{path} is an ONNX file: run it with --backend onnxruntime")
         from .onnx_backend import load_onnx_model
+        from .start_export import with_onnx_start
 
         model = load_onnx_model(path, spec, clip_denoise=clip_denoise)
+        model = with_onnx_start(model, spec, cache_dir, on_step)
     elif suffix in TORCH_EXPORTS:
         if chosen != "torch":
             raise UsageError(
@@ -109,7 +113,9 @@ def load_model(
     else:
         if on_step is not None:
             on_step(f"running {path.name} in ONNX Runtime (exported to ONNX once, then cached)")
-        return _checkpoint_on_ort(path, spec, precision, compile, clip_denoise, cache_dir, sha256)
+        return _checkpoint_on_ort(
+            path, spec, precision, compile, clip_denoise, cache_dir, sha256, on_step
+        )
     if precision is not None and precision != model.precision:
         raise UsageError(
             f"{path} holds {model.precision} weights; --precision applies to checkpoints "
@@ -154,6 +160,7 @@ def _checkpoint_on_ort_if_same(
     from ..models.checkpoint import read_meta
     from .export import cached_onnx
     from .onnx_backend import load_onnx_model
+    from .start_export import with_onnx_start
 
     read_meta(path)  # a file that is no checkpoint fails here, before any step is announced
     if on_step is not None:
@@ -174,7 +181,8 @@ def _checkpoint_on_ort_if_same(
     if check.use_onnxruntime:
         if candidate is None:
             candidate = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
-        return dataclasses.replace(candidate, notes=(*made, *candidate.notes))
+        candidate = dataclasses.replace(candidate, notes=(*made, *candidate.notes))
+        return with_onnx_start(candidate, device, cache_dir, on_step)
     fallback = reference
     if fallback is None:
         fallback = load_torch_model(path, resolve_device(device), clip_denoise=clip_denoise)
@@ -201,8 +209,9 @@ def _checkpoint_on_ort(
     clip_denoise: bool | None,
     cache_dir: Path | None,
     sha256: str | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> LoadedModel:
-    """The checkpoint's cached ONNX export in ONNX Runtime."""
+    """The checkpoint's cached ONNX export in ONNX Runtime, with its start network there too."""
     if compile:
         raise UsageError("--compile is torch.compile: it applies to --backend torch only")
     if precision not in (None, "fp32", "fp16"):
@@ -212,10 +221,11 @@ def _checkpoint_on_ort(
         raise UsageError("--precision fp16 needs a CUDA GPU: add --device cuda, or use fp32")
     from .export import cached_onnx
     from .onnx_backend import load_onnx_model
+    from .start_export import with_onnx_start
 
     onnx_path, note = cached_onnx(
         path, fp16=precision == "fp16", cache_dir=cache_dir, sha256=sha256
     )
     model = load_onnx_model(onnx_path, device, clip_denoise=clip_denoise)
     notes = (note, *model.notes) if note else model.notes
-    return dataclasses.replace(model, notes=notes)
+    return with_onnx_start(dataclasses.replace(model, notes=notes), device, cache_dir, on_step)

@@ -90,7 +90,7 @@ def _restore(model: LoadedModel, x1: Tensor, nfe: int, ot_ode: bool) -> Tensor:
         steps,
         ot_ode=ot_ode,
         noise=per_image_noise([torch.Generator().manual_seed(0)]),
-        cond=x1 if model.meta.cond_x1 else None,
+        cond=model.meta.network_cond(x1),
     )
     return ((restored.float().cpu().clamp(-1, 1) + 1) * 127.5).round()
 
@@ -121,7 +121,7 @@ def call_ms(model: LoadedModel) -> float:
     SPEED_SIDE picture: the minimum, the figure least disturbed by other work on the machine."""
     x = _test_picture(model, SPEED_SIDE).to(model.device)
     n = model.schedule.interval // 2
-    cond = x if model.meta.cond_x1 else None
+    cond = model.meta.network_cond(x)
     timings = []
     for _ in range(TIMED_CALLS + 1):
         started = time.perf_counter()

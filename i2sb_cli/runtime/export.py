@@ -142,7 +142,8 @@ def _example(meta: CheckpointMeta, device: torch.device) -> tuple[Tensor, ...]:
     side = 2 * max(meta.config.size_multiple, 16)
     x = torch.randn(2, meta.config.out_channels, side, side, device=device)
     t = torch.tensor([0.3, 0.7], device=device) * meta.interval
-    return (x, t, x.clone()) if meta.cond_x1 else (x, t)
+    cond = meta.network_cond(x.clone())
+    return (x, t) if cond is None else (x, t, cond)
 
 
 def _torch_export(program: ExportNet, meta: CheckpointMeta, device: torch.device):
@@ -218,7 +219,7 @@ def parity_inputs(meta: CheckpointMeta) -> list[tuple[Tensor, Tensor, Tensor | N
         for t in times:
             shape = (batch, meta.config.out_channels, height, width)
             x = torch.randn(shape, generator=generator)
-            cond = torch.rand(shape, generator=generator) * 2 - 1 if meta.cond_x1 else None
+            cond = meta.network_cond(torch.rand(shape, generator=generator) * 2 - 1)
             cases.append((x, torch.full((batch,), t), cond))
     return cases
 

@@ -57,6 +57,7 @@ def export_metadata(meta: CheckpointMeta, *, fmt: str, precision: str, device: s
         "i2sb.beta_max": repr(float(meta.beta_max)),
         "i2sb.ot_ode": json.dumps(meta.ot_ode),
         "i2sb.cond_x1": json.dumps(meta.cond_x1),
+        "i2sb.condition": meta.condition,
         "i2sb.interval": str(meta.interval),
         "i2sb.t0": repr(float(meta.t0)),
         "i2sb.t1": repr(float(meta.t1)),
@@ -71,12 +72,27 @@ def export_metadata(meta: CheckpointMeta, *, fmt: str, precision: str, device: s
         "i2sb.precision": precision,
         "i2sb.device": device,
         "i2sb.inputs": inputs,
-        "i2sb.input_layout": "x_t, x1: float32 [B, 3, H, W] in [-1, 1]; t: float32 [B], "
-        "the time level noise_levels[n] = (t0 + (t1 - t0) n / (interval - 1)) * interval",
+        "i2sb.input_layout": _layout(meta),
         "i2sb.output": "float32 [B, 3, H, W]: (x_t - x0) / std_fwd[n]",
         "i2sb.licence": meta.licence,
         "i2sb.exported_by": f"i2sb {__version__}, torch {torch.__version__}",
     }
+
+
+def _layout(meta: CheckpointMeta) -> str:
+    x1 = "x1: float32 [B, 3, H, W] in [-1, 1]"
+    if meta.condition == "jpeg-quality":
+        x1 = (
+            "x1: float32 [B, 4, H, W], the degraded picture in [-1, 1] and a constant plane "
+            "q / 50 - 1 of its JPEG quality q"
+        )
+    times = (
+        "t: float32 [B], the time level noise_levels[n] = (t0 + (t1 - t0) n / (interval - 1)) "
+        "* interval"
+    )
+    if not meta.cond_x1:
+        return f"x_t: float32 [B, 3, H, W] in [-1, 1]; {times}"
+    return f"x_t: float32 [B, 3, H, W] in [-1, 1]; {x1}; {times}"
 
 
 def read_metadata(props: Mapping[str, str], *, source: str) -> ExportInfo:

@@ -85,15 +85,19 @@ class OnnxNet:
         return out
 
 
-def open_onnx(
-    path: Path, device: str | torch.device = "auto", *, threads: int | None = None
-) -> tuple[OnnxNet, list[str]]:
-    """A session on the best provider `device` allows, and notes about fallbacks taken."""
-    ort = import_ort()
-    spec = str(device)
+def _wants_cuda(ort: Any, spec: str) -> tuple[bool, int]:
+    """Whether `--device spec` asks for ORT's CUDA provider (auto: where it is listed), and
+    which GPU."""
     auto_cuda = spec == "auto" and CUDA in ort.get_available_providers()
-    want_cuda = spec.startswith("cuda") or auto_cuda
     index = (torch.device(spec).index or 0) if spec.startswith("cuda") else 0
+    return spec.startswith("cuda") or auto_cuda, index
+
+
+def open_session(path: Path, spec: str, *, threads: int | None = None) -> Any:
+    """A session on `path` with i2sb's options, on the CUDA provider where `--device spec`
+    asks for it and on the CPU's otherwise (ORT falls back to the CPU on its own)."""
+    ort = import_ort()
+    want_cuda, index = _wants_cuda(ort, spec)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -117,6 +121,16 @@ def open_onnx(
         raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({first})") from None
     finally:
         ort.set_default_logger_severity(2)
+    return session
+
+
+def open_onnx(
+    path: Path, device: str | torch.device = "auto", *, threads: int | None = None
+) -> tuple[OnnxNet, list[str]]:
+    """A session on the best provider `device` allows, and notes about fallbacks taken."""
+    spec = str(device)
+    session = open_session(path, spec, threads=threads)
+    want_cuda, index = _wants_cuda(import_ort(), spec)
     info = read_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     notes: list[str] = []
     on_cuda = session.get_providers()[0] == CUDA

@@ -12,11 +12,12 @@ Fast paths, each on by default only where it was measured faster (README "Speed"
   opt-in because it changes the numbers (benchmarks/cpu.md).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..bridge import Denoise, Schedule, make_schedule
 from ..errors import UsageError
@@ -42,6 +43,10 @@ class LoadedModel:
     precision: str = "fp32"
     notes: tuple[str, ...] = ()
     """One-line remarks for the user (a fallback taken, an export cached), printed by the CLI."""
+    start: Callable[[Tensor], Tensor] | None = None
+    """The start network its checkpoint names (nets/starts.py), in this runtime where that is
+    not PyTorch (start_export.py: ONNX Runtime), untiled: [B, 3, h, w] to [B, 3, 4h, 4w] in
+    [-1, 1]. None: PyTorch runs it (restoring/start.py), or the checkpoint names none."""
 
 
 def resolve_device(spec: str) -> torch.device:

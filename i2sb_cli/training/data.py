@@ -7,12 +7,13 @@ degraded crop, so that a degradation can see more of the picture than the networ
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..degrade import Operator, apply_hole, get_operator, nearest_upsample4
+from ..degrade import Degraded, Operator, apply_hole, get_operator, nearest_upsample4
 from ..degrade.baselines import classical_baseline
 from ..degrade.tasks import FAMILIES, TASKS
 from ..errors import UsageError
@@ -79,6 +80,37 @@ def schedule_defaults(task: str) -> tuple[float, bool]:
     return first.beta_max, first.ot_ode
 
 
+class TrainingBatch(NamedTuple):
+    """Clean pictures and what the network is given for them, [B, C, H, W] in [-1, 1]."""
+
+    x0: Tensor
+    x1: Tensor
+    mask: Tensor | None
+    """[B, 1, H, W], 1 = hole, for inpainting."""
+    jpeg_quality: Tensor | None
+    """[B] the quality each degraded picture's JPEG declares (jpeg family), else None."""
+
+
+class DegradedBatch(NamedTuple):
+    """What a `Degrader` makes of clean pictures."""
+
+    x1: Tensor
+    mask: Tensor | None
+    """[B, 1, H, W], 1 = hole, for inpainting."""
+    jpeg_quality: Tensor | None
+    """[B] the quality each picture's last JPEG declares, for the jpeg family (what restore
+    reads back from a file and tells a jpeg-quality network)."""
+
+
+def declared_quality(operator: Operator, degraded: Degraded) -> int:
+    """The quality the JPEG of `degraded` declares: the last one a real-world recipe saved, or
+    the operator's own (jpeg-Q)."""
+    quality = degraded.details.get("jpeg_quality", operator.params.get("quality"))
+    if not isinstance(quality, int):
+        raise ValueError(f"{operator.name} saved no JPEG")
+    return quality
+
+
 class Degrader:
     """The network input x1 (and the hole mask) of clean batches, degraded on the fly.
 
@@ -113,36 +145,40 @@ class Degrader:
     def tasks(self) -> list[str]:
         return [op.name for op in self.operators]
 
-    def __call__(self, x0: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
-        """(x1, mask or None) for clean pictures x0 [B, 3, H, W] in [-1, 1], on x0's device."""
+    def __call__(self, x0: Tensor, generator: torch.Generator) -> DegradedBatch:
+        """x1 (and mask, JPEG qualities) for clean pictures x0 [B, 3, H, W] in [-1, 1], on x0's
+        device."""
         choice = torch.randint(len(self.operators), (x0.shape[0],), generator=generator)
         x1 = torch.empty_like(x0)
         mask = torch.zeros_like(x0[:, :1]) if self.family == "inpaint" else None
+        quality = torch.zeros(x0.shape[0]) if self.family == "jpeg" else None
         for k in range(len(self.operators)):
             index = (choice == k).nonzero().flatten().tolist()
             if index:
-                degraded, hole = self.degrade(k, x0[index], generator)
-                x1[index] = degraded
-                if mask is not None and hole is not None:
-                    mask[index] = hole
-        return x1, mask
+                part = self.degrade(k, x0[index], generator)
+                x1[index] = part.x1
+                if mask is not None and part.mask is not None:
+                    mask[index] = part.mask
+                if quality is not None and part.jpeg_quality is not None:
+                    quality[index] = part.jpeg_quality
+        return DegradedBatch(x1, mask, quality)
 
-    def degrade(
-        self, k: int, x0: Tensor, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor | None]:
-        """(x1, mask or None) of pictures x0 under the k-th task."""
+    def degrade(self, k: int, x0: Tensor, generator: torch.Generator) -> DegradedBatch:
+        """x1 (and mask, JPEG qualities) of pictures x0 under the k-th task."""
         operator = self.operators[k]
         height, width = x0.shape[-2:]
         if operator.family != "inpaint":
-            degraded = quantize8(self._apply(operator, x0, generator))
+            degraded, quality = self._apply(operator, x0, generator)
+            degraded = quantize8(degraded)
             if self.start is not None:
                 upscaled = [make_x1("sr4x", small[None], start=self.start) for small in degraded]
-                return torch.cat(upscaled)[..., :height, :width], None
+                return DegradedBatch(torch.cat(upscaled)[..., :height, :width], None, None)
             if self.classical:
-                return self._classical(operator.name, degraded, (height, width), None), None
+                restored = self._classical(operator.name, degraded, (height, width), None)
+                return DegradedBatch(restored, None, quality)
             if operator.family == "sr4x":
                 degraded = nearest_upsample4(degraded)[..., :height, :width]
-            return degraded, None
+            return DegradedBatch(degraded, None, quality)
         holes = []
         for picture in x0.split(1):
             seed = int(torch.randint(2**62, (), generator=generator))
@@ -150,18 +186,30 @@ class Degrader:
         mask = torch.cat(holes)
         if self.classical:
             known = quantize8(apply_hole(x0, mask))
-            return self._classical(operator.name, known, (height, width), mask), mask
+            return DegradedBatch(
+                self._classical(operator.name, known, (height, width), mask), mask, None
+            )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        return (1 - mask) * quantize8(x0) + mask * noise, mask
+        return DegradedBatch((1 - mask) * quantize8(x0) + mask * noise, mask, None)
 
     @staticmethod
-    def _apply(operator: Operator, x0: Tensor, generator: torch.Generator) -> Tensor:
-        """The operator's picture for x0; a seeded operator draws a seed per picture."""
+    def _apply(
+        operator: Operator, x0: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor | None]:
+        """The operator's picture for x0 and, for the jpeg family, each picture's declared
+        quality; a seeded operator draws a seed per picture."""
         if not operator.seeded:
-            return operator(x0).picture
+            degraded = operator(x0)
+            if operator.family != "jpeg":
+                return degraded.picture, None
+            quality = declared_quality(operator, degraded)
+            return degraded.picture, torch.full((x0.shape[0],), float(quality))
         seeds = torch.randint(2**62, (x0.shape[0],), generator=generator).tolist()
-        pictures = [operator(p, seed=s).picture for p, s in zip(x0.split(1), seeds, strict=True)]
-        return torch.cat(pictures)
+        results = [operator(p, seed=s) for p, s in zip(x0.split(1), seeds, strict=True)]
+        pictures = torch.cat([r.picture for r in results])
+        if operator.family != "jpeg":
+            return pictures, None
+        return pictures, torch.tensor([float(declared_quality(operator, r)) for r in results])
 
     @staticmethod
     def _classical(

@@ -21,6 +21,7 @@ from ..errors import UsageError
 from ..pictures.files import mask_from_alpha, read_image, write_image
 from ..pictures.inputs import collect_inputs
 from ..restoring.start import Upscale, make_x1
+from .data import TrainingBatch
 
 
 def _levels(pixels: Tensor) -> Tensor:
@@ -37,6 +38,8 @@ class Pair:
     mask: Tensor | None
     """uint8 [1, H, W], 1 = hole (inpainting)."""
     scale: int
+    jpeg_quality: int | None
+    """The quality the degraded file declares (a JPEG file), else None."""
 
 
 class PairedCrops:
@@ -103,7 +106,7 @@ class PairedCrops:
         x1 = _levels(degraded.pixels)
         if self.start is not None and scale == 4:
             x1, scale = self._started(name, degraded.pixels, (height, width)), 1
-        return Pair(name, _levels(clean), x1, mask, scale)
+        return Pair(name, _levels(clean), x1, mask, scale, degraded.jpeg_quality)
 
     def _started(self, name: str, small: Tensor, size: tuple[int, int]) -> Tensor:
         """The start network's upscale of a pair's small picture (uint8, the clean picture's
@@ -123,27 +126,31 @@ class PairedCrops:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def batch(self, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(x0, x1, mask or None) of `size` random crops, float32 in [-1, 1], x1 at full size."""
-        crops = []
+    @property
+    def without_quality(self) -> list[str]:
+        """The pairs whose degraded picture declares no JPEG quality (it is not a JPEG file)."""
+        return [pair.name for pair in self.pairs if pair.jpeg_quality is None]
+
+    def batch(self, size: int, generator: torch.Generator) -> TrainingBatch:
+        """`size` random crops, float32 in [-1, 1], x1 at full size."""
+        crops, pairs = [], []
         for index in torch.randint(len(self.pairs), (size,), generator=generator).tolist():
             pair = self.pairs[index]
+            pairs.append(pair)
             s, (height, width) = pair.scale, pair.clean.shape[-2:]
             # Corners on multiples of the scale, so a low-res pixel covers whole 4x4 cells.
             top = int(torch.randint((height - self.crop) // s + 1, (), generator=generator)) * s
             left = int(torch.randint((width - self.crop) // s + 1, (), generator=generator)) * s
             flip = bool(torch.rand((), generator=generator) < 0.5)
             crops.append(self._crop(pair, top, left, flip))
-        return self._finish(crops, generator)
+        return self._finish(crops, pairs, generator)
 
-    def centre(
-        self, index: int, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    def centre(self, index: int, generator: torch.Generator) -> TrainingBatch:
         """The centre crop of pair `index`, as a batch of one (for validation)."""
         pair = self.pairs[index]
         s, (height, width) = pair.scale, pair.clean.shape[-2:]
         top, left = (height - self.crop) // 2 // s * s, (width - self.crop) // 2 // s * s
-        return self._finish([self._crop(pair, top, left, False)], generator)
+        return self._finish([self._crop(pair, top, left, False)], [pair], generator)
 
     def _crop(self, pair: Pair, top: int, left: int, flip: bool) -> tuple[Tensor, ...]:
         s, crop, small = pair.scale, self.crop, -(-self.crop // pair.scale)
@@ -161,12 +168,16 @@ class PairedCrops:
         return x0, x1, mask.float()
 
     def _finish(
-        self, crops: list[tuple[Tensor, ...]], generator: torch.Generator
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        self, crops: list[tuple[Tensor, ...]], pairs: list[Pair], generator: torch.Generator
+    ) -> TrainingBatch:
         x0 = torch.stack([c[0] for c in crops]) / 127.5 - 1
         x1 = torch.stack([c[1] for c in crops]) / 127.5 - 1
+        qualities = [pair.jpeg_quality for pair in pairs]
+        quality = None
+        if self.family == "jpeg" and None not in qualities:
+            quality = torch.tensor(qualities, dtype=torch.float32)
         if self.family != "inpaint":
-            return x0, x1, None
+            return TrainingBatch(x0, x1, None, quality)
         mask = torch.stack([c[2] for c in crops])
         noise = torch.randn(x1.shape, generator=generator)
-        return x0, (1 - mask) * x1 + mask * noise, mask
+        return TrainingBatch(x0, (1 - mask) * x1 + mask * noise, mask, None)

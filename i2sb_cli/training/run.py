@@ -89,7 +89,6 @@ class TrainingRun:
             ema_decay=job.ema_decay,
             grad_clip=job.grad_clip,
             ot_ode_share=self.model.ot_ode_share,
-            cond_x1=self.model.cond_x1,
             bf16=_precision(job.precision, device),
         )
         self.schedule = make_schedule(self.model.beta_max)
@@ -115,6 +114,7 @@ class TrainingRun:
         return {
             "config": m.config.to_dict(),
             "cond_x1": m.cond_x1,
+            "condition": m.condition,
             "task": m.task,
             "tasks": list(self.job.tasks),
             "beta_max": m.beta_max,
@@ -131,9 +131,13 @@ class TrainingRun:
                 self.say(f"no saved state at {self.state_path}: starting afresh")
             return 0
         saved = read_header(self.state_path)
-        # States written before "start" existed trained on the paper's x1, and those before
-        # "ot_ode_share" for their one sampler.
-        before = {"start": "degraded", "ot_ode_share": float(saved["run"].get("ot_ode", False))}
+        # States written before "start" existed trained on the paper's x1, those before
+        # "ot_ode_share" for their one sampler, those before "condition" with none.
+        before = {
+            "start": "degraded",
+            "ot_ode_share": float(saved["run"].get("ot_ode", False)),
+            "condition": "",
+        }
         changed = [k for k, v in self.run_info().items() if saved["run"].get(k, before.get(k)) != v]
         if changed:
             raise UsageError(
@@ -212,6 +216,7 @@ class TrainingRun:
             beta_max=m.beta_max,
             ot_ode=m.ot_ode,
             cond_x1=m.cond_x1,
+            condition=m.condition,
             default_nfe=job.default_nfe,
             start=m.start,
             degradation=m.degradation,
@@ -251,6 +256,7 @@ class TrainingRun:
                 nfe=self.job.val_nfe or self.job.default_nfe,
                 ot_ode=self.model.ot_ode,
                 cond_x1=self.model.cond_x1,
+                condition=self.model.condition,
                 seed=self.job.seed,
             ),
         }

@@ -17,6 +17,7 @@ from ..degrade import get_operator
 from ..degrade.tasks import FAMILIES, TASKS
 from ..errors import CheckpointError, UsageError
 from ..models.checkpoint import STARTS, load_checkpoint
+from ..models.condition import CONDITIONS, network_cond
 from ..models.registry import resolve_model
 from ..nets.adm import UNetConfig, preset
 from ..nets.starts import START_NETWORKS
@@ -38,6 +39,9 @@ class TrainJob:
     config_json: str | None = None
     init: str | None = None
     cond_x1: bool | None = None
+    condition: str | None = None
+    """What the network is told besides x1 (CheckpointMeta.condition); None: --init's, else
+    nothing. An --init without it gains it, its new input weighed zero at first."""
     beta_max: float | None = None
     ot_ode: bool | None = None
     ot_ode_share: float | None = None
@@ -78,6 +82,7 @@ class Model:
 
     config: UNetConfig
     cond_x1: bool
+    condition: str
     task: str
     """The checkpoint's task: a paper task or a family name."""
     family: str
@@ -135,6 +140,33 @@ def _custom_config(text: str, base_preset: str, cond_x1: bool) -> UNetConfig:
         raise UsageError(f"--config: {exc}") from None
 
 
+def _with_condition(config: UNetConfig, condition: str) -> UNetConfig:
+    if condition not in CONDITIONS:
+        raise UsageError(
+            f"--condition must be one of {', '.join(c for c in CONDITIONS if c)}, not {condition!r}"
+        )
+    planes = CONDITIONS[condition]
+    return UNetConfig.from_dict({**config.to_dict(), "in_channels": config.in_channels + planes})
+
+
+def _told_more(
+    init: str, before: str, condition: str, net: torch.nn.Module
+) -> tuple[UNetConfig, dict[str, Tensor]]:
+    """The --init network given the inputs of `condition` as well: its first convolution
+    gains zero weights for them (the new planes come last, models/condition.py), so that it
+    starts out computing exactly what --init computed and learns to use what it is told."""
+    if before:
+        raise UsageError(f"--init {init} is told {before!r}; it cannot be retrained without it")
+    config = _with_condition(net.config, condition)
+    weights = dict(net.state_dict())
+    stem = weights["input_blocks.0.0.weight"]  # [C, in_channels * p^2, 3, 3]
+    added = (config.in_channels - net.config.in_channels) * config.patch_size**2
+    weights["input_blocks.0.0.weight"] = torch.cat(
+        [stem, stem.new_zeros(stem.shape[0], added, *stem.shape[2:])], dim=1
+    )
+    return config, weights
+
+
 def resolve_network(job: TrainJob) -> Model:
     """Architecture, initial weights and schedule of the run."""
     task = checkpoint_task(job.tasks)
@@ -153,13 +185,25 @@ def resolve_network(job: TrainJob) -> Model:
         config, cond_x1, source = meta.config, meta.cond_x1, f"init:{meta.name}"
         start = job.start or meta.start
         init_weights = net.state_dict()
-    elif job.config_json is not None:
-        config, source = _custom_config(job.config_json, job.preset or "tiny", cond_x1), "config"
+        condition = meta.condition if job.condition is None else job.condition
+        if condition != meta.condition:
+            config, init_weights = _told_more(job.init, meta.condition, condition, net)
     else:
-        try:
-            config, source = preset(job.preset or "tiny", conditioned=cond_x1), job.preset or "tiny"
-        except ValueError as exc:
-            raise UsageError(f"--preset: {exc}") from None
+        condition = job.condition or ""
+        if job.config_json is not None:
+            config = _custom_config(job.config_json, job.preset or "tiny", cond_x1)
+            source = "config"
+        else:
+            try:
+                config, source = (
+                    preset(job.preset or "tiny", conditioned=cond_x1),
+                    job.preset or "tiny",
+                )
+            except ValueError as exc:
+                raise UsageError(f"--preset: {exc}") from None
+        config = _with_condition(config, condition)
+    if condition and (not cond_x1 or family_of_task(task) != "jpeg"):
+        raise UsageError(f"--condition {condition} is for networks of the jpeg family given x1")
     if start not in STARTS:
         raise UsageError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
     if start == "classical" and job.pairs is not None:
@@ -181,6 +225,7 @@ def resolve_network(job: TrainJob) -> Model:
     return Model(
         config=config,
         cond_x1=cond_x1,
+        condition=condition,
         task=task,
         family=family_of_task(task),
         beta_max=job.beta_max if job.beta_max is not None else beta_max,
@@ -198,9 +243,16 @@ def paired_crops(clean: Path, degraded: Path, model: Model, crop: int) -> Paired
     folder (DEGRADED.x1-NAME), so that later runs and resumes read them back."""
     start = start_of(model.start)
     cache = degraded.parent / f"{degraded.name}.x1-{model.start}" if start else None
-    return PairedCrops(
+    pairs = PairedCrops(
         clean, degraded, family=model.family, crop=crop, start=start, start_cache=cache
     )
+    unknown = pairs.without_quality if model.condition == "jpeg-quality" else []
+    if unknown:
+        raise UsageError(
+            f"pair {unknown[0]}: a network told the JPEG quality trains on degraded JPEG files, "
+            f"which declare it; {degraded} holds {len(unknown)} other files"
+        )
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -217,9 +269,12 @@ def training_data(job: TrainJob, model: Model, device: torch.device) -> Data:
     """The batch source: photos degraded on the fly by the tasks, or pairs of pictures."""
     layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
-    def placed(x0: Tensor, x1: Tensor, mask: Tensor | None):
+    def placed(x0: Tensor, x1: Tensor, mask: Tensor | None, quality: Tensor | None):
         x0, x1 = (x.to(device, memory_format=layout) for x in (x0, x1))
-        return x0, x1, None if mask is None else mask.to(device)
+        cond = network_cond(
+            x1, cond_x1=model.cond_x1, condition=model.condition, jpeg_quality=quality
+        )
+        return x0, x1, None if mask is None else mask.to(device), cond
 
     if job.pairs is not None:
         pairs = paired_crops(*job.pairs, model, job.crop)
@@ -238,10 +293,10 @@ def training_data(job: TrainJob, model: Model, device: torch.device) -> Data:
 
     def batches(generator: torch.Generator):
         x0 = photos.batch(job.batch_size, generator).to(device)
-        x1, mask = degrader(x0, generator)
+        x1, mask, quality = degrader(x0, generator)
         if size > job.crop:
             x0, x1, mask = random_subcrop([x0, x1, mask], job.crop, generator, align=align)
-        return placed(x0, x1, mask)
+        return placed(x0, x1, mask, quality)
 
     described = f"{photos.description} from {job.photos}, degraded by {', '.join(job.tasks)}"
     return Data(batches, len(photos), described, degrader=degrader)

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 from ..bridge.objective import bridge_loss, bridge_sample, bridge_target, time_input
 from ..bridge.schedule import Schedule
 
-# batch_source(generator) -> (x0, x1, mask or None), all [B, C, H, W] on the training device.
-BatchSource = Callable[[torch.Generator], tuple[Tensor, Tensor, Tensor | None]]
+# batch_source(generator) -> (x0, x1, mask or None, cond or None), all [B, C, H, W] on the
+# training device; cond is the network's cond input (models/condition.network_cond).
+BatchSource = Callable[[torch.Generator], tuple[Tensor, Tensor, Tensor | None, Tensor | None]]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,6 @@ class TrainSettings:
     ot_ode_share: float = 0.0
     """The share of examples placed on the OT-ODE bridge (no noise, eq. 11 with std_sb = 0);
     the rest on the stochastic one. 0 or 1 trains for one sampler, a share between for both."""
-    cond_x1: bool = False
     bf16: bool = False
     """Run the forward pass under bfloat16 autocast (fast on CUDA; the loss stays float32)."""
 
@@ -156,7 +156,7 @@ def train(
         if device.type != "cpu":
             noise_source = torch.Generator(device).manual_seed(step_seed_value)
 
-        x0, x1, mask = batch_source(generator)
+        x0, x1, mask, cond = batch_source(generator)
         n = torch.randint(0, schedule.interval, (x0.shape[0],), generator=generator)
         eps = None
         if settings.ot_ode_share < 1:
@@ -168,7 +168,7 @@ def train(
         x_n = bridge_sample(x0, x1, n, schedule, eps)  # eq. 11: x_n ~ q(x_n | x0, x1)
         target = bridge_target(x_n, x0, n, schedule)  # (x_n - x0) / std_fwd[n]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
-            output = model(x_n, time_input(n, schedule, device), x1 if settings.cond_x1 else None)
+            output = model(x_n, time_input(n, schedule, device), cond)
         loss = bridge_loss(output.float(), target, mask)
 
         state.optimizer.zero_grad(set_to_none=True)

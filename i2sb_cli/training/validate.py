@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..bridge import Schedule, nfe_steps, per_image_noise, sample
 from ..degrade import apply_hole
 from ..evaluation.metrics import psnr
+from ..models.condition import network_cond
 from ..nets.denoiser import BridgeDenoiser
 from ..pictures.files import read_image
 from ..pictures.inputs import collect_inputs
@@ -35,6 +36,8 @@ class ValItem:
     x1: Tensor
     """The network's start, as training forms it (sr4x upsampled, inpainting hole-filled)."""
     mask: Tensor | None
+    jpeg_quality: Tensor | None = None
+    """[1] the quality the degraded picture's JPEG declares (jpeg family)."""
 
 
 def centre_crop(x: Tensor, size: int, multiple: int) -> Tensor:
@@ -55,8 +58,8 @@ def photo_items(
         name = source.relative.as_posix()
         for k, task in enumerate(degrader.tasks):
             generator = torch.Generator().manual_seed(image_seed(seed, f"{task}:{name}"))
-            x1, mask = degrader.degrade(k, x0, generator)
-            items.append(ValItem(name, task, x0, x1, mask))
+            x1, mask, quality = degrader.degrade(k, x0, generator)
+            items.append(ValItem(name, task, x0, x1, mask, quality))
     return items
 
 
@@ -65,8 +68,8 @@ def pair_items(pairs: PairedCrops, *, task: str, seed: int) -> list[ValItem]:
     items = []
     for index, pair in enumerate(pairs.pairs):
         generator = torch.Generator().manual_seed(image_seed(seed, pair.name))
-        x0, x1, mask = pairs.centre(index, generator)
-        items.append(ValItem(pair.name, task, x0, x1, mask))
+        x0, x1, mask, quality = pairs.centre(index, generator)
+        items.append(ValItem(pair.name, task, x0, x1, mask, quality))
     return items
 
 
@@ -78,6 +81,7 @@ def validate(
     nfe: int,
     ot_ode: bool,
     cond_x1: bool,
+    condition: str = "",
     seed: int,
 ) -> dict[str, object]:
     """Mean PSNR of the restorations and of the degraded inputs, overall and per task."""
@@ -99,7 +103,9 @@ def validate(
             ot_ode=ot_ode,
             noise=per_image_noise([generator]),
             mask=mask,
-            cond=x1 if cond_x1 else None,
+            cond=network_cond(
+                x1, cond_x1=cond_x1, condition=condition, jpeg_quality=item.jpeg_quality
+            ),
         ).cpu()
         x1, seen = x1.cpu(), x1.cpu()
         if item.mask is not None:

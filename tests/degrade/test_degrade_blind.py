@@ -88,7 +88,7 @@ def test_blur_blind_is_a_seeded_deblur_task_whose_baseline_is_the_input() -> Non
 def test_training_draws_a_blur_per_picture() -> None:
     picture = torch.rand(1, 3, 32, 32) * 2 - 1
     batch = picture.expand(6, -1, -1, -1).clone()
-    x1, mask = Degrader(["blur-blind"])(batch, torch.Generator().manual_seed(0))
+    x1, mask, _ = Degrader(["blur-blind"])(batch, torch.Generator().manual_seed(0))
     assert mask is None and x1.shape == batch.shape
     distinct = {tuple(p.flatten()[:64].tolist()) for p in x1}
     assert len(distinct) > 1

@@ -183,7 +183,7 @@ def test_the_registry_names_them_with_their_families_and_baselines() -> None:
 
 def test_training_draws_a_degradation_per_picture() -> None:
     x0 = torch.cat([_picture(seed=0)] * 4)
-    x1, mask = Degrader(["real-blur"])(x0, torch.Generator().manual_seed(0))
+    x1, mask, _ = Degrader(["real-blur"])(x0, torch.Generator().manual_seed(0))
     assert mask is None and x1.shape == x0.shape
     assert not torch.equal(x1[0], x1[1])  # one picture, four draws
 

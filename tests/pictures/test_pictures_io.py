@@ -355,11 +355,19 @@ def test_mask_white_is_hole(tmp_path: Path) -> None:
     assert mask.flatten().tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
-def test_mask_transparent_pixels_are_not_holes(tmp_path: Path) -> None:
+def test_mask_transparent_pixels_count_as_black(tmp_path: Path) -> None:
     rgba = np.full((1, 3, 4), 255, np.uint8)
-    rgba[0, 0, 3] = 0
+    rgba[0, 0] = 0  # transparent, stored black: white strokes on a transparent layer
     Image.fromarray(rgba).save(tmp_path / "m.png")
     assert read_mask(tmp_path / "m.png", (1, 3)).flatten().tolist() == [0.0, 1.0, 1.0]
+
+
+def test_mask_of_one_colour_marks_its_hole_by_transparency(tmp_path: Path) -> None:
+    rgba = np.full((1, 3, 4), 255, np.uint8)
+    rgba[0, 0, 3] = 0  # a white layer with a pixel erased
+    Image.fromarray(rgba).save(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png", (1, 3)).flatten().tolist() == [1.0, 0.0, 0.0]
+    assert read_mask(tmp_path / "m.png", (1, 3), invert=True).flatten().tolist() == [0, 1, 1]
 
 
 def test_mask_of_the_wrong_size_says_both_sizes(tmp_path: Path) -> None:

@@ -186,10 +186,14 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
         "spread_mean",
         "stages",
         "jpeg_quality",
+        "told_jpeg_quality",
+        "told_jpeg_quality_from",
+        "mask",
     }
-    # One restoration: no samples and no spread (restore --samples K fills them), no resize.
+    # One restoration: no samples and no spread (restore --samples K fills them), no resize;
+    # no inpainting hole.
     assert record["samples"] == [] and record["spread_mean"] is None
-    assert record["outscale"] is None
+    assert record["outscale"] is None and record["mask"] is None
     (stage,) = record["stages"]
     assert stage["model_sha256"] == record["model_sha256"] and stage["seed"] == record["seed"]
     assert record["model_sha256"] == hashlib.sha256(sr.read_bytes()).hexdigest()
@@ -325,7 +329,7 @@ def test_mask_threshold_invert_and_empty_masks(tmp_path, inpaint):
     for name in ("faint.png", "inverted.png", "blank.png", "small.png"):
         write_picture(pictures / name, 16, seed=len(name))
     masks.mkdir()
-    Image.fromarray(_mask(100)).save(masks / "faint.png")  # a hole at 0.39 of white
+    Image.fromarray(_mask(40)).save(masks / "faint.png")  # a hole at 0.16 of white
     Image.fromarray(_mask(0, background=255)).save(masks / "inverted.png")  # black = hole
     Image.fromarray(_mask(0)).save(masks / "blank.png")
     Image.fromarray(_mask(255)[::2, ::2]).save(masks / "small.png")  # half the picture's size
@@ -339,7 +343,7 @@ def test_mask_threshold_invert_and_empty_masks(tmp_path, inpaint):
     assert errors["small.png"] is None  # resized to the picture, not refused
     assert errors["inverted.png"] is None  # not inverted, the white frame is the hole
 
-    lower = restore(pictures / "faint.png", *options, "-o", tmp_path / "b", "--mask-threshold", 0.3)
+    lower = restore(pictures / "faint.png", *options, "-o", tmp_path / "b", "--mask-threshold", 0.1)
     assert lower.exit_code == 0, lower.stderr
     changed = read_pixels(tmp_path / "b" / "faint.png") != read_pixels(pictures / "faint.png")
     assert changed.any(axis=2)[4:12, 4:12].all()

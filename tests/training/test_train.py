@@ -83,9 +83,10 @@ def test_training_reduces_the_loss_on_a_fixed_task():
     x0 = torch.rand(4, 3, 16, 16) * 2 - 1
 
     def batches(generator):
-        return x0, quantize8(x0.flip(-1)), None
+        x1 = quantize8(x0.flip(-1))
+        return x0, x1, None, x1
 
-    settings = TrainSettings(steps=60, lr=2e-3, warmup_steps=5, cond_x1=True)
+    settings = TrainSettings(steps=60, lr=2e-3, warmup_steps=5)
     state = new_state(net, settings)
     logs = []
     finished = train(
@@ -118,7 +119,7 @@ def test_ot_ode_share_draws_that_share_of_examples_without_bridge_noise(share, n
     train(
         new_state(net, settings),
         schedule,
-        lambda g: (x0, x1, None),
+        lambda g: (x0, x1, None, None),
         settings,
         seed=0,
         model=recording,
@@ -220,7 +221,7 @@ def test_bf16_autocast_trains_with_a_float32_loss():
     train(
         state,
         make_schedule(0.3),
-        lambda g: (x0, x0.flip(-1), None),
+        lambda g: (x0, x0.flip(-1), None, None),
         settings,
         seed=0,
         hooks=Hooks(on_log=logs.append, log_every=1),

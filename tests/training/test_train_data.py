@@ -34,7 +34,7 @@ def _is_8bit(x: torch.Tensor) -> bool:
 def test_degrader_gives_the_operator_at_full_size_in_8_bits(task, family):
     x0 = _pictures()
     degrader = Degrader([task])
-    x1, mask = degrader(x0, torch.Generator().manual_seed(1))
+    x1, mask, _ = degrader(x0, torch.Generator().manual_seed(1))
     assert degrader.family == family and mask is None
     assert x1.shape == x0.shape and _is_8bit(x1)
     expected = get_operator(task)(x0).picture
@@ -45,7 +45,7 @@ def test_degrader_gives_the_operator_at_full_size_in_8_bits(task, family):
 
 def test_degrader_mixture_uses_every_task_of_the_family():
     x0 = _pictures(count=16)
-    x1, _ = Degrader(["jpeg-10", "jpeg-5"])(x0, torch.Generator().manual_seed(0))
+    x1, _, _ = Degrader(["jpeg-10", "jpeg-5"])(x0, torch.Generator().manual_seed(0))
     q10, q5 = quantize8(jpeg_numerical(x0, 10)), quantize8(jpeg_numerical(x0, 5))
     as10 = [bool(torch.equal(a, b)) for a, b in zip(x1, q10, strict=True)]
     as5 = [bool(torch.equal(a, b)) for a, b in zip(x1, q5, strict=True)]
@@ -55,7 +55,7 @@ def test_degrader_mixture_uses_every_task_of_the_family():
 
 def test_degrader_inpainting_fills_each_own_hole_with_noise():
     x0 = _pictures(count=3, size=48)
-    x1, mask = Degrader(["inpaint-freeform1020"])(x0, torch.Generator().manual_seed(0))
+    x1, mask, _ = Degrader(["inpaint-freeform1020"])(x0, torch.Generator().manual_seed(0))
     assert mask is not None and mask.shape == (3, 1, 48, 48)
     fractions = mask.mean(dim=(1, 2, 3))
     assert ((fractions >= 0.1) & (fractions <= 0.2)).all()
@@ -108,7 +108,7 @@ def test_paired_crops_read_small_sr4x_pictures_at_the_matching_place(tmp_path):
     _save(tmp_path / "clean/lonely.png", clean)
     pairs = PairedCrops(tmp_path / "clean", tmp_path / "low", family="sr4x", crop=16)
     assert len(pairs) == 1 and pairs.unmatched == ["lonely.png"] and pairs.pairs[0].scale == 4
-    x0, x1, mask = pairs.batch(6, torch.Generator().manual_seed(0))
+    x0, x1, mask, _ = pairs.batch(6, torch.Generator().manual_seed(0))
     assert x0.shape == x1.shape == (6, 3, 16, 16) and mask is None
     # Every x1 crop is whole 4x4 cells of low-res pixels: the nearest upsampling of a window.
     cells = x1[..., ::4, ::4]
@@ -125,7 +125,7 @@ def test_paired_crops_for_inpainting_take_the_hole_from_transparency(tmp_path):
     _save(tmp_path / "clean/a.png", rgba[..., :3].copy())
     _save(tmp_path / "holes/a.png", rgba)
     pairs = PairedCrops(tmp_path / "clean", tmp_path / "holes", family="inpaint", crop=24)
-    x0, x1, mask = pairs.centre(0, torch.Generator().manual_seed(0))
+    x0, x1, mask, _ = pairs.centre(0, torch.Generator().manual_seed(0))
     assert mask is not None and float(mask.sum()) == 64
     torch.testing.assert_close(x1 * (1 - mask), x0 * (1 - mask))
     _save(tmp_path / "opaque/a.png", rgba[..., :3].copy())
@@ -136,7 +136,7 @@ def test_paired_crops_for_inpainting_take_the_hole_from_transparency(tmp_path):
 @pytest.mark.parametrize("task", ["blur-gauss", "blur-gauss-plain", "sr4x-bicubic", "jpeg-10"])
 def test_classical_degrader_starts_from_the_baseline_of_the_8_bit_degraded_picture(task):
     x0 = _pictures(count=2)
-    x1, mask = Degrader([task], classical=True)(x0, torch.Generator().manual_seed(1))
+    x1, mask, _ = Degrader([task], classical=True)(x0, torch.Generator().manual_seed(1))
     assert mask is None and x1.shape == x0.shape
     for picture, start in zip(x0, x1, strict=True):
         degraded = quantize8(get_operator(task)(picture[None]).picture)
@@ -146,7 +146,7 @@ def test_classical_degrader_starts_from_the_baseline_of_the_8_bit_degraded_pictu
 
 def test_classical_inpainting_start_fills_the_hole_by_telea_and_keeps_known_pixels():
     x0 = _pictures(count=2, size=48)
-    x1, mask = Degrader(["inpaint-freeform2030"], classical=True)(
+    x1, mask, _ = Degrader(["inpaint-freeform2030"], classical=True)(
         x0, torch.Generator().manual_seed(2)
     )
     assert mask is not None and float(mask.mean()) > 0.1
