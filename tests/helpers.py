@@ -2,6 +2,7 @@
 HTTP server for download tests."""
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,26 @@ def make_inpaint_checkpoint(path: Path, task: str = "inpaint-center", **meta_opt
         cond_x1=True,
         **meta_options,
     )
+
+
+def small_config_json() -> str:
+    """`train --config` for the tiny net: every field but in_channels, which --cond-x1 and
+    --condition decide."""
+    fields = tiny_config(cond_x1=True).to_dict()
+    return json.dumps({k: v for k, v in fields.items() if k != "in_channels"})
+
+
+def write_smooth_photos(folder: Path, *, seed: int = 0, count: int = 3) -> Path:
+    """`count` smooth 56x48 pictures with some texture (random low-res colours, upsampled, plus
+    noise), as training photos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        small = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+        big = np.asarray(Image.fromarray(small).resize((56, 48), Image.BICUBIC), np.int16)
+        noisy = np.clip(big + rng.integers(-8, 9, big.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(folder / f"p{i}.png")
+    return folder
 
 
 def write_picture(path: Path, size: int | tuple[int, int] = 16, *, seed: int = 0, mode="RGB"):

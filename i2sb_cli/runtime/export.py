@@ -19,6 +19,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -161,11 +162,30 @@ def _math_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, sca
     return torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1) @ v
 
 
-def _write_onnx(program, meta, path, props, device) -> None:
+def check_onnx_exporter() -> None:
+    """The exporter needs onnxscript: say so before it fails deep inside torch."""
     try:
-        import onnxscript  # noqa: F401  (the exporter needs it; say so before it fails deep)
+        import onnxscript  # noqa: F401
     except ImportError:
         raise UsageError("ONNX export needs onnxscript: pip install 'i2sb[onnx]'") from None
+
+
+def to_onnx(exported: torch.export.ExportedProgram, **options: Any):
+    """torch.onnx.export of an exported program (dynamo), without the exporter's chatter: its
+    warnings about torchvision ops we never use, and torch's own deprecations."""
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(exported, dynamo=True, verbose=False, **options)
+    finally:
+        onnx_logger.setLevel(level)
+
+
+def _write_onnx(program, meta, path, props, device) -> None:
+    check_onnx_exporter()
     exported = _torch_export(program.cpu(), meta, torch.device("cpu"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -173,20 +193,10 @@ def _write_onnx(program, meta, path, props, device) -> None:
             {torch.ops.aten.scaled_dot_product_attention.default: _math_attention}
         )
     names = ["x_t", "t", "x1"] if meta.cond_x1 else ["x_t", "t"]
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)  # else: warnings about torchvision ops we never use
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onnx_program = torch.onnx.export(
-                exported, dynamo=True, input_names=names, output_names=["out"], verbose=False
-            )
-    finally:
-        onnx_logger.setLevel(level)
-    onnx_program.model.metadata_props.update(props)
+    converted = to_onnx(exported, input_names=names, output_names=["out"])
+    converted.model.metadata_props.update(props)
     size = sum(p.numel() * p.element_size() for p in program.parameters())
-    onnx_program.save(str(path), external_data=size > _SINGLE_FILE_BYTES)
+    converted.save(str(path), external_data=size > _SINGLE_FILE_BYTES)
 
 
 def _write_torchscript(program, meta, path, props, device) -> None:

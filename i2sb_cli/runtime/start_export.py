@@ -13,7 +13,6 @@ and their blending stay in restoring/start.py, so both runtimes upscale the same
 import copy
 import dataclasses
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -26,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError
 from ..models.cache import cache_root, record_sha256, recorded_sha256, sha256_file
 from ..nets.starts import START_NETWORKS, StartInfo, load_start, start_files
-from .export import TOLERANCE
+from .export import TOLERANCE, check_onnx_exporter, to_onnx
 from .onnx_backend import open_session
 from .torch_backend import LoadedModel
 
@@ -87,33 +86,19 @@ def start_export_path(info: StartInfo, precision: str, cache_dir: Path | None = 
 
 
 def _write(program: nn.Module, path: Path) -> None:
-    try:
-        import onnxscript  # noqa: F401  (the exporter needs it; say so before it fails deep)
-    except ImportError:
-        raise UsageError("ONNX export needs onnxscript: pip install 'i2sb[onnx]'") from None
+    check_onnx_exporter()
     dims = [torch.export.Dim(axis, min=1, max=_LIMIT) for axis in ("batch", "height", "width")]
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)  # else: warnings about torchvision ops never used
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's own pytree and exporter deprecations
-            exported = torch.export.export(
-                program,
-                (torch.rand(_EXAMPLE) * 2 - 1,),
-                dynamic_shapes=({0: dims[0], 2: dims[1], 3: dims[2]},),
-            )
-            onnx_program = torch.onnx.export(
-                exported,
-                dynamo=True,
-                opset_version=START_OPSET,
-                input_names=["x"],
-                output_names=["upscaled"],
-                verbose=False,
-            )
-    finally:
-        onnx_logger.setLevel(level)
-    onnx_program.save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own pytree deprecations
+        exported = torch.export.export(
+            program,
+            (torch.rand(_EXAMPLE) * 2 - 1,),
+            dynamic_shapes=({0: dims[0], 2: dims[1], 3: dims[2]},),
+        )
+    converted = to_onnx(
+        exported, opset_version=START_OPSET, input_names=["x"], output_names=["upscaled"]
+    )
+    converted.save(str(path))
 
 
 def _worst_difference(net: nn.Module, path: Path) -> float:

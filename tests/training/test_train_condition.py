@@ -1,12 +1,9 @@
 """`i2sb train --condition jpeg-quality`: a jpeg network told each picture's JPEG quality,
 trained from scratch, from a blind --init (its new input weighed zero), and on JPEG pairs."""
 
-import json
-
-import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import small_config_json, write_smooth_photos
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,21 +12,12 @@ from i2sb_cli.models.checkpoint import load_checkpoint, read_meta
 from i2sb_cli.nets import ADMUNet
 from i2sb_cli.training.setup import TrainJob, resolve_network
 
-SMALL = json.dumps(
-    {k: v for k, v in tiny_config(cond_x1=True).to_dict().items() if k != "in_channels"}
-)
+SMALL = small_config_json()
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        small = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
-        big = np.asarray(Image.fromarray(small).resize((56, 48), Image.BICUBIC), np.int16)
-        noisy = np.clip(big + rng.integers(-8, 9, big.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(noisy).save(folder / f"p{i}.png")
-    return folder
+    return write_smooth_photos(tmp_path_factory.mktemp("photos"), seed=1)
 
 
 def _train(out, *extra, data=None):

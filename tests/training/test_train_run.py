@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import small_config_json, tiny_config, write_smooth_photos
 from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
@@ -22,22 +22,12 @@ from i2sb_cli.training import run as train_run
 from i2sb_cli.training.state import load_state, read_header, save_state, state_path_for
 from i2sb_cli.training.step import TrainSettings, new_state
 
-SMALL = json.dumps(
-    {k: v for k, v in tiny_config(cond_x1=True).to_dict().items() if k != "in_channels"}
-)
+SMALL = small_config_json()
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        # Smooth pictures with some texture: random low-res colours, upsampled, plus noise.
-        small = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
-        big = np.asarray(Image.fromarray(small).resize((56, 48), Image.BICUBIC), np.int16)
-        noisy = np.clip(big + rng.integers(-8, 9, big.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(noisy).save(folder / f"p{i}.png")
-    return folder
+    return write_smooth_photos(tmp_path_factory.mktemp("photos"), seed=0)
 
 
 def _train(photos, out, *extra, config=SMALL):
