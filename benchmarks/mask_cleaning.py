@@ -5,7 +5,8 @@ Exact holes (the centre box and free-form strokes of degrade/masks.py, object-si
 5-40 % and brush strokes 3-24 px wide drawn here, seeded) are rendered as an editor saves
 them: a soft brush (a Gaussian blur of the hard edge, sigma 1 to 4 px, or none) saved as PNG
 and as JPEG at quality 70 to 95. Each file is read back through the command's own reader
-(read_image, mask_levels) and cleaned (clean_hole) at every threshold and growth of a grid.
+(read_image, mask_levels) and cleaned (MaskLevels.hole, dilate_mask) at every threshold and
+growth of a grid.
 
 What must be covered is measured twice. First each exact hole alone (a rim of the object would
 show). Then the exact holes and the rims that objects of their shapes leave around them in JPEG
@@ -35,9 +36,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2sb_cli.degrade.masks import center_mask, freeform_mask
+from i2sb_cli.degrade.masks import center_mask, dilate_mask, freeform_mask
 from i2sb_cli.pictures.files import mask_levels, read_image
-from i2sb_cli.restoring.holes import clean_hole, cut_hole
+from i2sb_cli.restoring.holes import cut_hole
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 GROWTHS = (0, 1, 2, 3, 4, 5, 6)
@@ -191,7 +192,7 @@ def measure(
                 mask = mask_levels(read_image(render(hole, how, Path(folder))))
                 for t, threshold in enumerate(THRESHOLDS):
                     for g, growth in enumerate(GROWTHS):
-                        cut = clean_hole(mask.level, threshold, growth)[0, 0].bool()
+                        cut = dilate_mask(mask.hole(threshold), growth)[0, 0].bool()
                         uncovered[r, h, t, g] = float((exact & ~cut).sum()) / area
                         extra[r, h, t, g] = float((cut & ~exact).sum()) / area
                         with_rim[r, t, g] += float((whole & ~cut).sum()) / total

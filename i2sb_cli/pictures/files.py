@@ -323,9 +323,7 @@ def read_mask(
 def hole_of(mask: Picture, *, threshold: float = 0.5, invert: bool = False) -> Tensor:
     """The hole a decoded mask picture marks, as read_mask reads a mask file ([1, 1, H, W] of
     {0, 1}, 1 = hole): for masks that come decoded (the Python API's PIL images)."""
-    # A tiny margin below the threshold: 8-bit level 128 is 0.50196, but float rounding
-    # through [-1, 1] and the luma weights may land a hair under it.
-    return (mask_levels(mask, invert=invert).level >= threshold - 1e-6).float()
+    return mask_levels(mask, invert=invert).hole(threshold)
 
 
 @dataclass(frozen=True)
@@ -345,6 +343,12 @@ class MaskLevels:
         write them, says exactly)."""
         low, high = self.level.amin(), self.level.amax()
         return bool(((self.level > low) & (self.level < high)).any())
+
+    def hole(self, threshold: float) -> Tensor:
+        """[1, 1, H, W] of {0, 1}: the pixels marking at least `threshold` of a hole."""
+        # A tiny margin below the threshold: 8-bit level 128 is 0.50196, but float rounding
+        # through [-1, 1] and the luma weights may land a hair under it.
+        return (self.level >= threshold - 1e-6).float()
 
 
 def mask_levels(mask: Picture, *, invert: bool = False) -> MaskLevels:

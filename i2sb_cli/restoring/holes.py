@@ -99,12 +99,6 @@ class Hole:
     note: str = ""
 
 
-def clean_hole(level: Tensor, threshold: float, dilate: int) -> Tensor:
-    """The hole [B, 1, H, W] of {0, 1} of a mask's levels: the pixels at or above `threshold`
-    (less a hair, for float rounding of 8-bit levels), grown by `dilate` pixels."""
-    return dilate_mask((level >= threshold - 1e-6).float(), dilate)
-
-
 def fit_mask(
     mask: MaskLevels, size: tuple[int, int], *, stretch: bool, named: str
 ) -> tuple[MaskLevels, str]:
@@ -138,7 +132,7 @@ def cut_hole(
     if dilate is None:
         dilate = SOFT_MASK_GROWTH if soft else 0
     rule = HoleRule(mask.marked_by, source, threshold, dilate, feather, soft)
-    hole = clean_hole(mask.level, threshold, 0)
+    hole = mask.hole(threshold)
     if not hole.any():
         raise ImageError(
             f"{named} marks no hole, so there is nothing to inpaint ({rule.describe()}); "

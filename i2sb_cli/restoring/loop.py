@@ -488,7 +488,8 @@ class Restorer:
         """The first stage's inpaintings [N K, 3, H, W] composited over the originals. Only
         each picture's region around its hole is sampled (crop.hole_box; the whole picture
         when a trajectory is recorded, which shows it whole), pictures whose regions have one
-        size together, and pasted into the original."""
+        size together, and composited into a copy of the original there: outside the region
+        the original is the result."""
         k = self.settings.samples
         context = None if recorder is not None else self.settings.hole_context
         multiple = self.stages[0].model.size_multiple
@@ -501,8 +502,10 @@ class Restorer:
             rows = [boxes[i] for i in group for _ in range(k)]
             x0 = self._sample(0, [batch[i] for i in group], x1, mask, recorder, rows)
             for j, i in enumerate(group):
-                restored[i * k : (i + 1) * k][boxes[i].window] = x0[j * k : (j + 1) * k]
-        return self._composite(batch, restored, _joined([item.mask for item in batch]))
+                region = restored[i * k : (i + 1) * k][boxes[i].window]  # the original, a view
+                sampled = slice(j * k, (j + 1) * k)
+                region.copy_(self._composite(region, x0[sampled], mask[sampled]))
+        return restored
 
     def _sample(
         self,
@@ -539,17 +542,17 @@ class Restorer:
             detail=stage.detail,
         ).cpu()
 
-    def _composite(self, batch: list[Prepared], restored: Tensor, mask: Tensor) -> Tensor:
-        """The restored hole over the original pictures. The known pixels are the original
-        ones exactly: the stochastic sampler's last projection leaves noise of std std_sb[0]
-        on them (as the official sampler does), and a user expects them untouched. With
-        --mask-feather the hole's border mixes in the original, a soft seam: a mix of two
-        pictures, so the restoration is clamped to the pictures' range first."""
-        k = self.settings.samples
-        original = torch.cat([item.picture.pixels.expand(k, -1, -1, -1) for item in batch])
+    def _composite(self, original: Tensor, restored: Tensor, mask: Tensor) -> Tensor:
+        """The restored hole over the original pixels (the same region of both). The known
+        pixels are the original ones exactly: the stochastic sampler's last projection leaves
+        noise of std std_sb[0] on them (as the official sampler does), and a user expects them
+        untouched. With --mask-feather the hole's border mixes in the original, a soft seam: a
+        mix of two pictures, so the restoration is clamped to the pictures' range first. The
+        region holds the whole hole and kept pixels around it, so the feather's distances are
+        the whole picture's."""
         weights = feather_weights(mask, self.settings.mask_feather)
-        # (1 - weights) * original + weights * restored, with the restoration (new, and 200 MB
-        # for a 4096x4096 picture) scaled in place.
+        # (1 - weights) * original + weights * restored, with the restoration (new) scaled in
+        # place.
         return restored.clamp_(-1, 1).mul_(weights).add_((1 - weights) * original)
 
     def _write(
