@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,17 +284,29 @@ def cached_onnx(
     digest = sha256 or sha256_file(checkpoint)
     name = f"{digest[:16]}-{precision}-i2sb{__version__}-torch{torch.__version__}.onnx"
     path = cache_root(cache_dir) / "onnx" / name
+
+    def make() -> None:
+        net, meta = load_checkpoint(checkpoint)
+        report = export_network(net, meta, "onnx", path, fp16=fp16)
+        if not report.ok:
+            worst = max(case.relative for case in report.cases)
+            raise CheckpointError(
+                f"{checkpoint}: its ONNX export differs from PyTorch (relative error "
+                f"{worst:.2g} > {report.tolerance:g}); use --backend torch"
+            )
+
+    return cached_export(path, make, checkpoint.name)
+
+
+def cached_export(path: Path, make: Callable[[], None], what: str) -> tuple[Path, str | None]:
+    """The ONNX export at `path` in the cache, used only while its files match the sha256
+    recorded beside them when it was made; made by `make` (which raises when the export does
+    not match PyTorch) when it is missing or changed, and recorded. A note when made, naming
+    `what` was exported."""
     damaged = path.is_file() and not _intact(path)
     if path.is_file() and not damaged:
         return path, None
-    net, meta = load_checkpoint(checkpoint)
-    report = export_network(net, meta, "onnx", path, fp16=fp16)
-    if not report.ok:
-        worst = max(case.relative for case in report.cases)
-        raise CheckpointError(
-            f"{checkpoint}: its ONNX export differs from PyTorch (relative error {worst:.2g} "
-            f"> {report.tolerance:g}); use --backend torch"
-        )
+    make()
     for part in _onnx_parts(path):
         record_sha256(part, sha256_file(part))
     if damaged:
@@ -301,7 +314,7 @@ def cached_onnx(
             f"the cached ONNX export {path} did not match its recorded sha256 (modified, "
             "corrupt, or made before exports were verified); exported it again"
         )
-    return path, f"exported {checkpoint.name} to ONNX once; cached at {path}"
+    return path, f"exported {what} to ONNX once; cached at {path}"
 
 
 def remove_cached_exports(digest: str, cache_dir: Path | None = None) -> int:

@@ -26,9 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..models.cache import cache_root, record_sha256, recorded_sha256, sha256_file
+from ..models.cache import cache_root, sha256_file
 from ..nets.starts import START_NETWORKS, StartInfo, load_start, start_files
-from .export import TOLERANCE, check_onnx_exporter, to_onnx
+from .export import TOLERANCE, cached_export, check_onnx_exporter, to_onnx
 from .onnx_backend import open_session
 from .torch_backend import LoadedModel
 
@@ -148,26 +148,20 @@ def cached_start_onnx(
     longer matches the sha256 recorded beside it; and a note if made. `on_step` hears of an
     export before it starts (Real-ESRGAN's takes tens of seconds)."""
     path = start_export_path(START_NETWORKS[name], precision, cache_dir)
-    damaged = path.is_file() and recorded_sha256(path) != sha256_file(path)
-    if path.is_file() and not damaged:
-        return path, None
-    if on_step is not None:
-        on_step(f"exporting the start network {name} to ONNX (once, then cached)")
-    path.parent.mkdir(parents=True, exist_ok=True)  # before the network loads: fails fast
-    net, _ = load_start(name)
-    worst = export_start(net, path, precision)
-    if worst > TOLERANCE[precision]:
-        raise CheckpointError(
-            f"the ONNX export of the start network {name} differs from PyTorch (relative "
-            f"error {worst:.2g} > {TOLERANCE[precision]:g}); use --backend torch"
-        )
-    record_sha256(path, sha256_file(path))
-    if damaged:
-        return path, (
-            f"the cached ONNX export {path} did not match its recorded sha256 (modified or "
-            "corrupt); exported it again"
-        )
-    return path, f"exported the start network {name} to ONNX once; cached at {path}"
+
+    def make() -> None:
+        if on_step is not None:
+            on_step(f"exporting the start network {name} to ONNX (once, then cached)")
+        path.parent.mkdir(parents=True, exist_ok=True)  # before the network loads: fails fast
+        net, _ = load_start(name)
+        worst = export_start(net, path, precision)
+        if worst > TOLERANCE[precision]:
+            raise CheckpointError(
+                f"the ONNX export of the start network {name} differs from PyTorch (relative "
+                f"error {worst:.2g} > {TOLERANCE[precision]:g}); use --backend torch"
+            )
+
+    return cached_export(path, make, f"the start network {name}")
 
 
 def with_onnx_start(
