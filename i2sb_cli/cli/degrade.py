@@ -140,7 +140,8 @@ def degrade(
     blur-blind (a photographic blur drawn per picture: Gaussian, defocus or none),
     jpeg-real-Q (a real JPEG file), inpaint-mask (your own masks, --mask).
     As pictures come off phones and the web (blur, resize, noise and JPEG, twice, drawn per
-    picture and written to the manifest): real-sr4x (4x smaller), real-blur, real-jpeg.
+    picture and written to the manifest): real-sr4x (4x smaller), real-blur, real-jpeg;
+    real-inpaint (an object's, strokes' or a box's hole in a photo saved as a JPEG).
     Families, as restore takes them: sr4x, deblur, jpeg, inpaint stand for the degradation
     that the family's bundled model restores (`restore --task FAMILY`); stderr names it.
     """

@@ -11,7 +11,8 @@ quality, inpaint-freeform3040 (Palette's third band), and real-world variants un
 names: blur-uni-plain and blur-gauss-plain (a true convolution), blur-blind (a photographic blur
 drawn from the seed, see blind.py), jpeg-real-Q (a real JPEG file), inpaint-mask (the user's own
 mask), and real-sr4x, real-blur, real-jpeg: second-order blur, resize, noise and JPEG drawn from
-the seed per picture (realworld.py).
+the seed per picture (realworld.py), and real-inpaint: an object's, strokes' or a box's hole in
+a photo saved as a JPEG (removal.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .blur import ZERO, plain_blur, svd_blur
 from .jpeg import jpeg_numerical, jpeg_real
 from .masks import FREEFORM_BANDS, apply_hole, center_mask, freeform_mask, palette_mask
 from .realworld import RECIPES, SHUFFLE_PROB, degrade_real
+from .removal import degrade_removal, describe_removal
 from .sr import bicubic_downsample4, pool_downsample4
 
 PAPER_TASKS = (
@@ -51,6 +53,7 @@ OTHER_TASKS = (
     "jpeg-real-Q",
     "inpaint-mask",
     *RECIPES,
+    "real-inpaint",
 )
 TASK_NAMES = PAPER_TASKS + OTHER_TASKS
 """Every name `get_operator` accepts; Q stands for a JPEG quality 1..100."""
@@ -123,6 +126,8 @@ def get_operator(name: str, *, palette_masks: str | Path | None = None) -> Opera
         return _freeform(name, FREEFORM_BANDS[name[8:]], palette_masks)
     if name == "inpaint-mask":
         return _inpaint(name, {"mask": "user"}, lambda x, seed, mask: (mask, {}))
+    if name == "real-inpaint":
+        return _removal()
     raise UsageError(f"unknown task {name!r}; choose one of: {', '.join(TASK_NAMES)}")
 
 
@@ -210,6 +215,15 @@ def _inpaint(name: str, params: dict[str, object], masks: MaskSource) -> Operato
 
     paper = name in PAPER_TASKS
     return Operator(name, "inpaint", paper, {**params, "hole_value": 1.0}, apply, seeded=True)
+
+
+def _removal() -> Operator:
+    def apply(x: Tensor, seed: int, mask: Tensor | None) -> Degraded:
+        picture, hole, details = degrade_removal(x, seed)
+        details = {"hole_fraction": round(float(hole.double().mean()), 6), **details}
+        return Degraded(picture, hole, details)
+
+    return Operator("real-inpaint", "inpaint", False, describe_removal(), apply, seeded=True)
 
 
 def _center(x: Tensor, seed: int, mask: Tensor | None) -> tuple[Tensor, dict[str, object]]:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..degrade import Degraded, Operator, apply_hole, get_operator, nearest_upsample4
+from ..degrade import Degraded, Operator, get_operator, nearest_upsample4
 from ..degrade.baselines import classical_baseline
 from ..degrade.tasks import FAMILIES, TASKS
 from ..errors import UsageError
@@ -179,18 +179,21 @@ class Degrader:
             if operator.family == "sr4x":
                 degraded = nearest_upsample4(degraded)[..., :height, :width]
             return DegradedBatch(degraded, None, quality)
-        holes = []
+        holes, pictures = [], []
         for picture in x0.split(1):
             seed = int(torch.randint(2**62, (), generator=generator))
-            holes.append(operator(picture, seed=seed).mask)
-        mask = torch.cat(holes)
+            cut = operator(picture, seed=seed)
+            holes.append(cut.mask)
+            pictures.append(cut.picture)
+        # The operator's picture, not x0: its known pixels may be degraded too (real-inpaint's
+        # JPEG); its hole is white.
+        mask, known = torch.cat(holes), quantize8(torch.cat(pictures))
         if self.classical:
-            known = quantize8(apply_hole(x0, mask))
             return DegradedBatch(
                 self._classical(operator.name, known, (height, width), mask), mask, None
             )
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        return DegradedBatch((1 - mask) * quantize8(x0) + mask * noise, mask, None)
+        return DegradedBatch((1 - mask) * known + mask * noise, mask, None)
 
     @staticmethod
     def _apply(
