@@ -161,7 +161,7 @@ def test_jpeg_family_covers_its_quality_range_and_blur_family_has_sharp_pictures
         any(s["stage"] == "blur" for s in degrade_real(x, "real-blur", seed)[1]["stages"])
         for seed in SEEDS
     ]
-    assert 0.8 < sum(blurs) / len(blurs) < 1.0
+    assert 0.65 < sum(blurs) / len(blurs) < 0.9
 
 
 def test_the_registry_names_them_with_their_families_and_baselines() -> None:
