@@ -42,7 +42,7 @@ import i2sb_cli
 from i2sb_cli.pictures.files import mask_levels, pixel_levels, read_image
 from i2sb_cli.restoring import crop
 from i2sb_cli.restoring.crop import CONTEXT, hole_box
-from i2sb_cli.restoring.loop import Restorer, run_settings
+from i2sb_cli.restoring.loop import Restorer, RestoreSettings
 
 CONTEXTS = (16, 32, 64, 96, 128)
 """Pixels of context around the hole's bounding box; 128 is the bundled model's training crop."""
@@ -197,11 +197,10 @@ def main() -> None:
     sources = sorted(path for folder in folders for path in folder.iterdir() if path.is_file())
 
     pipeline = i2sb_cli.load(args.model, backend=args.backend)
-    settings = dataclasses.replace(run_settings(pipeline.stages[0]), nfe=args.nfe, seed=args.seed)
+    first = pipeline.stages[0]
+    stage = dataclasses.replace(first, sampling=dataclasses.replace(first.sampling, nfe=args.nfe))
     restorers = {
-        context: Restorer(
-            pipeline.stages[0].model, dataclasses.replace(settings, hole_context=context)
-        )
+        context: Restorer([stage], RestoreSettings(seed=args.seed, hole_context=context))
         for context in (None, *CONTEXTS)
     }
     rng = np.random.default_rng(args.seed)

@@ -38,7 +38,7 @@ from .errors import ImageError, UsageError
 from .pictures.decode import declared_jpeg_quality
 from .pictures.files import Picture, encode_image, hole_of, pixel_levels, read_image
 from .restoring.chain import Stage, StageSpec, plan_chain
-from .restoring.loop import Prepared, Restorer, run_settings
+from .restoring.loop import Prepared, Restorer, RestoreSettings
 from .restoring.prepare import Located, checkpoint_digests, locate_stages, prepare_stages
 from .runtime import load_model
 from .runtime.torch_backend import LoadedModel
@@ -223,8 +223,8 @@ class Pipeline:
             sampling={"ot_ode": ot_ode, "detail": detail},
             digests=self._digests,
         )
-        settings = run_settings(stages[0], seed=seed, samples=samples, jpeg_quality=jpeg_quality)
-        return Restorer(stages[0].model, settings, then=stages[1:])
+        settings = RestoreSettings(seed=seed, samples=samples, jpeg_quality=jpeg_quality)
+        return Restorer(stages, settings)
 
 
 def _names(name: str | Sequence[str], count: int, single: bool) -> list[str]:
@@ -274,7 +274,7 @@ def _restore_all(
     for picture, name, mask in zip(pictures, names, masks, strict=True):
         decoded, kind = _take(picture, name)
         hole = None if mask is None else _hole(mask, decoded.size)
-        if restorer.settings.family == "inpaint" and hole is None and decoded.alpha is None:
+        if restorer.stages[0].family == "inpaint" and hole is None and decoded.alpha is None:
             raise UsageError(
                 "inpainting needs a mask: pass mask= (white, True or 1 = hole) or a picture "
                 "with transparency (transparent = hole)"

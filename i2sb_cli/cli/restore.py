@@ -22,7 +22,7 @@ from ..pictures.inputs import (
 from ..pictures.shards import parse_shard
 from ..restoring import split as restore_split
 from ..restoring.chain import Stage, plan_chain
-from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, run_settings, written_files
+from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, written_files
 from ..restoring.prepare import Located, prepare_stages
 from ..restoring.quality import check_jpeg_quality
 from ..runtime import load_model
@@ -176,11 +176,10 @@ def restore(
             upsampled, device=device, backend=backend, precision=precision, cache_dir=cache_dir,
             compile_net=compile_net, clip_denoise=clip_denoise, trust_pickle=trust_pickle,
         )  # fmt: skip
-        settings = run_settings(
-            stages[0], seed=seed, batch_size=batch_size, tile_batch=tile_batch,
-            upsampled=upsampled, overwrite=overwrite, jpeg_quality=jpeg_quality,
+        settings = RestoreSettings(
+            seed=seed, batch_size=batch_size, tile_batch=tile_batch, overwrite=overwrite,
             mask_threshold=mask_threshold, invert_mask=invert_mask, max_pixels=max_pixels,
-            quality=quality,
+            quality=quality, jpeg_quality=jpeg_quality,
             stdout_format=FORMATS[f".{output_format or 'png'}"],
             background=None if background is None else colour_rgb(background),
             trajectory=save_trajectory, samples=samples, outscale=outscale,
@@ -374,23 +373,24 @@ def _run(
     """Restore the jobs after a header (which names the `pictures`), reporting each picture on
     stderr (and with --json, alone, on stdout: under torchrun the main process prints
     everyone's records in input order at the end)."""
-    if cluster.is_main:
-        announce(stages, settings, pictures)
     outcomes = []
     # A picture's work is its pixels: the time left follows the pictures' sizes.
     pixels = [picture_pixels(job.source.path, data=job.data) for job in jobs]
     work = dict(zip((job.source.path for job in jobs), works(pixels), strict=True))
     # Under torchrun only the main process shows a bar (of its own share).
-    with PictureProgress(
+    progress = PictureProgress(
         console, "restoring", len(jobs), sum(work.values()), disable=not cluster.is_main
-    ) as progress:
-        first, *then = [_counting(stage, progress) for stage in stages]
-        restorer = Restorer(
-            first.model,
-            settings,
-            on_step=lambda step: progress.step(step.index, step.total),
-            then=then,
-        )
+    )
+    # Made before the header: the Restorer refuses what the stages cannot do (--samples with
+    # the OT-ODE), and a refused run announces nothing.
+    restorer = Restorer(
+        [_counting(stage, progress) for stage in stages],
+        settings,
+        on_step=lambda step: progress.step(step.index, step.total),
+    )
+    if cluster.is_main:
+        announce(stages, settings, pictures)
+    with progress:
         for outcome in restorer.run(jobs):
             outcomes.append(outcome)
             progress.finished(work[outcome.source], timed=outcome.status == "restored")

@@ -25,16 +25,15 @@ def pictures_phrase(split: Split) -> str:
 
 
 def announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> None:
-    loaded = stages[0].model
+    first = stages[0]
+    loaded = first.model
     meta = loaded.meta
-    start = (
-        f", from the classical restoration of {settings.classical}" if settings.classical else ""
-    )
-    if settings.start is not None:
+    start = f", from the classical restoration of {first.classical}" if first.classical else ""
+    if first.start is not None:
         start = f", from the upscale of {meta.start}"
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
-        f"{loaded.precision}, {stages[0].sampling.describe()}{start}, seed {settings.seed}: "
+        f"{loaded.precision}, {first.sampling.describe()}{start}, seed {settings.seed}: "
         f"{pictures}",
         markup=False,
         soft_wrap=True,

@@ -45,12 +45,14 @@ class StageSpec:
 @dataclass(frozen=True)
 class Sampling:
     """How a stage runs the bridge sampler: what the command line asked, the model's defaults
-    where it asked nothing."""
+    where it asked nothing (stage_sampling)."""
 
     nfe: int
     ot_ode: bool
     detail: float = 1.0
+    """The sampler's mix of its sample with its one-step estimate (bridge.sample)."""
     ensemble: int = 1
+    """Mirror images each network call averages (bridge.ensemble)."""
 
     def describe(self) -> str:
         """The settings as restore's announcement and --dry-run state them."""
@@ -69,11 +71,7 @@ class Stage:
 
     model: LoadedModel
     family: str
-    nfe: int
-    ot_ode: bool
-    detail: float = 1.0
-    ensemble: int = 1
-    """Mirror images each network call averages (bridge.ensemble)."""
+    sampling: Sampling
     classical: str | None = None
     """The degradation whose classical restoration is x1 (models with start "classical")."""
     start: Upscale | None = None
@@ -84,20 +82,16 @@ class Stage:
     upsampled: bool = False
     """sr4x: the stage's input is nearest-upsampled already (the first stage only)."""
 
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(self.nfe, self.ot_ode, self.detail, self.ensemble)
-
     def metadata(self, image_seed: int) -> dict[str, str]:
         """What an output records of this stage."""
-        meta = self.model.meta
+        meta, sampling = self.model.meta, self.sampling
         metadata = {
             "i2sb:model": meta.name,
             "i2sb:task": meta.task,
-            "i2sb:nfe": str(self.nfe),
-            "i2sb:sampler": "ot-ode" if self.ot_ode else "stochastic",
-            "i2sb:detail": f"{self.detail:g}",
-            "i2sb:ensemble": str(self.ensemble),
+            "i2sb:nfe": str(sampling.nfe),
+            "i2sb:sampler": "ot-ode" if sampling.ot_ode else "stochastic",
+            "i2sb:detail": f"{sampling.detail:g}",
+            "i2sb:ensemble": str(sampling.ensemble),
             "i2sb:image-seed": str(image_seed),
             "i2sb:backend": f"{self.model.backend} {self.model.precision}",
         }
@@ -238,15 +232,11 @@ def make_stage(
     sampler, detail, ensemble and NFE: stage_sampling; a tile of 512, or its training size for
     nets with attention)."""
     meta = model.meta
-    sampling = stage_sampling(meta, spec, ot_ode, detail, ensemble)
     tile = default_tile(meta.config) if tile is None else tile
     return Stage(
         model=model,
         family=family,
-        nfe=sampling.nfe,
-        ot_ode=sampling.ot_ode,
-        detail=sampling.detail,
-        ensemble=sampling.ensemble,
+        sampling=stage_sampling(meta, spec, ot_ode, detail, ensemble),
         classical=classical_degradation(meta.start, meta.degradation, spec.task),
         start=model_start(model),
         model_sha256=model_sha256,

@@ -12,12 +12,11 @@ its relative path, k), in one network batch; the K results are written with `_s0
 `_s{K-1}` before their extension, then the map of their spread (`_spread.png`), last, so that
 its existence says the picture is done.
 
-A chain (`then`: the stages after the first, chain.py) samples each picture's result again with
-the next stage's model. After the last stage the result is resized to `outscale` times the
-input's size when asked (pictures/resize.py). An inpainting hole is cut from its mask as
-holes.py says (threshold, growth, a mask of another size); only the region around it is sampled
-(crop.py), and the restored hole fades into the original over `mask_feather` pixels at its
-border.
+A chain (several stages, chain.py) samples each picture's result again with the next stage's
+model. After the last stage the result is resized to `outscale` times the input's size when
+asked (pictures/resize.py). An inpainting hole is cut from its mask as holes.py says
+(threshold, growth, a mask of another size); only the region around it is sampled (crop.py),
+and the restored hole fades into the original over `mask_feather` pixels at its border.
 """
 
 import dataclasses
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -49,13 +48,12 @@ from ..pictures.files import (
 )
 from ..pictures.inputs import STDIO, InputFile
 from ..pictures.resize import check_outscale, resize_pixels, scaled_size
-from ..runtime.torch_backend import LoadedModel
 from .chain import Stage, StageRecord, stage_input
 from .crop import CONTEXT, Box, crop_noise, hole_box
 from .holes import Hole, HoleRule, cut_hole, fit_mask
 from .quality import ToldQuality, check_jpeg_quality, told_quality
 from .spread import heat_map, spread
-from .start import Upscale, make_x1
+from .start import make_x1
 from .tiling import tiled
 from .trajectory import Frame, TrajectoryRecorder, save_trajectory
 
@@ -68,20 +66,13 @@ the results of earlier runs from pictures to restore."""
 
 @dataclass(frozen=True)
 class RestoreSettings:
-    family: str
-    nfe: int
+    """A run's own options; what each stage runs and how it samples are its Stage's
+    (chain.py)."""
+
     seed: int = 0
-    ot_ode: bool = False
-    detail: float = 1.0
-    """The sampler's mix of its sample with its one-step estimate (bridge.sample)."""
-    ensemble: int = 1
-    """Mirror images each network call averages (bridge.ensemble)."""
     batch_size: int = 1
-    tile: int = 512
-    tile_overlap: int = 64
     tile_batch: int = 1
     """Tiles per network call."""
-    upsampled: bool = False
     overwrite: bool = False
     mask_threshold: float | None = None
     """The level from which a mask's pixel is a hole (None: holes.MASK_THRESHOLD)."""
@@ -95,12 +86,6 @@ class RestoreSettings:
     background: tuple[int, int, int] | None = None
     """An RGB colour under transparent pictures: the result is the picture laid over it,
     opaque (None: transparency is kept, and a format that cannot hold it fails)."""
-    model_sha256: str | None = None
-    """Recorded in each output's metadata when known."""
-    classical: str | None = None
-    """The degradation whose classical restoration is x1 (models with start "classical")."""
-    start: Upscale | None = None
-    """The start network whose upscale is x1 (models whose start names one)."""
     trajectory: Path | None = None
     """A folder for each picture's trajectory strip and animation, named after its relative
     path (None: none). With several samples, the trajectory is sample 0's."""
@@ -130,12 +115,6 @@ class RestoreSettings:
         if self.samples < 1:
             raise UsageError(f"--samples must be at least 1, not {self.samples}")
         check_jpeg_quality(self.jpeg_quality)
-        if self.samples > 1 and self.ot_ode:
-            # The OT-ODE draws no noise after its start: its K "samples" would be K copies.
-            raise UsageError(
-                "--samples above 1 needs the stochastic sampler (--stochastic): "
-                "OT-ODE gives one restoration per picture"
-            )
 
 
 @dataclass(frozen=True)
@@ -223,42 +202,6 @@ def stage_seed(seed: int, name: str, k: int, stage: int) -> int:
     return sample_seed(seed, name, k) if stage == 0 else image_seed(seed, f"{name}\0{k}\0{stage}")
 
 
-def run_settings(first: Stage, **options: Any) -> RestoreSettings:
-    """A run's settings: the sampling of its first stage (prepare.prepare_stages) and the
-    `options` of the run (RestoreSettings' other fields)."""
-    return RestoreSettings(
-        family=first.family,
-        classical=first.classical,
-        start=first.start,
-        nfe=first.nfe,
-        ot_ode=first.ot_ode,
-        detail=first.detail,
-        ensemble=first.ensemble,
-        tile=first.tile,
-        tile_overlap=first.tile_overlap,
-        model_sha256=first.model_sha256,
-        **options,
-    )
-
-
-def first_stage(model: LoadedModel, settings: RestoreSettings) -> Stage:
-    """The stage that `settings` describe: a chain's first, or a run's only one."""
-    return Stage(
-        model=model,
-        family=settings.family,
-        nfe=settings.nfe,
-        ot_ode=settings.ot_ode,
-        detail=settings.detail,
-        ensemble=settings.ensemble,
-        classical=settings.classical,
-        start=settings.start,
-        model_sha256=settings.model_sha256,
-        tile=settings.tile,
-        tile_overlap=settings.tile_overlap,
-        upsampled=settings.upsampled,
-    )
-
-
 def sample_path(output: Path, k: int) -> Path:
     """Where sample k of a picture whose single result would be `output` goes."""
     return output.with_name(f"{output.stem}_s{k}{output.suffix}")
@@ -277,8 +220,8 @@ def written_files(output: Path, samples: int) -> list[Path]:
 
 
 class Restorer:
-    """Runs the bridge sampler over jobs with one model, or a chain of models (`then`: the
-    stages after the one of `model` and `settings`); yields one Outcome per job.
+    """Runs the bridge sampler over jobs with the stages of a chain in order (one stage, or
+    several: chain.py), under a run's `settings`; yields one Outcome per job.
 
     `run` reads each job's files, then `prepare`s and `sample`s its picture, then writes the
     result; the Python API (i2sb_cli.api) calls `prepare` and `sample` on pictures it decodes
@@ -286,16 +229,23 @@ class Restorer:
 
     def __init__(
         self,
-        model: LoadedModel,
-        settings: RestoreSettings,
+        stages: Sequence[Stage],
+        settings: RestoreSettings = RestoreSettings(),
         *,
         on_step: Callable[[StepInfo], None] | None = None,
-        then: Sequence[Stage] = (),
     ) -> None:
+        if not stages:
+            raise ValueError("a Restorer needs at least one stage")
+        if settings.samples > 1 and stages[0].sampling.ot_ode:
+            # The OT-ODE draws no noise after its start: its K "samples" would be K copies.
+            raise UsageError(
+                "--samples above 1 needs the stochastic sampler (--stochastic): "
+                "OT-ODE gives one restoration per picture"
+            )
         self.settings = settings
         self.on_step = on_step
-        self.stages = [first_stage(model, settings), *then]
-        self.steps = [nfe_steps(s.nfe, s.model.schedule.interval) for s in self.stages]
+        self.stages = list(stages)
+        self.steps = [nfe_steps(s.sampling.nfe, s.model.schedule.interval) for s in self.stages]
         self.denoisers = [
             mirror_ensemble(
                 tiled(
@@ -305,7 +255,7 @@ class Restorer:
                     tile_batch=settings.tile_batch,
                     multiple=s.model.size_multiple,
                 ),
-                s.ensemble,
+                s.sampling.ensemble,
             )
             for s in self.stages
         ]
@@ -362,7 +312,7 @@ class Restorer:
         name = Path("stdin") if job.source.path == STDIO else job.source.path
         picture = read_image(name, data=job.data, max_pixels=settings.max_pixels)
         mask = None
-        if settings.family == "inpaint" and job.mask is not None:
+        if self.stages[0].family == "inpaint" and job.mask is not None:
             mask_picture = read_image(job.mask, max_pixels=settings.max_pixels)
             mask = mask_levels(mask_picture, invert=settings.invert_mask)
         picture, hole = self._hole(picture, mask, f"the mask {job.mask}", str(job.source.path))
@@ -375,7 +325,7 @@ class Restorer:
         """For inpainting: the picture and its hole. Transparency that marked the hole (no
         mask, or all inside the mask's hole, as `i2sb degrade` writes it) is filled now; the
         picture's own is carried through."""
-        if self.settings.family != "inpaint":
+        if self.stages[0].family != "inpaint":
             return picture, None
         hole = self._mask_for(picture, mask, mask_name, source)
         if picture.alpha is not None and (mask is None or _inside(picture.alpha, hole.mask)):
@@ -385,7 +335,7 @@ class Restorer:
     def _start(self, picture: Picture, hole: Hole | None, name: str) -> Prepared:
         """The picture's x1 once per sample, and the seeds and generators of each stage and
         sample, from the run's seed and the picture's `name`."""
-        settings = self.settings
+        settings, first = self.settings, self.stages[0]
         seeds = [
             [stage_seed(settings.seed, name, k, stage) for k in range(settings.samples)]
             for stage in range(len(self.stages))
@@ -393,13 +343,13 @@ class Restorer:
         generators = [[torch.Generator().manual_seed(seed) for seed in row] for row in seeds]
         started = time.monotonic()
         x1 = make_x1(
-            settings.family,
+            first.family,
             picture.pixels,
-            upsampled=settings.upsampled,
+            upsampled=first.upsampled,
             mask=None if hole is None else hole.mask,
             noise=per_image_noise(generators[0][:1]),
-            classical=settings.classical,
-            start=settings.start,
+            classical=first.classical,
+            start=first.start,
         )
         start_seconds = time.monotonic() - started
         # The samples share their start (an inpainting hole's noise is sample 0's, as in a
@@ -534,12 +484,12 @@ class Restorer:
             x1,
             stage.model.schedule,
             self.steps[index],
-            ot_ode=stage.ot_ode,
+            ot_ode=stage.sampling.ot_ode,
             noise=noise,
             mask=None if mask is None else mask.to(device),
             cond=stage.model.meta.network_cond(x1, _told_qualities(batch)),
             callback=callback,
-            detail=stage.detail,
+            detail=stage.sampling.detail,
         ).cpu()
 
     def _composite(self, original: Tensor, restored: Tensor, mask: Tensor) -> Tensor:
@@ -661,7 +611,9 @@ class Restorer:
 
     def _records(self, item: Prepared) -> tuple[StageRecord, ...]:
         return tuple(
-            StageRecord(s.model.meta.task, s.model.meta.name, s.model_sha256, s.nfe, seeds[0])
+            StageRecord(
+                s.model.meta.task, s.model.meta.name, s.model_sha256, s.sampling.nfe, seeds[0]
+            )
             for s, seeds in zip(self.stages, item.seeds, strict=True)
         )
 

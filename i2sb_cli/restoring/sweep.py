@@ -18,7 +18,7 @@ from ..errors import UsageError
 from ..evaluation.score import Record, Summary
 from ..pictures.inputs import InputFile
 from .chain import Stage
-from .loop import Job, Outcome, Restorer, run_settings
+from .loop import Job, Outcome, Restorer, RestoreSettings
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,15 @@ def restore_at(
     model checked against the folder's task and the sampler asked for, as restore checks it)
     into `nfe_folder(root, nfe)`, under its manifest name (where `evaluate` looks), replacing
     what is there; one Outcome each."""
-    settings = run_settings(
-        dataclasses.replace(stage, nfe=nfe),
-        seed=seed,
+    stage = dataclasses.replace(
+        stage,
+        sampling=dataclasses.replace(stage.sampling, nfe=nfe),
         upsampled=records[0].upsampled,
-        overwrite=True,
     )
     folder = nfe_folder(root, nfe)
     jobs = [Job(InputFile(r.degraded, Path(r.name)), folder / r.name, mask=r.mask) for r in records]
-    yield from Restorer(stage.model, settings, on_step=on_step).run(jobs)
+    settings = RestoreSettings(seed=seed, overwrite=True)
+    yield from Restorer([stage], settings, on_step=on_step).run(jobs)
 
 
 def median_seconds(outcomes: Sequence[Outcome]) -> float | None:

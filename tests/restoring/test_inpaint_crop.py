@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from i2sb_cli.bridge import per_image_noise
 from i2sb_cli.cli.app import app
 from i2sb_cli.pictures.files import read_image
+from i2sb_cli.restoring.chain import Sampling, Stage
 from i2sb_cli.restoring.crop import CONTEXT, WHOLE_SHARE, Box, crop_noise, hole_box
 from i2sb_cli.restoring.loop import Restorer, RestoreSettings
 from i2sb_cli.runtime import load_model
@@ -54,13 +55,21 @@ def _seen(model: LoadedModel) -> tuple[LoadedModel, list[tuple[int, int]]]:
 
 
 def _restored(
-    model: LoadedModel, folder: Path, holes: list[Tensor], first: int = 0, **settings
+    model: LoadedModel,
+    folder: Path,
+    holes: list[Tensor],
+    first: int = 0,
+    *,
+    ot_ode: bool = True,
+    **settings,
 ) -> Tensor:
     """Pictures `first`, `first` + 1, ... (seeded and named by their number), one per hole,
-    restored in one batch by a Restorer of `settings` (OT-ODE at NFE 2 unless they say
-    otherwise)."""
-    options = {"family": "inpaint", "nfe": 2, "ot_ode": True, "batch_size": len(holes)}
-    restorer = Restorer(model, RestoreSettings(**(options | settings)))
+    restored in one batch at NFE 2 (OT-ODE unless `ot_ode` says otherwise) by a Restorer of
+    `settings`."""
+    # A Stage, not make_stage: the tiny model is trained for the OT-ODE alone, and
+    # make_stage refuses it the stochastic sampler that some tests compare.
+    stage = Stage(model=model, family="inpaint", sampling=Sampling(nfe=2, ot_ode=ot_ode))
+    restorer = Restorer([stage], RestoreSettings(**({"batch_size": len(holes)} | settings)))
     prepared = []
     for i, hole in enumerate(holes, start=first):
         picture = read_image(write_picture(folder / f"photo{i}.png", SIZE, seed=i))

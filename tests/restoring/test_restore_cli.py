@@ -29,6 +29,7 @@ from i2sb_cli.models.checkpoint import save_checkpoint
 from i2sb_cli.nets.adm import ADMUNet
 from i2sb_cli.pictures.files import read_metadata
 from i2sb_cli.pictures.inputs import InputFile
+from i2sb_cli.restoring.chain import StageSpec, make_stage
 from i2sb_cli.restoring.loop import Job, Restorer, RestoreSettings, image_seed
 from i2sb_cli.runtime import agreement
 from i2sb_cli.runtime.torch_backend import load_torch_model
@@ -293,8 +294,10 @@ def test_sampling_failure_fails_the_whole_batch_and_writes_nothing(tmp_path, mod
     def broken(x_t, n, cond):
         raise RuntimeError("out of memory\nsecond line")
 
-    settings = RestoreSettings(family="sr4x", nfe=2, batch_size=2)
-    restorer = Restorer(dataclasses.replace(model, denoise=broken), settings)
+    stage = make_stage(
+        dataclasses.replace(model, denoise=broken), StageSpec(task="sr4x", nfe=2), "sr4x"
+    )
+    restorer = Restorer([stage], RestoreSettings(batch_size=2))
     jobs = [
         Job(InputFile(write_picture(tmp_path / name, 8), Path(name)), tmp_path / "out" / name)
         for name in ("a.png", "b.png", "c.png")

@@ -13,8 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
+from i2sb_cli.errors import UsageError
 from i2sb_cli.pictures.files import read_metadata
 from i2sb_cli.pictures.inputs import InputFile
+from i2sb_cli.restoring.chain import StageSpec, make_stage
 from i2sb_cli.restoring.loop import Job, Restorer, RestoreSettings, image_seed, sample_seed
 from i2sb_cli.runtime.torch_backend import load_torch_model
 
@@ -37,10 +39,9 @@ def _counted_restore(model: Path, tmp_path: Path, out: str, **settings) -> tuple
         calls.append(n)
         return loaded.denoise(x_t, n, cond)
 
-    restorer = Restorer(
-        dataclasses.replace(loaded, denoise=counting),
-        RestoreSettings(family="sr4x", nfe=3, **settings),
-    )
+    counted = dataclasses.replace(loaded, denoise=counting)
+    stage = make_stage(counted, StageSpec(task="sr4x", nfe=3), "sr4x")
+    restorer = Restorer([stage], RestoreSettings(**settings))
     source = InputFile(write_picture(tmp_path / "a.png", 8), Path("a.png"))
     (outcome,) = restorer.run([Job(source, tmp_path / out / "a.png")])
     assert outcome.status == "restored", outcome.message
@@ -151,6 +152,7 @@ def test_samples_refusals(model: Path, tmp_path: Path):
             input=source.read_bytes(),
         )
         assert result.exit_code == 2
+        assert "seed 0:" not in result.stderr  # refused before the run's header
         (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         return error
 
@@ -163,6 +165,16 @@ def test_samples_refusals(model: Path, tmp_path: Path):
         error = refused("--model", tmp_path / "missing.safetensors", *options)
         assert "writes several files" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_restorer_needs_a_stage_and_the_stochastic_sampler_for_samples(model: Path):
+    loaded = load_torch_model(model, torch.device("cpu"))
+    with pytest.raises(ValueError, match="at least one stage"):
+        Restorer([])
+    stage = make_stage(loaded, StageSpec(task="sr4x", nfe=1), "sr4x", ot_ode=True)
+    Restorer([stage])  # one restoration per picture: the OT-ODE gives it
+    with pytest.raises(UsageError, match="needs the stochastic sampler"):
+        Restorer([stage], RestoreSettings(samples=2))
 
 
 def test_samples_refuse_files_that_would_coincide(model: Path, tmp_path: Path):

@@ -17,6 +17,7 @@ from i2sb_cli.errors import UsageError
 from i2sb_cli.models.checkpoint import load_checkpoint
 from i2sb_cli.models.registry import bundled_models
 from i2sb_cli.pictures.inputs import InputFile
+from i2sb_cli.restoring.chain import StageSpec, make_stage
 from i2sb_cli.restoring.loop import Job, Restorer, RestoreSettings
 from i2sb_cli.runtime import load_model
 
@@ -93,9 +94,9 @@ def test_restorer_writes_the_same_picture_with_either_backend(tmp_path, checkpoi
     pictures = []
     for model_file, name in ((checkpoint, "torch.png"), (onnx_file[0], "ort.png")):
         model = load_model(model_file, "cpu")
-        settings = RestoreSettings(family="sr4x", nfe=2, seed=3)
+        stage = make_stage(model, StageSpec(task="sr4x", nfe=2), "sr4x")
         job = Job(InputFile(source, Path("in.png")), tmp_path / name)
-        (outcome,) = Restorer(model, settings).run([job])
+        (outcome,) = Restorer([stage], RestoreSettings(seed=3)).run([job])
         assert outcome.status == "restored", outcome.message
         pictures.append(read_pixels(tmp_path / name).astype(int))
     assert pictures[0].shape == (32, 32, 3)
