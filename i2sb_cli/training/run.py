@@ -258,6 +258,7 @@ class TrainingRun:
                 cond_x1=self.model.cond_x1,
                 condition=self.model.condition,
                 seed=self.job.seed,
+                classical_start=self.model.start == "classical",
             ),
         }
         # psnr_input is x1's: with --start classical that is the classical restoration.

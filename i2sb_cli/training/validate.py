@@ -83,8 +83,13 @@ def validate(
     cond_x1: bool,
     condition: str = "",
     seed: int,
+    classical_start: bool = False,
 ) -> dict[str, object]:
-    """Mean PSNR of the restorations and of the degraded inputs, overall and per task."""
+    """Mean PSNR of the restorations and of the degraded inputs, overall and per task.
+
+    `classical_start`: x1 is a classical restoration (Telea for inpainting), scored as it is;
+    otherwise an inpainting x1 holds noise in its hole, which is scored white, as people see
+    the degraded picture."""
     device = next(net.parameters()).device
     denoise = BridgeDenoiser(net, schedule)
     steps = nfe_steps(nfe, schedule.interval)
@@ -110,7 +115,8 @@ def validate(
         x1, seen = x1.cpu(), x1.cpu()
         if item.mask is not None:
             x = (1 - item.mask) * x1 + item.mask * x  # known pixels kept, as restore does
-            seen = apply_hole(x1, item.mask)
+            if not classical_start:
+                seen = apply_hole(x1, item.mask)
         restored_sum[item.task] = restored_sum.get(item.task, 0.0) + psnr(quantize8(x), item.x0)
         input_sum[item.task] = input_sum.get(item.task, 0.0) + psnr(quantize8(seen), item.x0)
         counts[item.task] = counts.get(item.task, 0) + 1
