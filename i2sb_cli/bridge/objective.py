@@ -37,8 +37,31 @@ def time_input(n: Tensor, schedule: Schedule, device: torch.device) -> Tensor:
     return schedule.noise_levels.to(device)[n.to(device)]
 
 
-def bridge_loss(output: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean squared error; for inpainting only the hole (mask 1) counts, as in the official code."""
+def bridge_loss(
+    output: Tensor, target: Tensor, mask: Tensor | None = None, weights: Tensor | None = None
+) -> Tensor:
+    """Mean squared error; for inpainting only the hole (mask 1) counts, as in the official code.
+    `weights` ([B], mean 1) scale each picture's share of the mean."""
     if mask is not None:
         output, target = output * mask, target * mask
-    return torch.nn.functional.mse_loss(output, target)
+    if weights is None:
+        return torch.nn.functional.mse_loss(output, target)
+    per_picture = (output - target).square().flatten(1).mean(1)
+    return (weights.to(per_picture) * per_picture).mean()
+
+
+INPUT_ERROR_FLOOR = (2 * 2 / 255) ** 2
+"""Two 8-bit levels of error, squared, in [-1, 1] units: a pair whose input is nearly clean
+weighs as one that is two levels off, not without bound."""
+
+
+def input_error_weights(x0: Tensor, x1: Tensor) -> Tensor:
+    """[B] loss weights, mean 1, inversely proportional to each picture's input error
+    mean((x1 - x0)^2) (floored at INPUT_ERROR_FLOOR). Under the plain mean, a heavily degraded
+    picture's large errors outweigh a lightly degraded one's: a JPEG of quality 10 is some 30
+    times further from its photo than one of quality 90, so the network learns to clean the
+    first and smooths the second as hard. Weighed so, each picture's loss counts relative to
+    what its input got wrong (a gain in PSNR, not in squared error)."""
+    error = (x1 - x0).float().square().flatten(1).mean(1).clamp(min=INPUT_ERROR_FLOOR)
+    weights = 1 / error
+    return weights / weights.mean()

@@ -165,6 +165,15 @@ WarmupSteps = Annotated[
 WeightDecay = Annotated[
     float, typer.Option(min=0.0, help="AdamW weight decay.", rich_help_panel=_OPTIM)
 ]
+LossWeight = Annotated[
+    str,
+    typer.Option(
+        help="How each picture counts in the loss: uniform, or input-error (relative to its "
+        "degraded input's error, so that a lightly degraded picture counts as much as a "
+        "heavily degraded one; not for inpainting). May change on --resume.",
+        rich_help_panel=_OPTIM,
+    ),
+]
 GradClip = Annotated[
     float, typer.Option(min=0.0, help="Clip the gradient norm to this.", rich_help_panel=_OPTIM)
 ]

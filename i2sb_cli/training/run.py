@@ -90,6 +90,7 @@ class TrainingRun:
             grad_clip=job.grad_clip,
             ot_ode_share=self.model.ot_ode_share,
             bf16=_precision(job.precision, device),
+            loss_weight=job.loss_weight,
         )
         self.schedule = make_schedule(self.model.beta_max)
         self.data: Data = training_data(job, self.model, device)
@@ -181,6 +182,7 @@ class TrainingRun:
             "photos": self.data.size,
             "tasks": list(job.tasks),
             "ot_ode_share": self.model.ot_ode_share,
+            "loss_weight": job.loss_weight,
             "preset": self.model.source,
             "steps": job.steps,
             "batch_size": job.batch_size,

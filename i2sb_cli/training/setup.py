@@ -24,7 +24,7 @@ from ..nets.starts import START_NETWORKS
 from ..restoring.start import start_of
 from .data import Degrader, PhotoCrops, random_subcrop, schedule_defaults
 from .pairs import PairedCrops
-from .step import BatchSource
+from .step import LOSS_WEIGHTS, BatchSource
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class TrainJob:
     ot_ode_share: float | None = None
     """Share of examples on the OT-ODE bridge (TrainSettings.ot_ode_share); None: 1 for an
     OT-ODE model, else 0."""
+    loss_weight: str = "uniform"
+    """How each picture counts in the loss (TrainSettings.loss_weight); it may change when a
+    run is resumed."""
     start: str | None = None
     """x1's form, "degraded", "classical" or a start network (CheckpointMeta.start); None:
     --init's, else "degraded"."""
@@ -222,6 +225,11 @@ def resolve_network(job: TrainJob) -> Model:
         )
     if job.crop % config.size_multiple:
         raise UsageError(f"--crop must be a multiple of {config.size_multiple} for this network")
+    if job.loss_weight not in LOSS_WEIGHTS:
+        raise UsageError(f"--loss-weight must be one of {', '.join(LOSS_WEIGHTS)}")
+    if job.loss_weight == "input-error" and family_of_task(task) == "inpaint":
+        # x1's hole holds noise or a classical fill, not an error that measures the picture.
+        raise UsageError("--loss-weight input-error is for sr4x, deblur and jpeg: drop it")
     return Model(
         config=config,
         cond_x1=cond_x1,

@@ -21,12 +21,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..bridge.objective import bridge_loss, bridge_sample, bridge_target, time_input
+from ..bridge.objective import (
+    bridge_loss,
+    bridge_sample,
+    bridge_target,
+    input_error_weights,
+    time_input,
+)
 from ..bridge.schedule import Schedule
 
 # batch_source(generator) -> (x0, x1, mask or None, cond or None), all [B, C, H, W] on the
 # training device; cond is the network's cond input (models/condition.network_cond).
 BatchSource = Callable[[torch.Generator], tuple[Tensor, Tensor, Tensor | None, Tensor | None]]
+
+
+LOSS_WEIGHTS = ("uniform", "input-error")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,9 @@ class TrainSettings:
     the rest on the stochastic one. 0 or 1 trains for one sampler, a share between for both."""
     bf16: bool = False
     """Run the forward pass under bfloat16 autocast (fast on CUDA; the loss stays float32)."""
+    loss_weight: str = "uniform"
+    """How each picture counts in the loss: "uniform", or "input-error" (objective.py's
+    input_error_weights)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +181,8 @@ def train(
         target = bridge_target(x_n, x0, n, schedule)  # (x_n - x0) / std_fwd[n]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
             output = model(x_n, time_input(n, schedule, device), cond)
-        loss = bridge_loss(output.float(), target, mask)
+        weights = input_error_weights(x0, x1) if settings.loss_weight == "input-error" else None
+        loss = bridge_loss(output.float(), target, mask, weights)
 
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -8,7 +8,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from i2sb_cli.bridge import make_schedule
-from i2sb_cli.bridge.objective import bridge_loss, bridge_sample, bridge_target, time_input
+from i2sb_cli.bridge.objective import (
+    INPUT_ERROR_FLOOR,
+    bridge_loss,
+    bridge_sample,
+    bridge_target,
+    input_error_weights,
+    time_input,
+)
 from i2sb_cli.cli.app import app
 from i2sb_cli.errors import UsageError
 from i2sb_cli.models.checkpoint import load_checkpoint
@@ -57,6 +64,26 @@ def test_inpainting_loss_only_counts_the_hole():
     assert bridge_loss(output, target, mask).item() == 0
     mask[..., 0, 0] = 1
     assert bridge_loss(output, target, mask).item() == pytest.approx(3 / 48)
+
+
+def test_weighed_loss_with_equal_weights_is_the_plain_mean_and_weights_scale_pictures():
+    generator = torch.Generator().manual_seed(0)
+    output, target = torch.randn(3, 3, 4, 4, generator=generator), torch.zeros(3, 3, 4, 4)
+    plain = bridge_loss(output, target)
+    assert bridge_loss(output, target, weights=torch.ones(3)).item() == pytest.approx(plain.item())
+    only_first = bridge_loss(output, target, weights=torch.tensor([3.0, 0.0, 0.0]))
+    assert only_first.item() == pytest.approx(output[0].square().mean().item())
+
+
+def test_input_error_weights_count_each_picture_relative_to_its_input_error():
+    x0 = torch.zeros(3, 3, 8, 8)
+    x1 = torch.stack([torch.full((3, 8, 8), v) for v in (0.1, 0.2, 0.0)])
+    weights = input_error_weights(x0, x1)
+    assert weights.mean().item() == pytest.approx(1.0)
+    # Inversely proportional to the squared error: twice the error, a quarter of the weight.
+    assert (weights[0] / weights[1]).item() == pytest.approx(4.0)
+    # A clean input weighs as one off by the floor, not without bound.
+    assert (weights[2] / weights[0]).item() == pytest.approx(0.01 / INPUT_ERROR_FLOOR)
 
 
 def test_ema_warm_up_follows_the_official_formula():

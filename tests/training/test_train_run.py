@@ -157,6 +157,26 @@ def test_inpainting_mixture_on_the_fly_with_validation(photos, tmp_path):
     assert meta.training["validation"]["psnr"] == val[0]["psnr"]
 
 
+def test_loss_weight_is_recorded_may_change_on_resume_and_is_refused_for_inpainting(
+    photos, tmp_path
+):
+    out = tmp_path / "jpeg.safetensors"
+    args = ["--task", "jpeg-real-30", "--checkpoint-every", "1"]
+    first = _train(photos, out, *args, "--steps", "1", "--loss-weight", "input-error")
+    assert first.exit_code == 0, first.output
+    assert read_meta(out).training["loss_weight"] == "input-error"
+    resumed = _train(photos, out, *args, "--steps", "2", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert read_meta(out).training["loss_weight"] == "uniform"
+    refused = _train(
+        photos, tmp_path / "i.safetensors", "--task", "inpaint-center", "--steps", "1",
+        "--loss-weight", "input-error",
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "--loss-weight input-error" in refused.stderr
+    unknown = _train(photos, out, *args, "--steps", "1", "--loss-weight", "psnr")
+    assert unknown.exit_code == 2 and "uniform, input-error" in unknown.stderr
+
+
 def test_pairs_training_and_validation(photos, tmp_path):
     degraded = tmp_path / "degraded"
     degraded.mkdir()
