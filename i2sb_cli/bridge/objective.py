@@ -60,8 +60,9 @@ def input_error_weights(x0: Tensor, x1: Tensor) -> Tensor:
     mean((x1 - x0)^2) (floored at INPUT_ERROR_FLOOR). Under the plain mean, a heavily degraded
     picture's large errors outweigh a lightly degraded one's: a JPEG of quality 10 has about 10
     times the squared error of one of quality 90 (median over the 9 validation photos; 5 to
-    100), so the network learns to clean the first and smooths the second as hard. Weighed so, each picture's loss counts relative to
-    what its input got wrong (a gain in PSNR, not in squared error)."""
+    100), so the network learns to clean the first and smooths the second as hard. Weighed so,
+    each picture's loss counts relative to what its input got wrong (a gain in PSNR, not in
+    squared error)."""
     error = (x1 - x0).float().square().flatten(1).mean(1).clamp(min=INPUT_ERROR_FLOOR)
     weights = 1 / error
     return weights / weights.mean()

@@ -3,8 +3,10 @@
 Tiling wraps the `denoise` callable, never the sampler: the bridge state and its noise stay
 whole-picture tensors, and only each network evaluation is cut into overlapping tiles whose
 x0_hat predictions are blended back with smooth weights. Seams from mismatched noise cannot
-occur, memory is bounded by one tile, and the result depends on the tile size only through the
-blending near tile edges.
+occur, and memory is bounded by one tile. The result still depends on the tile size: through
+the blending near tile edges, and through what each tile's network call sees (its context, its
+GroupNorm statistics); tiles start on the network's grid so that patching and downsampling
+are not one more difference (tile_spans).
 """
 
 import itertools
@@ -72,6 +74,12 @@ def tiled(
         )
     if tile_batch < 1:
         raise UsageError(f"--tile-batch must be at least 1, got {tile_batch}")
+    if -(-overlap // multiple) * multiple >= tile:
+        # Tiles start on the grid of `multiple` pixels (tile_spans), so overlaps are whole cells.
+        raise UsageError(
+            f"--tile-overlap {overlap}, rounded up to a multiple of {multiple}, must stay below "
+            f"--tile ({tile})"
+        )
     net = pad_to_multiple(denoise, multiple) if multiple > 1 else denoise
 
     def blended(x_t: Tensor, n: int, cond: Tensor | None) -> Tensor:
@@ -80,17 +88,23 @@ def tiled(
             raise ValueError(f"cond is {tuple(cond.shape)} but x_t is {tuple(x_t.shape)}")
         if (height <= tile and width <= tile) or height * width <= WHOLE_SLACK * tile * tile:
             return net(x_t, n, cond)
-
+        # Tiles of the picture padded as a whole call pads it (pad_to_multiple), starting on
+        # its grid of `multiple` pixels: each pixel then falls in the same patch and the same
+        # cell of every downsampling as in one call on the whole picture (tile_spans).
+        pad_h, pad_w = -height % multiple, -width % multiple
+        x_t = _pad_bottom_right(x_t, pad_h, pad_w)
+        if cond is not None:
+            cond = _pad_bottom_right(cond, pad_h, pad_w)
         tiles = _evaluate_tiles(net, x_t, n, cond, (tile, overlap, multiple), tile_batch)
         first = next(tiles)
         out = first[1]
         # Accumulate in float32 so that half-precision nets blend without rounding.
-        total = out.new_zeros((*out.shape[:-2], height, width), dtype=torch.float32)
-        weight_sum = out.new_zeros((height, width), dtype=torch.float32)
+        total = out.new_zeros((*out.shape[:-2], *x_t.shape[-2:]), dtype=torch.float32)
+        weight_sum = out.new_zeros(x_t.shape[-2:], dtype=torch.float32)
         for window, out, weight in itertools.chain([first], tiles):
             total[window] += out.float() * weight
             weight_sum[window[-2:]] += weight
-        return (total / weight_sum).to(first[1].dtype)
+        return (total / weight_sum)[..., :height, :width].to(first[1].dtype)
 
     return blended
 
@@ -130,16 +144,30 @@ def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
     `multiple` that n tiles need, n s - (n - 1) overlap >= length. Starts are spread evenly, so
     every overlap is at least `overlap` and the first and last tiles touch the borders. A side
     of 520 with tile 512 and overlap 64 is two tiles of 296 (multiple 8), not two of 512.
+
+    A longer side must be a multiple of `multiple` (the caller pads it): every start is then
+    on that grid too, the spans being worked out in grid cells, so that each pixel falls in the
+    same patch and downsampling cell as in one call on the whole picture (networks that fold
+    pixels into patches and downsample are not shift-invariant). Measured with sr4x-p4 on two
+    photos, 300 -> 1200 pixels, tile 512 against one call (`i2sb restore --tile 512` and
+    `--tile 2048`, seed 0): with starts off the grid 1.8-2.1% of pixels differed by more than 2
+    levels (at most 49), on it 1.3-1.6% (at most 19). The rest is each tile's own context and
+    GroupNorm statistics.
     """
     if length <= tile:
         return [(0, length)]
-    count = math.ceil((length - overlap) / (tile - overlap))
-    size = math.ceil((length + (count - 1) * overlap) / count)
-    size = -(-size // multiple) * multiple  # still at most `tile`, itself a multiple
-    # Rounded even spacing: each stride is the floor or ceiling of (length - size) / (count - 1),
-    # which is at most size - overlap because count tiles of `size` cover the side.
-    starts = [round(i * (length - size) / (count - 1)) for i in range(count)]
-    return [(start, start + size) for start in starts]
+    if length % multiple or tile % multiple:
+        raise ValueError(
+            f"a side of {length} split into tiles of {tile} is not on a grid of {multiple}"
+        )
+    cells, tile_cells = length // multiple, tile // multiple
+    overlap_cells = -(-overlap // multiple)
+    count = math.ceil((cells - overlap_cells) / (tile_cells - overlap_cells))
+    size = math.ceil((cells + (count - 1) * overlap_cells) / count)  # at most tile_cells
+    # Rounded even spacing: each stride is the floor or ceiling of (cells - size) / (count - 1),
+    # which is at most size - overlap_cells because count tiles of `size` cover the side.
+    starts = [round(i * (cells - size) / (count - 1)) for i in range(count)]
+    return [(start * multiple, (start + size) * multiple) for start in starts]
 
 
 def blend_spans(

@@ -94,8 +94,23 @@ def test_tiles_never_exceed_the_tile_and_cover_non_multiple_sizes() -> None:
     x = torch.randn(1, 3, 50, 77)
     out = tiled(denoise, tile=32, overlap=8, multiple=8)(x, 3, None)
     torch.testing.assert_close(out, 2 * x)
-    assert len(shapes) == len(tile_spans(50, 32, 8, 8)) * len(tile_spans(77, 32, 8, 8))
+    # The picture is tiled as it is padded to the grid, 56 x 80.
+    assert len(shapes) == len(tile_spans(56, 32, 8, 8)) * len(tile_spans(80, 32, 8, 8))
     assert all(s == (1, 3, 32, 32) for s in shapes)
+
+
+def test_tiles_start_on_the_grid_so_a_shift_variant_net_gives_the_whole_picture() -> None:
+    # A stand-in for a patch-folding, downsampling net: what it does to a pixel depends on
+    # the pixel's place in its cell of 8 counted from the corner of what it is given.
+    def phase_net(x_t: Tensor, n: int, c: Tensor | None) -> Tensor:
+        rows = torch.arange(x_t.shape[-2])[:, None] % 8
+        cols = torch.arange(x_t.shape[-1])[None, :] % 8
+        return x_t * (1 + rows + 10 * cols)
+
+    x = torch.randn(1, 3, 101, 150)
+    whole = pad_to_multiple(phase_net, 8)(x, 0, None)
+    out = tiled(phase_net, tile=48, overlap=12, multiple=8)(x, 0, None)
+    torch.testing.assert_close(out, whole)
 
 
 def test_sides_shorter_than_a_tile_are_padded_to_the_multiple() -> None:
@@ -153,7 +168,10 @@ def test_a_side_just_over_the_tile_gets_two_tiles_of_about_half() -> None:
 def test_tile_plan_is_the_fewest_equal_tiles_that_cover_with_the_overlap(
     tile: int, overlap: int, multiple: int
 ) -> None:
+    on_grid = -(-overlap // multiple) * multiple
     for length in [*range(1, 3 * tile, 7), tile, tile + 1, 2 * tile - overlap + 1, 1100]:
+        if length > tile:
+            length = -(-length // multiple) * multiple  # the caller pads it to the grid
         spans = tile_spans(length, tile, overlap, multiple)
         sizes = {end - start for start, end in spans}
         assert len(sizes) == 1
@@ -163,9 +181,11 @@ def test_tile_plan_is_the_fewest_equal_tiles_that_cover_with_the_overlap(
             assert spans == [(0, length)]
             continue
         assert size <= tile and size % multiple == 0
-        # Fewest: one tile fewer, even of the full tile size, could not cover the side.
+        assert all(start % multiple == 0 for start, _ in spans)
+        # Fewest: one tile fewer, even of the full tile size, could not cover the side with
+        # overlaps of whole grid cells.
         count = len(spans)
-        assert (count - 1) * tile - (count - 2) * overlap < length
+        assert (count - 1) * tile - (count - 2) * on_grid < length
         for (start, end), (next_start, _) in itertools.pairwise(spans):
             assert start < next_start and end - next_start >= overlap
 
@@ -270,3 +290,10 @@ def test_batched_tiles_give_the_one_at_a_time_result_in_fewer_calls(tile_batch: 
 def test_tile_batch_below_one_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="--tile-batch"):
         tiled(lambda x, n, c: x, tile=32, overlap=8, tile_batch=0)
+
+
+def test_a_side_off_the_grid_and_an_overlap_filling_the_tile_are_refused() -> None:
+    with pytest.raises(ValueError, match="grid of 8"):
+        tile_spans(70, 32, 8, 8)
+    with pytest.raises(UsageError, match="rounded up to a multiple of 16"):
+        tiled(lambda x, n, c: x, tile=32, overlap=17, multiple=16)
