@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from mask_cleaning import Render, blob, render, strokes  # benchmarks/ is first on sys.path
+from mask_cleaning import Render, blob, cover_crop, render, strokes  # benchmarks/ on sys.path
 from PIL import Image
 
 import i2sb_cli
@@ -68,13 +68,8 @@ class Case:
 
 def photo(path: Path, size: int, folder: Path) -> Path:
     """`path` scaled to cover size x size, cropped at its centre, saved as a JPEG photo."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = size / min(image.size)
-        image = image.resize((math.ceil(image.width * scale), math.ceil(image.height * scale)))
-        left, top = (image.width - size) // 2, (image.height - size) // 2
-        target = folder / f"{path.stem}.jpg"
-        image.crop((left, top, left + size, top + size)).save(target, quality=PHOTO_QUALITY)
+    target = folder / f"{path.stem}.jpg"
+    Image.fromarray(cover_crop(path, size)).save(target, quality=PHOTO_QUALITY)
     return target
 
 

@@ -127,17 +127,19 @@ def render(hole: np.ndarray, how: Render, folder: Path) -> Path:
     return path
 
 
+def cover_crop(path: Path, size: int) -> np.ndarray:
+    """The photo scaled to cover size x size and cropped at its centre (RGB uint8)."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = size / min(image.size)
+        image = image.resize((math.ceil(image.width * scale), math.ceil(image.height * scale)))
+        left, top = (image.width - size) // 2, (image.height - size) // 2
+        return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
 def photos(folder: Path, size: int) -> list[np.ndarray]:
-    """The first PHOTOS pictures of `folder`, each scaled to cover size x size and cropped at
-    its centre (RGB uint8)."""
-    crops = []
-    for path in sorted(folder.glob("*"))[:PHOTOS]:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            scale = size / min(image.size)
-            image = image.resize((math.ceil(image.width * scale), math.ceil(image.height * scale)))
-            left, top = (image.width - size) // 2, (image.height - size) // 2
-            crops.append(np.asarray(image.crop((left, top, left + size, top + size))))
+    """The first PHOTOS pictures of `folder`, each a cover_crop."""
+    crops = [cover_crop(path, size) for path in sorted(folder.glob("*"))[:PHOTOS]]
     if not crops:
         raise SystemExit(f"no photos in {folder}: give --photos DIR")
     return crops

@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from mask_cleaning import Render, blob, render, strokes  # benchmarks/ is first on sys.path
+from mask_cleaning import Render, blob, cover_crop, render, strokes  # benchmarks/ on sys.path
 from PIL import Image
 
 from i2sb_cli.degrade.baselines import telea_inpaint
@@ -57,16 +57,6 @@ OUTSIDE_BAR = 0.001
 SECONDS_BAR = 15.0
 AGREEMENT_BAR = 0.999
 METRICS = ("hole_psnr", "stlpips", "outside", "seconds")
-
-
-def crop(path: Path, size: int) -> np.ndarray:
-    """The photo scaled to cover size x size and cropped at its centre (RGB uint8)."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = size / min(image.size)
-        image = image.resize((math.ceil(image.width * scale), math.ceil(image.height * scale)))
-        left, top = (image.width - size) // 2, (image.height - size) // 2
-        return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -140,7 +130,7 @@ def run_case(
     """Make, restore and score one photo's case; write its files and side-by-side."""
     folder = args.out / path.stem
     folder.mkdir(parents=True, exist_ok=True)
-    original = crop(path, args.size)
+    original = cover_crop(path, args.size)
     Image.fromarray(original).save(folder / "photo.jpg", quality=PHOTO_QUALITY)
     decoded = pixels(folder / "photo.jpg")
     if index % 2 == 0:
