@@ -2,17 +2,22 @@
 someone painted over a JPEG photo, by the whole command, against OpenCV's Telea fill.
 
 Each photo of the folder (the first --limit, scaled to cover --size x --size, cropped at its
-centre) is saved as photo.jpg (JPEG quality 90) and gets an exact hole from a rng seeded by
---seed (benchmarks/mask_cleaning.py's shapes): a blob of 8 to 20 % of the picture for
-even-indexed photos, brush strokes for odd ones, painted with a soft brush (Gaussian blur,
-sigma 2 px) into mask.jpg (JPEG quality 90, white = hole). No real object hides under it, so
-the fill is scored against the crop. Each case is restored, per backend, by exactly
+centre) gets an exact hole from a rng seeded by --seed (benchmarks/mask_cleaning.py's shapes):
+a blob of 8 to 20 % of the picture for even-indexed photos, brush strokes for odd ones. The
+thing to remove fills that hole (--thing photo, the default: the next photo of the folder,
+turned upside down, cut to the hole's outline, a passer-by or a wire with hard edges; --thing
+none: nothing, the photo as it was). The photo with the thing is saved as photo.jpg (JPEG
+quality 90), so that its edges ring and bleed colour past the outline as a real object's do,
+and the hole is painted with a soft brush (Gaussian blur, sigma 2 px) into mask.jpg (JPEG
+quality 90, white = hole). The fill is scored against the crop without the thing. Each case is
+restored, per backend, by exactly
 
     i2sb restore photo.jpg --task inpaint --mask mask.jpg --nfe 10 -o OUT.png --backend B
         [--model FILE]
 
 timed as a whole command (wall clock), which must exit 0. Telea (radius 3) gets the exact hole
-on the decoded photo.jpg, its best case. Measured per case: the hole's PSNR (its exact pixels,
+on the decoded photo.jpg, the issue's best case for it (with a thing, the rim it leaves outside
+the outline is Telea's to smear in). Measured per case: the hole's PSNR (its exact pixels,
 8-bit, against the crop); ST-LPIPS of the whole picture against the crop (with the `perceptual`
 extra); outside: of the pixels farther than FAR_PX from the hole, the share that differ from
 the decoded photo.jpg by more than LEVELS in some channel; the seconds of each command; with
@@ -22,7 +27,7 @@ shows photo | mask | Telea | i2sb (per backend) | original, with a 4x zoom aroun
 centre below; OUT/STEM/ holds the case's files; OUT/scores.json every figure.
 
     python benchmarks/removal.py data/test -o eval/removal [--limit 16] [--size 512]
-        [--seed 0] [--backend both|torch|onnxruntime] [--model FILE]
+        [--seed 0] [--backend both|torch|onnxruntime] [--model FILE] [--thing photo|none]
 """
 
 import argparse
@@ -123,22 +128,27 @@ def sheet(columns: list[np.ndarray], hole: np.ndarray, path: Path) -> None:
 def run_case(
     index: int,
     path: Path,
+    thing: Path | None,
     args: argparse.Namespace,
     rng: np.random.Generator,
     perceptual: Perceptual | None,
 ) -> dict:
-    """Make, restore and score one photo's case; write its files and side-by-side."""
+    """Make, restore and score one photo's case; write its files and side-by-side. `thing`:
+    the photo whose upside-down crop is the thing to remove (None: nothing)."""
     folder = args.out / path.stem
     folder.mkdir(parents=True, exist_ok=True)
     original = cover_crop(path, args.size)
-    Image.fromarray(original).save(folder / "photo.jpg", quality=PHOTO_QUALITY)
-    decoded = pixels(folder / "photo.jpg")
     if index % 2 == 0:
         kind, exact = "blob", blob(args.size, float(rng.uniform(*BLOB_SHARE)), rng)
     else:
         kind, exact = "strokes", strokes(args.size, rng)
-    mask = render(exact, BRUSH, folder)
     hole = exact > 0
+    photo = original.copy()
+    if thing is not None:
+        photo[hole] = cover_crop(thing, args.size)[::-1, ::-1][hole]
+    Image.fromarray(photo).save(folder / "photo.jpg", quality=PHOTO_QUALITY)
+    decoded = pixels(folder / "photo.jpg")
+    mask = render(exact, BRUSH, folder)
     distance = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     far = distance > FAR_PX
     filled = telea_inpaint(tensor(decoded), torch.from_numpy(hole)[None, None].float())
@@ -228,6 +238,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", choices=["both", *BACKENDS], default="both")
     parser.add_argument("--model", help="a model file for every command (default: the task's)")
+    parser.add_argument(
+        "--thing",
+        choices=["photo", "none"],
+        default="photo",
+        help="what the hole hides: the next photo upside down, or nothing",
+    )
     args = parser.parse_args()
     args.backends = list(BACKENDS) if args.backend == "both" else [args.backend]
     photos = [item.path for item in collect_inputs([str(args.photos)], recursive=False)]
@@ -239,14 +255,21 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     cases = []
     for index, path in enumerate(photos[: args.limit]):
-        case = run_case(index, path, args, rng, perceptual)
+        thing = photos[(index + 1) % len(photos)] if args.thing == "photo" else None
+        case = run_case(index, path, thing, args, rng, perceptual)
         print(f"\n### {path.name}: {case['hole']}, {case['hole_share']:.1%} of the picture\n")
         table(case["scores"])
         if case["agreement"] is not None:
             print(f"\ntorch vs onnxruntime: {case['agreement']:.3%} within {LEVELS} levels")
         cases.append(case)
     means, bars = summary(cases, args.backends)
-    settings = {"size": args.size, "seed": args.seed, "nfe": NFE, "model": args.model}
+    settings = {
+        "size": args.size,
+        "seed": args.seed,
+        "nfe": NFE,
+        "model": args.model,
+        "thing": args.thing,
+    }
     (args.out / "scores.json").write_text(
         json.dumps({**settings, "cases": cases, "means": means, "bars": bars}, indent=1)
     )
