@@ -125,7 +125,7 @@ def test_models_list_fits_80_columns_with_every_size(worktree_weights):
             assert f"{entry.size / 1e6:.1f} MB" in row
     good_for = [line.strip() for line in lines if line.startswith("  good for")]
     assert "good for blur-gauss-plain: PSNR 34.37 dB (Wiener deconvolution: 32.76)" in good_for
-    assert "good for blur-blind: PSNR 29.53 dB (the blurred input: 28.44)" in good_for
+    assert "good for real-blur: PSNR 32.78 dB (the degraded input: 32.09)" in good_for
     assert "good for sr4x-pool (not measured here)" in good_for
 
 
