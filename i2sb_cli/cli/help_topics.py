@@ -136,8 +136,7 @@ What a run reports:
     model_sha256, outscale, samples, spread_mean, stages (each stage's task, model,
     model_sha256, nfe and seed), jpeg_quality and mask (inpainting: what marked the hole,
     white, black, transparency or opacity, of the mask or the picture; the threshold, dilate
-    and feather; soft_edges) and coarse_levels (inpainting: how many times the picture was
-    halved for a wide hole's coarse start, 0 for none). Progress and messages go to stderr.
+    and feather; soft_edges). Progress and messages go to stderr.
 """
 
 _SPEED = """\

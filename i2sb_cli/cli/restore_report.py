@@ -114,7 +114,6 @@ def print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSetting
         "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),
         "jpeg_quality": outcome.jpeg_quality,
         "mask": None if outcome.hole is None else outcome.hole.record(),
-        "coarse_levels": outcome.coarse_levels,
         "told_jpeg_quality": None if outcome.told is None else outcome.told.quality,
         "told_jpeg_quality_from": None if outcome.told is None else outcome.told.source,
         "stages": [dataclasses.asdict(stage) for stage in outcome.stages],

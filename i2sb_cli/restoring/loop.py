@@ -16,9 +16,7 @@ A chain (several stages, chain.py) samples each picture's result again with the 
 model. After the last stage the result is resized to `outscale` times the input's size when
 asked (pictures/resize.py). An inpainting hole is cut from its mask as holes.py says
 (threshold, growth, a mask of another size); only the region around it is sampled (crop.py),
-and the restored hole fades into the original over `mask_feather` pixels at its border. A hole
-wider than the network learnt starts from the same stage's inpainting of the region at half
-size, upscaled, rather than from Telea's fill (coarse.py).
+and the restored hole fades into the original over `mask_feather` pixels at its border.
 """
 
 import dataclasses
@@ -33,8 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..bridge import NoiseSource, StepInfo, mirror_ensemble, nfe_steps, per_image_noise, sample
-from ..degrade.baselines import baseline_name
+from ..bridge import StepInfo, mirror_ensemble, nfe_steps, per_image_noise, sample
 from ..degrade.masks import feather_weights
 from ..errors import I2SBError, ImageError, OutputExistsError, UsageError
 from ..pictures.files import (
@@ -52,7 +49,6 @@ from ..pictures.files import (
 from ..pictures.inputs import STDIO, InputFile
 from ..pictures.resize import check_outscale, resize_pixels, scaled_size
 from .chain import Stage, StageRecord, stage_input
-from .coarse import coarse_levels, halve, halve_box, upscale_fill
 from .crop import CONTEXT, Box, crop_noise, hole_box
 from .holes import Hole, HoleRule, cut_hole, fit_mask
 from .quality import ToldQuality, check_jpeg_quality, told_quality
@@ -152,9 +148,6 @@ class Outcome:
     """The JPEG quality a network was told, and whence (models that ask for it)."""
     hole: HoleRule | None = None
     """How an inpainted picture's hole was cut from its mask."""
-    coarse_levels: int | None = None
-    """How many times the picture was halved for its hole's coarse start (0: none, Telea's
-    start as it was; restoring/coarse.py); None for the other families."""
 
 
 @dataclass
@@ -179,14 +172,6 @@ class Prepared:
     """Seconds that making x1 took (a start network's upscale): part of the picture's time."""
     hole: HoleRule | None = None
     """How the inpainting hole was cut from its mask."""
-    coarse: list[list[torch.Generator]] = dataclasses.field(default_factory=list)
-    """[level - 1][sample]: the generators of the hole's coarse passes at 1/2, 1/4...
-    (restoring/coarse.py); none where the hole keeps its start."""
-
-    @property
-    def coarse_levels(self) -> int | None:
-        """The halvings of the hole's coarse start (0: none); None without a hole."""
-        return None if self.mask is None else len(self.coarse)
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -215,13 +200,6 @@ def stage_seed(seed: int, name: str, k: int, stage: int) -> int:
     the sample's seed, so that a chain starts as its first task alone would; the others hash
     the stage after a second NUL, so that no stage's seed is another sample's or picture's."""
     return sample_seed(seed, name, k) if stage == 0 else image_seed(seed, f"{name}\0{k}\0{stage}")
-
-
-def coarse_seed(seed: int, level: int) -> int:
-    """The seed of the coarse pass at 1/2**level of a sample whose seed is `seed`: hashed
-    apart from every picture's, sample's and stage's seed, so that the full-size pass draws the
-    noise it drew without the coarse start."""
-    return image_seed(seed, f"\0coarse\0{level}")
 
 
 def sample_path(output: Path, k: int) -> Path:
@@ -383,29 +361,7 @@ class Restorer:
         if any(stage.model.meta.condition == "jpeg-quality" for stage in self.stages):
             told = told_quality(picture, settings.jpeg_quality)
         rule = None if hole is None else hole.rule
-        coarse = self._coarse_generators(hole, seeds[0])
-        return Prepared(
-            picture, x1, mask, generators, seeds, note, told, start_seconds, hole=rule,
-            coarse=coarse,
-        )  # fmt: skip
-
-    def _coarse_generators(
-        self, hole: Hole | None, seeds: list[int]
-    ) -> list[list[torch.Generator]]:
-        """The generators [level - 1][sample] of a hole's coarse passes, one level per halving
-        (coarse.coarse_levels), each seeded from its sample's seed: each sample gets its own
-        coarse fill (where a wide hole is least certain), and sample 0 stays the single
-        restoration. None when the first stage does not start from Telea's fill: the coarse
-        start is made as the stage starts, and no other start was measured. The region sampled
-        (crop.py) holds each hole pixel's nearest known pixel, so the hole is as wide there as
-        in the whole picture."""
-        classical = self.stages[0].classical
-        if hole is None or classical is None or baseline_name(classical) != "telea":
-            return []
-        return [
-            [torch.Generator().manual_seed(coarse_seed(seed, level)) for seed in seeds]
-            for level in range(1, coarse_levels(hole.mask) + 1)
-        ]
+        return Prepared(picture, x1, mask, generators, seeds, note, told, start_seconds, hole=rule)
 
     def _check_transparency(self, job: Job, picture: Picture) -> None:
         """Refuse, before any sampling, a transparent picture bound for a format that would
@@ -483,7 +439,7 @@ class Restorer:
         each picture's region around its hole is sampled (crop.hole_box; the whole picture
         when a trajectory is recorded, which shows it whole), pictures whose regions have one
         size together, and composited into a copy of the original there: outside the region
-        the original is the result. A wide hole's x1 is its coarse start (`_coarse_start`)."""
+        the original is the result."""
         k = self.settings.samples
         context = None if recorder is not None else self.settings.hole_context
         multiple = self.stages[0].model.size_multiple
@@ -491,7 +447,7 @@ class Restorer:
         restored = torch.cat([item.picture.pixels.expand(k, -1, -1, -1) for item in batch])
         for size in dict.fromkeys(box.size for box in boxes):
             group = [i for i, box in enumerate(boxes) if box.size == size]
-            x1 = torch.cat([self._region_start(batch[i], boxes[i]) for i in group])
+            x1 = torch.cat([batch[i].x1[boxes[i].window] for i in group])
             mask = torch.cat([batch[i].mask[boxes[i].window] for i in group])
             rows = [boxes[i] for i in group for _ in range(k)]
             x0 = self._sample(0, [batch[i] for i in group], x1, mask, recorder, rows)
@@ -500,38 +456,6 @@ class Restorer:
                 sampled = slice(j * k, (j + 1) * k)
                 region.copy_(self._composite(region, x0[sampled], mask[sampled]))
         return restored
-
-    def _region_start(self, item: Prepared, box: Box) -> Tensor:
-        """The x1 [K, 3, h, w] of a picture's region `box`: the picture's, or for a wide hole
-        its coarse start."""
-        x1 = item.x1[box.window]
-        if not item.coarse:
-            return x1
-        whole = Box(0, 0, *item.x1.shape[-2:])
-        return self._coarse_start(item, x1, item.mask[box.window], box, whole, 1)
-
-    def _coarse_start(
-        self, item: Prepared, x1: Tensor, mask: Tensor, box: Box, whole: Box, level: int
-    ) -> Tensor:
-        """x1 [K, 3, h, w] of the region `box` of a picture `whole` (both at 1/2**(level - 1)),
-        whose hole `mask` is filled by the first stage's own inpainting of the region at half
-        that size (coarse.py), upscaled; the known pixels stay x1's. The half-size region
-        starts as the stage starts (Telea's fill), or coarser again while levels remain. Each
-        sample draws from its own generator of the level, the noise of the half-size picture
-        cut to the region, as the full-size pass's is (crop.py). The denoiser pads the region
-        to the network's size multiple (tiling.py)."""
-        first, k = self.stages[0], x1.shape[0]
-        # The K rows share their known pixels and, before any coarse fill, their hole.
-        pixels, hole = halve(x1[:1], mask[:1])
-        start = make_x1(first.family, pixels, mask=hole, classical=first.classical)
-        start, hole = start.expand(k, -1, -1, -1), hole.expand(k, -1, -1, -1)
-        box, whole = halve_box(box), halve_box(whole)
-        if level < len(item.coarse):
-            start = self._coarse_start(item, start, hole, box, whole, level + 1)
-        noise = crop_noise(per_image_noise(item.coarse[level - 1]), whole.size, [box] * k)
-        # Only the full-size pass is a trajectory's; on_step hears every pass's steps.
-        restored = self._bridge(0, [item], start, hole, noise, None)
-        return torch.where(mask > 0.5, upscale_fill(restored, x1.shape[-2:]), x1)
 
     def _sample(
         self,
@@ -544,22 +468,6 @@ class Restorer:
     ) -> Tensor:
         """Stage `index`'s bridge from x1 [N K, 3, H, W] back to its x0, on the CPU; x1 may be
         crops of the pictures, `boxes` (one per row) saying where, for the noise."""
-        noise = per_image_noise([g for item in batch for g in item.generators[index]])
-        if boxes is not None:
-            noise = crop_noise(noise, batch[0].x1.shape[-2:], boxes)
-        return self._bridge(index, batch, x1, mask, noise, recorder)
-
-    def _bridge(
-        self,
-        index: int,
-        batch: list[Prepared],
-        x1: Tensor,
-        mask: Tensor | None,
-        noise: NoiseSource,
-        recorder: TrajectoryRecorder | None,
-    ) -> Tensor:
-        """Stage `index`'s bridge from x1 [N K, 3, H, W] of the `batch`'s pictures back to its
-        x0 with `noise`, on the CPU."""
         stage = self.stages[index]
         device = stage.model.device
         x1 = x1.to(device)
@@ -568,6 +476,9 @@ class Restorer:
             # The recorder listens to the sampler's own steps: no extra network call.
             recorder.begin(x1)
             callback = _both(self.on_step, recorder)
+        noise = per_image_noise([g for item in batch for g in item.generators[index]])
+        if boxes is not None:
+            noise = crop_noise(noise, batch[0].x1.shape[-2:], boxes)
         return sample(
             self.denoisers[index],
             x1,
@@ -642,7 +553,7 @@ class Restorer:
         quality = item.picture.jpeg_quality
         return Outcome(
             source, job.output, "restored", item.note, seed, seconds, stages=stages,
-            jpeg_quality=quality, told=item.told, hole=item.hole, coarse_levels=item.coarse_levels,
+            jpeg_quality=quality, told=item.told, hole=item.hole,
         )  # fmt: skip
 
     def _write_samples(self, job: Job, item: Prepared, restored: Tensor, seconds: float) -> Outcome:
@@ -676,7 +587,6 @@ class Restorer:
             jpeg_quality=item.picture.jpeg_quality,
             told=item.told,
             hole=item.hole,
-            coarse_levels=item.coarse_levels,
         )
 
     def _metadata(self, item: Prepared, k: int) -> dict[str, str]:

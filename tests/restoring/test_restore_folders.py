@@ -189,13 +189,11 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
         "told_jpeg_quality",
         "told_jpeg_quality_from",
         "mask",
-        "coarse_levels",
     }
     # One restoration: no samples and no spread (restore --samples K fills them), no resize;
     # no inpainting hole.
     assert record["samples"] == [] and record["spread_mean"] is None
     assert record["outscale"] is None and record["mask"] is None
-    assert record["coarse_levels"] is None
     (stage,) = record["stages"]
     assert stage["model_sha256"] == record["model_sha256"] and stage["seed"] == record["seed"]
     assert record["model_sha256"] == hashlib.sha256(sr.read_bytes()).hexdigest()
