@@ -160,7 +160,7 @@ def test_no_color_removes_every_style_from_help_and_errors(tmp_path):
 def test_degrade_takes_a_family_as_its_bundled_models_degradation(tmp_path, worktree_weights):
     write_picture(tmp_path / "a.png", (24, 20))
     # deblur: the blind default model lists no paper task; its pairs are its training's first
-    for family, task in (("sr4x", "sr4x-bicubic"), ("deblur", "blur-blind")):
+    for family, task in (("sr4x", "sr4x-bicubic"), ("deblur", "real-blur")):
         out = tmp_path / family
         args = ["degrade", str(tmp_path / "a.png"), "-o", str(out), "--task", family]
         result = CliRunner().invoke(app, args)
