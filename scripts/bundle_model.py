@@ -1,5 +1,6 @@
 """Ship a trained checkpoint as a bundled model: copy it into weights/ under its model name,
-with the default NFE and detail chosen by measurement, in float16, and pin it in models.json.
+with the default NFE and detail chosen by measurement, in float16 (or 8 bits, --int8), and pin
+it in models.json.
 
     python scripts/bundle_model.py runs/sr4x-p4.safetensors --name sr4x-p4 \
         --default-nfe 10 --default-detail 0.5 --task sr4x-bicubic --summary "4x SR ..."
@@ -51,6 +52,12 @@ def main() -> None:
         action="store_true",
         help="place it before its family's other bundled models: restore --task FAMILY uses it",
     )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="store the weights in 8 bits, half of float16's size (measure it first: its card "
+        "says what it costs)",
+    )
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="the weights/ folder")
     args = parser.parse_args()
 
@@ -66,7 +73,8 @@ def main() -> None:
         default_ensemble=args.default_ensemble,
     )
     target = args.weights / f"{args.name}.safetensors"
-    save_checkpoint(target, net.state_dict(), meta, dtype=torch.float16)
+    dtype = torch.int8 if args.int8 else torch.float16
+    save_checkpoint(target, net.state_dict(), meta, dtype=dtype)
     data = target.read_bytes()
     if len(data) > LIMIT:
         target.unlink()

@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from i2sb_cli.models.cache import sha256_file
-from i2sb_cli.models.checkpoint import read_meta
+from i2sb_cli.models.checkpoint import load_checkpoint, read_meta
 from i2sb_cli.models.manifest import parse_manifest
 
 SCRIPTS = REPO_ROOT / "scripts"
@@ -112,6 +112,29 @@ def test_bundle_model_without_a_task_pins_a_blind_model_as_its_familys_default(t
     assert {t.dtype for t in tensors.values()} == {torch.float16}
     wrong = subprocess.run([*command, "--task", "jpeg-10"], capture_output=True, text=True, env=env)
     assert wrong.returncode != 0 and "paper tasks of the deblur family" in wrong.stderr
+
+
+def test_bundle_model_int8_stores_weights_in_8_bits_that_load_as_the_network(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "models.json").write_text(json.dumps({"schema_version": 1, "models": []}))
+    trained = make_checkpoint(tmp_path / "run.safetensors", task="jpeg-10", beta_max=1.0)
+    command = [sys.executable, SCRIPTS / "bundle_model.py", trained, "--name", "q", "--int8"]
+    command += ["--default-nfe", "1", "--summary", "8 bits", "--weights", weights]
+    env = {**os.environ, "PYTHONPATH": str(SCRIPTS.parent)}
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+
+    assert done.returncode == 0, done.stderr
+    stored = load_file(weights / "q.safetensors")
+    assert {t.dtype for t in stored.values()} == {torch.int8, torch.float16, torch.float32}
+    original, _ = load_checkpoint(trained)
+    bundled, meta = load_checkpoint(weights / "q.safetensors")
+    assert meta.name == "q"
+    for key, tensor in bundled.state_dict().items():
+        reference = original.state_dict()[key]
+        assert tensor.dtype == torch.float32
+        torch.testing.assert_close(tensor, reference, rtol=0, atol=0.01 * reference.abs().max())
 
 
 def test_bundle_model_again_keeps_the_hand_written_fields_of_its_entry(tmp_path):

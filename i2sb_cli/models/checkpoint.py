@@ -27,6 +27,7 @@ from ..errors import CheckpointError, UsageError
 from ..nets.adm import ADMUNet, UNetConfig
 from ..nets.starts import START_NETWORKS
 from .condition import CONDITIONS, UNKNOWN_JPEG_QUALITY, network_cond
+from .quantize import dequantize, quantize_int8
 
 FORMAT = "i2sb-checkpoint"
 FORMAT_VERSION = 1
@@ -240,10 +241,14 @@ def save_checkpoint(
 ) -> None:
     """Write weights and metadata atomically (temporary file in the same folder, then rename).
 
-    `dtype` (e.g. torch.float16) stores the floating-point tensors smaller; loading restores
+    `dtype` (e.g. torch.float16) stores the floating-point tensors smaller; torch.int8 stores
+    the weights in 8 bits with a scale per output channel (quantize.py). Loading restores
     float32.
     """
     meta.validate(str(path))
+    if dtype == torch.int8:
+        state_dict = quantize_int8(state_dict)
+        dtype = None
     tensors = {
         key: (t.to(dtype) if dtype is not None and t.is_floating_point() else t)
         .detach()
@@ -291,11 +296,15 @@ def load_checkpoint(
         shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
         net = _network_for(path, meta, shapes)
         try:
-            state = {key: handle.get_tensor(key).float() for key in handle.keys()}  # noqa: SIM118
+            stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
         except SafetensorError as exc:
             raise CheckpointError(
                 f"{path}: corrupt tensor data ({exc}); download it again"
             ) from None
+    try:
+        state = dequantize(stored)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}; the file is damaged or was edited") from None
     # A NaN or inf weight makes every picture a flat grey "restoration": refuse it here.
     broken = next((key for key, tensor in state.items() if not tensor.isfinite().all()), None)
     if broken is not None:
