@@ -266,7 +266,10 @@ def main() -> None:
                   f"{_mean(metrics['ssim'], total, 4)} | {_mean(metrics['stlpips'], total, 4)} | "
                   f"{extra} |")  # fmt: skip
         side_by_side(scored["pictures"], args.out / f"{case}.png")
-    (args.out / "scores.json").write_text(json.dumps(results, indent=1))
+    # A later run of other cases into the same folder adds to its scores, as to its sheets.
+    saved = args.out / "scores.json"
+    earlier = json.loads(saved.read_text()) if saved.is_file() else {}
+    saved.write_text(json.dumps({**earlier, **results}, indent=1))
     failures = sum(len(result["failed"]) for result in results.values())
     if failures:
         sys.exit(f"{failures} photos could not be scored (the lines above name them)")

@@ -218,3 +218,34 @@ def test_user_cases_writes_each_case_as_users_have_it(tmp_path):
             else:
                 tables = image.quantization
                 assert estimate_quality([tables[k] for k in sorted(tables)])[0] == spec.quality
+
+
+def test_cases_figure_stacks_the_first_row_of_each_case_without_the_as_is_columns(tmp_path):
+    tile = 64
+    scores = {
+        "phone": {"seconds": 1.0, "model": None, "input": {}, "unsharp": {}, "i2sb": {}},
+        "jpeg75": {"seconds": 1.0, "model": None, "jpeg": {}, "i2sb": {}, "failed": []},
+    }
+    (tmp_path / "scores.json").write_text(json.dumps(scores))
+    shades = {"phone": [10, 20, 30, 40, 50], "jpeg75": [60, 70, 80, 90]}
+    for case, values in shades.items():
+        sheet = np.zeros((2 * tile, len(values) * tile, 3), np.uint8)
+        for i, value in enumerate(values):
+            sheet[:, i * tile : (i + 1) * tile] = value
+        Image.fromarray(sheet).save(tmp_path / f"{case}.png")
+    figure = tmp_path / "figure.png"
+    command = [sys.executable, SCRIPTS / "cases_figure.py", tmp_path, "-o", figure]
+
+    done = subprocess.run([*command, "--case", "phone", "--case", "jpeg75"], capture_output=True)
+
+    assert done.returncode == 0, done.stderr
+    picture = np.asarray(Image.open(figure).convert("RGB"))
+    header = 16
+    assert picture.shape == (2 * (tile + header), 4 * tile, 3)
+    # phone: degraded | unsharp | i2sb | original (the "input" column, 20, left out)
+    phone_row = picture[tile + header - 1, :, 0]
+    assert [int(phone_row[i * tile + tile - 1]) for i in range(4)] == [10, 30, 40, 50]
+    jpeg_row = picture[2 * (tile + header) - 1, :, 0]
+    assert [int(jpeg_row[i * tile + tile - 1]) for i in range(3)] == [60, 80, 90]
+    missing = subprocess.run([*command, "--case", "grainy"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no scores for grainy" in missing.stderr

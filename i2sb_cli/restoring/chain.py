@@ -10,7 +10,7 @@ model), and `--nfe` one for all stages or one per stage. Inpainting can only com
 mask marks the input picture.
 
 Outputs record every stage: a metadata key holds the stages' values in order, separated by
-commas as on the command line (`i2sb:model` = `jpeg-p2,sr4x-p4`).
+commas as on the command line (`i2sb:model` = `jpeg-q,sr4x-p4`).
 """
 
 from dataclasses import dataclass
