@@ -37,7 +37,7 @@ from .degrade.tasks import TASK_CHOICES
 from .errors import ImageError, UsageError
 from .pictures.decode import declared_jpeg_quality
 from .pictures.files import Picture, encode_image, hole_of, pixel_levels, read_image
-from .restoring.chain import Stage, StageSpec, plan_chain
+from .restoring.chain import Stage, StageSpec, plan_chain, with_jpeg_cleaning
 from .restoring.loop import Prepared, Restorer, RestoreSettings
 from .restoring.prepare import Located, checkpoint_digests, locate_stages, prepare_stages
 from .runtime import load_model
@@ -75,6 +75,7 @@ def load(
     precision: str | None = None,
     cache_dir: Path | None = None,
     offline: bool | None = None,
+    clean_jpeg: bool = True,
     on_note: Callable[[str], None] | None = None,
 ) -> "Pipeline":
     """A model ready to restore pictures, loaded once for every call.
@@ -84,11 +85,14 @@ def load(
     unless `offline`), a checkpoint or exported file, or a chain (`"jpeg,sr4x"`). `device` is
     auto, cpu, cuda or cuda:N; `backend` torch (the default here: no export to make),
     onnxruntime or auto (the command's default: ONNX Runtime on the CPU where it is faster).
-    Notes (an ONNX export made, a task the model was not trained on) go to `on_note`, else to
-    this module's logger at INFO.
+    `clean_jpeg`, as `--clean-jpeg`: `"sr4x"` cleans a JPEG's artefacts first (chain.py's
+    with_jpeg_cleaning). Notes (an ONNX export made, a task the model was not trained on) go to
+    `on_note`, else to this module's logger at INFO.
     """
     note = on_note or _log.info
     chain = _chain(os.fspath(model))
+    if clean_jpeg:
+        chain = with_jpeg_cleaning(chain)
     located = locate_stages(chain, cache_dir, offline, dry_run=False)
 
     def load_one(path: Path, sha256: str | None) -> LoadedModel:

@@ -21,7 +21,7 @@ from ..pictures.inputs import (
 )
 from ..pictures.shards import parse_shard
 from ..restoring import split as restore_split
-from ..restoring.chain import Stage, plan_chain
+from ..restoring.chain import Stage, plan_chain, with_jpeg_cleaning
 from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, written_files
 from ..restoring.prepare import Located, prepare_stages
 from ..restoring.quality import check_jpeg_quality
@@ -34,6 +34,7 @@ from .restore_options import (
     Backend,
     Background,
     BatchSize,
+    CleanJpeg,
     ClipDenoise,
     Compile,
     Detail,
@@ -104,6 +105,7 @@ def restore(
     detail: Detail = None,
     ensemble: Ensemble = None,
     jpeg_quality: JpegQuality = None,
+    clean_jpeg: CleanJpeg = True,
     device: Device = "auto",
     backend: Backend = "auto",
     precision: Precision = None,
@@ -156,6 +158,8 @@ def restore(
     shard_of = parse_shard(shard) if shard is not None else None
     check_jpeg_quality(jpeg_quality)
     chain = plan_chain(task, model, nfe)
+    if clean_jpeg and not upsampled:
+        chain = with_jpeg_cleaning(chain)
     sources, outputs = _plan(
         inputs, output, output_format, recursive, json_lines, mask, suffix, samples
     )

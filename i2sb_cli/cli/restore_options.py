@@ -122,6 +122,14 @@ JpegQuality = Annotated[
         rich_help_panel=_SAMPLING,
     ),
 ]
+CleanJpeg = Annotated[
+    bool,
+    typer.Option(
+        "--clean-jpeg/--no-clean-jpeg",
+        help="--task sr4x: clean a JPEG's artefacts (the jpeg model) before enlarging it.",
+        rich_help_panel=_SAMPLING,
+    ),
+]
 Outscale = Annotated[
     float | None,
     typer.Option(

@@ -31,6 +31,8 @@ def announce(stages: list[Stage], settings: RestoreSettings, pictures: str) -> N
     start = f", from the classical restoration of {first.classical}" if first.classical else ""
     if first.start is not None:
         start = f", from the upscale of {meta.start}"
+    if first.jpeg_only:
+        start = " (first, on pictures saved as JPEG only; --no-clean-jpeg skips it)"
     console.print(
         f"{meta.name} ({meta.task}) on {loaded.device} with {loaded.backend} "
         f"{loaded.precision}, {first.sampling.describe()}{start}, seed {settings.seed}: "
@@ -99,7 +101,11 @@ def report(outcome: Outcome) -> None:
 def print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSettings) -> None:
     """One picture's line of --json on stdout. A chain is named by its stages' models, in
     order, as the outputs' metadata names it; `outscale` is null where the model's own scale
-    was kept."""
+    was kept. A restored picture names the stages that ran on it (a JPEG cleaning runs only
+    on a JPEG's); the others name every stage."""
+    ran = outcome.stages
+    models = [r.model for r in ran] if ran else [s.model.meta.name for s in stages]
+    digests = [r.model_sha256 for r in ran] if ran else [s.model_sha256 for s in stages]
     record = {
         "input": str(outcome.source),
         "output": str(outcome.output),
@@ -107,8 +113,8 @@ def print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSetting
         "error": outcome.message if outcome.status == "failed" else None,
         "seed": outcome.seed,
         "seconds": round(outcome.seconds, 3),
-        "model": ",".join(stage.model.meta.name for stage in stages),
-        "model_sha256": ",".join(stage.model_sha256 or "" for stage in stages),
+        "model": ",".join(models),
+        "model_sha256": ",".join(digest or "" for digest in digests),
         "samples": [str(path) for path in outcome.samples],
         "outscale": settings.outscale,
         "spread_mean": (None if outcome.spread_mean is None else round(outcome.spread_mean, 4)),

@@ -51,7 +51,7 @@ from ..pictures.resize import check_outscale, resize_pixels, scaled_size
 from .chain import Stage, StageRecord, stage_input
 from .crop import CONTEXT, Box, crop_noise, hole_box
 from .holes import Hole, HoleRule, cut_hole, fit_mask
-from .quality import ToldQuality, check_jpeg_quality, told_quality
+from .quality import ToldQuality, check_jpeg_quality, has_jpeg_history, told_quality
 from .spread import heat_map, spread
 from .start import make_x1
 from .tiling import tiled
@@ -198,8 +198,12 @@ def is_done(output: Path, *, overwrite: bool, samples: int) -> bool:
 def stage_seed(seed: int, name: str, k: int, stage: int) -> int:
     """The seed of stage `stage` of a chain for sample k of one picture. The first stage's is
     the sample's seed, so that a chain starts as its first task alone would; the others hash
-    the stage after a second NUL, so that no stage's seed is another sample's or picture's."""
-    return sample_seed(seed, name, k) if stage == 0 else image_seed(seed, f"{name}\0{k}\0{stage}")
+    the stage after a second NUL, so that no stage's seed is another sample's or picture's.
+    Stage -1 is the JPEG cleaning that `--task sr4x` adds (chain.with_jpeg_cleaning): a stream
+    of its own, so that the stages asked for keep their seeds with or without it."""
+    if stage == 0:
+        return sample_seed(seed, name, k)
+    return image_seed(seed, f"{name}\0{k}\0{'clean-jpeg' if stage < 0 else stage}")
 
 
 def sample_path(output: Path, k: int) -> Path:
@@ -336,8 +340,9 @@ class Restorer:
         """The picture's x1 once per sample, and the seeds and generators of each stage and
         sample, from the run's seed and the picture's `name`."""
         settings, first = self.settings, self.stages[0]
+        added = sum(stage.jpeg_only for stage in self.stages)  # the cleaning stage, first
         seeds = [
-            [stage_seed(settings.seed, name, k, stage) for k in range(settings.samples)]
+            [stage_seed(settings.seed, name, k, stage - added) for k in range(settings.samples)]
             for stage in range(len(self.stages))
         ]
         generators = [[torch.Generator().manual_seed(seed) for seed in row] for row in seeds]
@@ -358,8 +363,15 @@ class Restorer:
         mask = None if hole is None else hole.mask.expand(settings.samples, -1, -1, -1)
         note = "" if hole is None else hole.note
         told = None
-        if any(stage.model.meta.condition == "jpeg-quality" for stage in self.stages):
+        if any(s.model.meta.condition == "jpeg-quality" or s.jpeg_only for s in self.stages):
             told = told_quality(picture, settings.jpeg_quality)
+            # A picture with no JPEG history that only a JPEG cleaning stage would be told
+            # about skips that stage (_runs): nothing is told.
+            told_by_others = any(
+                s.model.meta.condition == "jpeg-quality" and not s.jpeg_only for s in self.stages
+            )
+            if not has_jpeg_history(told) and not told_by_others:
+                told = None
         rule = None if hole is None else hole.rule
         return Prepared(picture, x1, mask, generators, seeds, note, told, start_seconds, hole=rule)
 
@@ -423,16 +435,43 @@ class Restorer:
         trajectory (`recorder`) is the last stage's."""
         first_recorder = recorder if len(self.stages) == 1 else None
         if batch[0].mask is None:
-            x0 = self._sample(0, batch, _joined([item.x1 for item in batch]), None, first_recorder)
+            x1 = _joined([item.x1 for item in batch])
+            x0 = self._sample_running(0, batch, x1, first_recorder)
         else:
             x0 = self._inpaint(batch, first_recorder)
         for index in range(1, len(self.stages)):
             last = index == len(self.stages) - 1
             x1 = stage_input(self.stages[index], x0)
-            x0 = self._sample(index, batch, x1, None, recorder if last else None)
+            x0 = self._sample_running(index, batch, x1, recorder if last else None)
         if self.settings.outscale is None:
             return x0
         return resize_pixels(x0, scaled_size(batch[0].picture.size, self.settings.outscale))
+
+    def _picture_seed(self, item: Prepared) -> int:
+        """The picture's seed as its outcome reports it: the first asked-for stage's, sample 0's
+        (a JPEG cleaning stage, added first, has a stream of its own: stage_seed)."""
+        added = sum(stage.jpeg_only for stage in self.stages)
+        return item.seeds[added][0]
+
+    def _runs(self, index: int, item: Prepared) -> bool:
+        """Whether stage `index` runs on the picture (a JPEG cleaning only on a JPEG's)."""
+        return not self.stages[index].jpeg_only or has_jpeg_history(item.told)
+
+    def _sample_running(
+        self, index: int, batch: list[Prepared], x1: Tensor, recorder: TrajectoryRecorder | None
+    ) -> Tensor:
+        """Stage `index` sampled for the pictures it runs on; the others pass their x1 on (a
+        JPEG cleaning stage starts from the picture itself)."""
+        running = [self._runs(index, item) for item in batch]
+        if all(running):
+            return self._sample(index, batch, x1, None, recorder)
+        x0 = x1.clone()
+        if any(running):
+            rows = torch.tensor([r for item, r in zip(batch, running, strict=True)
+                                 for _ in range(item.x1.shape[0])])  # fmt: skip
+            ran = [item for item, r in zip(batch, running, strict=True) if r]
+            x0[rows] = self._sample(index, ran, x1[rows], None, None).to(x0.dtype)
+        return x0
 
     def _inpaint(self, batch: list[Prepared], recorder: TrajectoryRecorder | None) -> Tensor:
         """The first stage's inpaintings [N K, 3, H, W] composited over the originals. Only
@@ -517,7 +556,7 @@ class Restorer:
         H, W] `restored` samples: the file a rerun checks comes last, so that when it exists
         all is written."""
         settings = self.settings
-        source, seed = job.source.path, item.seeds[0][0]
+        source, seed = job.source.path, self._picture_seed(item)
         like = item.picture
         options = {"quality": settings.quality, "background": settings.background}
         # Without --overwrite, an output another run wrote meanwhile is kept, never replaced.
@@ -579,7 +618,7 @@ class Restorer:
             target,
             "restored",
             item.note,
-            item.seeds[0][0],
+            self._picture_seed(item),
             seconds,
             samples=paths,
             spread_mean=float(values.mean()),
@@ -594,7 +633,9 @@ class Restorer:
         separated by commas (one value for a single model)."""
         settings = self.settings
         stages = [
-            stage.metadata(seeds[k]) for stage, seeds in zip(self.stages, item.seeds, strict=True)
+            stage.metadata(seeds[k])
+            for index, (stage, seeds) in enumerate(zip(self.stages, item.seeds, strict=True))
+            if self._runs(index, item)
         ]
         keys = dict.fromkeys(key for values in stages for key in values)
         metadata = {key: ",".join(values.get(key, "") for values in stages) for key in keys}
@@ -614,7 +655,8 @@ class Restorer:
             StageRecord(
                 s.model.meta.task, s.model.meta.name, s.model_sha256, s.sampling.nfe, seeds[0]
             )
-            for s, seeds in zip(self.stages, item.seeds, strict=True)
+            for index, (s, seeds) in enumerate(zip(self.stages, item.seeds, strict=True))
+            if self._runs(index, item)
         )
 
 

@@ -34,6 +34,12 @@ class ToldQuality:
         return f"told JPEG quality {self.quality} ({SOURCES[self.source]})"
 
 
+def has_jpeg_history(told: ToldQuality | None) -> bool:
+    """Whether a picture was a JPEG, as far as anyone can tell: its file, its pixels or the user
+    says a quality."""
+    return told is not None and told.source != "unknown"
+
+
 def check_jpeg_quality(quality: int | None) -> None:
     if quality is not None and not 1 <= quality <= 100:
         raise UsageError(f"--jpeg-quality takes an IJG quality from 1 to 100, not {quality}")

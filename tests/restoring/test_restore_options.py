@@ -18,7 +18,7 @@ from i2sb_cli.errors import UsageError
 from i2sb_cli.models import registry
 from i2sb_cli.pictures.files import read_metadata
 from i2sb_cli.pictures.resize import resize_pixels
-from i2sb_cli.restoring.chain import StageSpec, plan_chain
+from i2sb_cli.restoring.chain import StageSpec, plan_chain, with_jpeg_cleaning
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +147,52 @@ def test_chain_cleans_then_enlarges_and_records_both_stages(tmp_path, bundled):
     assert seeds[0] == record["seed"] and seeds[0] != seeds[1]
     assert metadata["i2sb:image-seed"] == f"{seeds[0]},{seeds[1]}"
     assert record["model_sha256"] == ",".join(s["model_sha256"] for s in record["stages"])
+
+
+def test_sr4x_cleans_a_jpeg_first_and_leaves_other_pictures_to_sr4x_alone(tmp_path, bundled):
+    """--task sr4x runs the jpeg family's model first on a picture saved as JPEG, at that
+    model's defaults (--nfe is the enlarging's), and not at all on a picture that never was a
+    JPEG, which comes out as sr4x alone makes it, seed included."""
+    folder = tmp_path / "in"
+    write_picture(folder / "web.jpg", (10, 6))
+    write_picture(folder / "plain.png", (10, 6), seed=1)
+    cleaned, plain = tmp_path / "cleaned", tmp_path / "plain"
+
+    result = restore(folder, "--task", "sr4x", "--nfe", 3, "--json", "-o", cleaned)
+    alone = restore(folder, "--task", "sr4x", "--nfe", 3, "--no-clean-jpeg", "--json", "-o", plain)
+
+    assert result.exit_code == 0, result.stderr
+    assert alone.exit_code == 0, alone.stderr
+    assert "on pictures saved as JPEG only" in result.stderr
+    records = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    web, png = records["web.jpg"], records["plain.png"]
+    assert web["model"] == "tiny-jpeg,tiny-sr4x"
+    assert [(s["model"], s["nfe"]) for s in web["stages"]] == [("tiny-jpeg", 2), ("tiny-sr4x", 3)]
+    assert web["told_jpeg_quality_from"] == "file"
+    assert read_metadata(cleaned / "web.jpg")["i2sb:model"] == "tiny-jpeg,tiny-sr4x"
+    assert png["model"] == "tiny-sr4x" and len(png["stages"]) == 1
+    assert png["told_jpeg_quality"] is None
+    assert read_metadata(cleaned / "plain.png")["i2sb:model"] == "tiny-sr4x"
+    by_sr4x_alone = {Path(r["input"]).name: r for r in map(json.loads, alone.stdout.splitlines())}
+    assert by_sr4x_alone["web.jpg"]["model"] == "tiny-sr4x"
+    # the stage asked for keeps its seed, with or without the cleaning before it
+    assert web["seed"] == by_sr4x_alone["web.jpg"]["seed"] == web["stages"][1]["seed"]
+    assert np.array_equal(read_pixels(cleaned / "plain.png"), read_pixels(plain / "plain.png"))
+    assert not np.array_equal(read_pixels(cleaned / "web.jpg"), read_pixels(plain / "web.jpg"))
+
+
+def test_only_the_sr4x_familys_own_model_gets_a_jpeg_cleaning_first():
+    sr4x = [StageSpec("sr4x")]
+    assert with_jpeg_cleaning(sr4x) == [StageSpec("jpeg", jpeg_only=True), StageSpec("sr4x")]
+    assert with_jpeg_cleaning(plan_chain("sr4x,deblur", None, "4"))[0].jpeg_only
+    for kept in (
+        [StageSpec("sr4x-bicubic")],  # a paper task says exactly what the input went through
+        [StageSpec("sr4x", "my.safetensors")],
+        [StageSpec("jpeg"), StageSpec("sr4x")],
+        [StageSpec(None, "my.safetensors")],
+        [StageSpec("sr4x")] * 4,  # no room for a fifth stage
+    ):
+        assert with_jpeg_cleaning(kept) == kept
 
 
 def test_chain_by_models_starts_with_its_first_models_seed(tmp_path, models):
