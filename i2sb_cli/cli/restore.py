@@ -141,9 +141,9 @@ def restore(
     """Restore pictures with the I2SB bridge sampler.
 
     Give - as the input to read one picture from stdin, and -o - to write the result to
-    stdout (a picture from stdin goes there by default). Results of earlier runs found in
-    folders or by patterns (named with the suffix next to their input, inside the -o folder,
-    or carrying i2sb's metadata) are left out, so running the same command again is safe.
+    stdout (a picture from stdin goes there by default). Results of earlier runs (named with
+    the suffix, inside the -o folder, or carrying i2sb's metadata) are left out, so running
+    the same command again is safe.
 
     Exit codes: 0 when every picture was restored or skipped; 1 when some pictures failed
     (each one is reported on stderr, and with --json on stdout) or the model could not be
@@ -151,9 +151,8 @@ def restore(
     interrupted (Ctrl-C): every output written is complete, and running the same command
     again continues where it stopped.
 
-    Under torchrun (one process per GPU, or per CPU core), the processes split the inputs
-    by pixels, each on its own GPU; only the first prints the header, the summary and, with
-    --json, the report of all, in input order. Every process exits with the job's code.
+    Under torchrun, the processes split the inputs by pixels; only the first prints, and
+    every process exits with the job's code.
     """
     shard_of = parse_shard(shard) if shard is not None else None
     check_jpeg_quality(jpeg_quality)

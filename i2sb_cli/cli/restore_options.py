@@ -126,7 +126,8 @@ CleanJpeg = Annotated[
     bool,
     typer.Option(
         "--clean-jpeg/--no-clean-jpeg",
-        help="--task sr4x: clean a JPEG's artefacts (the jpeg model) before enlarging it.",
+        help="--task sr4x: clean JPEG artefacts first (default: on).",
+        show_default=False,
         rich_help_panel=_SAMPLING,
     ),
 ]
