@@ -36,7 +36,9 @@ and --nfe 10,2 its own number of network calls; --ot-ode, --detail, --ensemble a
 to every stage. Inpainting can only come first, and a chain has at most {MAX_STAGES} stages.
 
 sr4x takes the small picture you have and returns it 4 times larger; --upsampled takes one
-already enlarged the paper's way (nearest neighbour, x4).
+already enlarged the paper's way (nearest neighbour, x4). A picture saved as JPEG (or showing a
+JPEG's 8x8 blocks) is cleaned by the jpeg family's model first, as --task jpeg,sr4x would;
+--no-clean-jpeg enlarges it as it is.
 
 i2sb models list shows every model and what it is good for; i2sb degrade makes test pairs of a
 task, and i2sb evaluate scores the restorations.
