@@ -179,6 +179,10 @@ def test_sr4x_cleans_a_jpeg_first_and_leaves_other_pictures_to_sr4x_alone(tmp_pa
     assert web["seed"] == by_sr4x_alone["web.jpg"]["seed"] == web["stages"][1]["seed"]
     assert np.array_equal(read_pixels(cleaned / "plain.png"), read_pixels(plain / "plain.png"))
     assert not np.array_equal(read_pixels(cleaned / "web.jpg"), read_pixels(plain / "web.jpg"))
+    planned = restore(folder, "--task", "sr4x", "--ot-ode", "--dry-run", "-o", tmp_path / "plan")
+    assert planned.exit_code == 0, planned.stderr
+    assert "stage 1: tiny-jpeg" in planned.stderr
+    assert "stochastic, on pictures saved as JPEG only" in planned.stderr  # its own sampler
 
 
 def test_only_the_sr4x_familys_own_model_gets_a_jpeg_cleaning_first():
