@@ -86,10 +86,9 @@ def _describe(where: Located, sampling: dict) -> tuple[str, str]:
     if meta is None:
         name = Path(str(checkpoint)).name
         return name, f"{name} from {checkpoint}"
-    if spec.jpeg_only:  # the cleaning --task sr4x adds samples at its model's defaults
-        how = stage_sampling(meta, spec).describe() + ", on pictures saved as JPEG only"
-    else:
-        how = stage_sampling(meta, spec, **sampling).describe()
+    how = stage_sampling(meta, spec, **sampling).describe()
+    if spec.jpeg_only:
+        how += ", on pictures saved as JPEG only"
     return meta.name, f"{meta.name} ({meta.task}) from {checkpoint}, {how}"
 
 

@@ -224,7 +224,10 @@ def stage_sampling(
 ) -> Sampling:
     """The sampler settings of a stage running the model of `meta` for `spec`: the options
     given, the model's defaults for those left unset; the stochastic sampler refused for a
-    model trained without noise (refuses_stochastic)."""
+    model trained without noise (refuses_stochastic). A JPEG cleaning stage (spec.jpeg_only)
+    runs at its model's defaults: the options are the user's for the stages asked for."""
+    if spec.jpeg_only:
+        ot_ode = detail = ensemble = None
     if ot_ode is False and refuses_stochastic(meta):
         raise UsageError(
             f"--stochastic: {meta.name} was trained for the OT-ODE sampler (no noise in its "
@@ -253,11 +256,8 @@ def make_stage(
 ) -> Stage:
     """A stage running `model` for `spec`, the options left unset taken from the model (its
     sampler, detail, ensemble and NFE: stage_sampling; a tile of 512, or its training size for
-    nets with attention). A JPEG cleaning stage (spec.jpeg_only) takes none of the sampler
-    options: they are the user's for the stages asked for."""
+    nets with attention)."""
     meta = model.meta
-    if spec.jpeg_only:
-        ot_ode = detail = ensemble = None
     tile = default_tile(meta.config) if tile is None else tile
     return Stage(
         model=model,

@@ -249,6 +249,8 @@ class Restorer:
         self.settings = settings
         self.on_step = on_step
         self.stages = list(stages)
+        self._added_stages = sum(stage.jpeg_only for stage in self.stages)
+        """Stages the run added before those asked for (a JPEG cleaning: chain.py)."""
         self.steps = [nfe_steps(s.sampling.nfe, s.model.schedule.interval) for s in self.stages]
         self.denoisers = [
             mirror_ensemble(
@@ -340,7 +342,7 @@ class Restorer:
         """The picture's x1 once per sample, and the seeds and generators of each stage and
         sample, from the run's seed and the picture's `name`."""
         settings, first = self.settings, self.stages[0]
-        added = sum(stage.jpeg_only for stage in self.stages)  # the cleaning stage, first
+        added = self._added_stages
         seeds = [
             [stage_seed(settings.seed, name, k, stage - added) for k in range(settings.samples)]
             for stage in range(len(self.stages))
@@ -363,14 +365,12 @@ class Restorer:
         mask = None if hole is None else hole.mask.expand(settings.samples, -1, -1, -1)
         note = "" if hole is None else hole.note
         told = None
-        if any(s.model.meta.condition == "jpeg-quality" or s.jpeg_only for s in self.stages):
+        asking = [s for s in self.stages if s.model.meta.condition == "jpeg-quality" or s.jpeg_only]
+        if asking:
             told = told_quality(picture, settings.jpeg_quality)
-            # A picture with no JPEG history that only a JPEG cleaning stage would be told
-            # about skips that stage (_runs): nothing is told.
-            told_by_others = any(
-                s.model.meta.condition == "jpeg-quality" and not s.jpeg_only for s in self.stages
-            )
-            if not has_jpeg_history(told) and not told_by_others:
+            # A picture with no JPEG history skips a JPEG cleaning stage (_runs): when no other
+            # stage asks, nothing is told.
+            if not has_jpeg_history(told) and all(s.jpeg_only for s in asking):
                 told = None
         rule = None if hole is None else hole.rule
         return Prepared(picture, x1, mask, generators, seeds, note, told, start_seconds, hole=rule)
@@ -450,8 +450,7 @@ class Restorer:
     def _picture_seed(self, item: Prepared) -> int:
         """The picture's seed as its outcome reports it: the first asked-for stage's, sample 0's
         (a JPEG cleaning stage, added first, has a stream of its own: stage_seed)."""
-        added = sum(stage.jpeg_only for stage in self.stages)
-        return item.seeds[added][0]
+        return item.seeds[self._added_stages][0]
 
     def _runs(self, index: int, item: Prepared) -> bool:
         """Whether stage `index` runs on the picture (a JPEG cleaning only on a JPEG's)."""
