@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .degrade.tasks import TASK_CHOICES
 from .errors import ImageError, UsageError
-from .pictures.decode import declared_jpeg_quality
+from .pictures.decode import declared_jpeg_quality, jpeg_coding_of
 from .pictures.files import Picture, encode_image, hole_of, pixel_levels, read_image
 from .restoring.chain import Stage, StageSpec, plan_chain, with_jpeg_cleaning
 from .restoring.loop import Prepared, Restorer, RestoreSettings
@@ -322,9 +322,14 @@ def _png(image: Image.Image) -> bytes:
 
 def _from_pil(image: Image.Image, name: str) -> Picture:
     """Read exactly as the command reads the same picture saved as a PNG file, with the
-    quality a JPEG file's image declares (which the PNG cannot hold)."""
+    quality and coding a JPEG file's image declares (which the PNG cannot hold; its pixels
+    are as the file stored them: an image Pillow opened is not turned by its EXIF)."""
     picture = read_image(Path(name), data=_png(image))
-    return dataclasses.replace(picture, jpeg_quality=declared_jpeg_quality(image))
+    return dataclasses.replace(
+        picture,
+        jpeg_quality=declared_jpeg_quality(image),
+        jpeg_coding=jpeg_coding_of(image, orientation=1),
+    )
 
 
 def _picture(pixels: Tensor, name: str) -> Picture:

@@ -34,10 +34,6 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
             "cat in.jpg | i2sb restore - --task jpeg > out.png",
         ),
         (
-            "A small web JPEG: clean it, then enlarge it 4x (NFE per stage)",
-            "i2sb restore web.jpg --task jpeg,sr4x --nfe 10,2",
-        ),
-        (
             "Sharpen, averaging each step over 4 mirror images (closer, 4x the time)",
             "i2sb restore soft.jpg --task deblur --ensemble 4",
         ),

@@ -131,6 +131,15 @@ CleanJpeg = Annotated[
         rich_help_panel=_SAMPLING,
     ),
 ]
+JpegBins = Annotated[
+    bool,
+    typer.Option(
+        "--jpeg-bins/--no-jpeg-bins",
+        help="Keep a jpeg result near its file's DCT (default: on).",
+        show_default=False,
+        rich_help_panel=_SAMPLING,
+    ),
+]
 Outscale = Annotated[
     float | None,
     typer.Option(

@@ -83,6 +83,8 @@ def report(outcome: Outcome) -> None:
         note = f"; {escape(outcome.message)}" if outcome.message else ""
         if outcome.hole is not None:
             note = f"; {outcome.hole.describe()}{note}"
+        if outcome.jpeg_slack is not None:
+            note = f"; kept within {outcome.jpeg_slack:.2f} step of the file's DCT{note}"
         if outcome.told is not None:
             note = f"; {outcome.told.describe()}{note}"
         elif outcome.jpeg_quality is not None:
@@ -122,6 +124,7 @@ def print_record(outcome: Outcome, stages: list[Stage], settings: RestoreSetting
         "mask": None if outcome.hole is None else outcome.hole.record(),
         "told_jpeg_quality": None if outcome.told is None else outcome.told.quality,
         "told_jpeg_quality_from": None if outcome.told is None else outcome.told.source,
+        "jpeg_slack": outcome.jpeg_slack,
         "stages": [dataclasses.asdict(stage) for stage in outcome.stages],
     }
     print(json.dumps(record), flush=True)

@@ -110,7 +110,7 @@ def estimate_quality(tables: Sequence[Sequence[int]]) -> tuple[int, bool]:
 
 
 @functools.lru_cache(maxsize=1)
-def _dct_matrix() -> Tensor:
+def dct_matrix() -> Tensor:
     """The orthonormal 8-point DCT-II matrix D (rows are frequencies): coefficients = D b D^T."""
     k = torch.arange(BLOCK, dtype=torch.float64)[:, None]
     n = torch.arange(BLOCK, dtype=torch.float64)[None, :]
@@ -124,7 +124,7 @@ def _quantise_blocks(plane: Tensor, table: Tensor) -> Tensor:
     batch, channels, height, width = plane.shape
     blocks = (plane - 128).reshape(batch, channels, height // 8, 8, width // 8, 8)
     blocks = blocks.transpose(3, 4)  # [..., block row, block col, 8, 8]
-    dct = _dct_matrix().to(plane.device)
+    dct = dct_matrix().to(plane.device)
     coefficients = dct @ blocks @ dct.T
     # torch.round rounds half to even, as the official operator does.
     coefficients = torch.round(coefficients / table) * table
@@ -285,7 +285,7 @@ def blind_jpeg_quality(pixels: Tensor) -> int | None:
         return None
     rows, cols = _zigzag(_MEASURED_POSITIONS)
     # Only the measured coefficients: row (u, v) of D kron D is the basis of D b D^T's (u, v).
-    basis = torch.kron(_dct_matrix(), _dct_matrix())[rows * BLOCK + cols].float()
+    basis = torch.kron(dct_matrix(), dct_matrix())[rows * BLOCK + cols].float()
     coefficients = basis.to(blocks.device) @ blocks.reshape(-1, BLOCK * BLOCK).T
     scores, counts = _periodicity(coefficients)
     steps, best = _measured_steps(scores, counts)

@@ -160,6 +160,41 @@ def _wide_layout(image: Image.Image, file: BinaryIO) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class JpegCoding:
+    """How a JPEG file coded its pixels, enough to tell which DCT coefficients the decoded
+    picture came from (restoring/jpeg_bins.py)."""
+
+    tables: tuple[tuple[int, ...], ...]
+    """Each component's quantisation table (64 steps, natural order): Y, then Cb and Cr for a
+    colour file."""
+    subsampling: tuple[tuple[int, int], ...]
+    """Each component's (rows, columns) decimation: (1, 1) for luma, (2, 2) for 4:2:0 chroma."""
+    orientation: int
+    """The EXIF orientation the decoded pixels were turned by (1-8): the blocks are the stored
+    picture's, not the upright one's."""
+
+
+def jpeg_coding_of(image: Image.Image, orientation: int) -> JpegCoding | None:
+    """A baseline YCbCr or grey JPEG's coding; None for other formats and for files whose
+    components are not YCbCr (CMYK, Adobe RGB) or whose sampling is not a whole ratio."""
+    # A camera's MPO is a JPEG with more frames after it.
+    tables = getattr(image, "quantization", None) if image.format in ("JPEG", "MPO") else None
+    layers = getattr(image, "layer", None)
+    if not tables or not layers or image.mode not in ("RGB", "L"):
+        return None
+    if len(layers) != (3 if image.mode == "RGB" else 1) or image.info.get("adobe_transform") == 0:
+        return None
+    rows, cols = max(layer[2] for layer in layers), max(layer[1] for layer in layers)
+    if any(rows % layer[2] or cols % layer[1] or layer[3] not in tables for layer in layers):
+        return None
+    return JpegCoding(
+        tables=tuple(tuple(tables[layer[3]]) for layer in layers),
+        subsampling=tuple((rows // layer[2], cols // layer[1]) for layer in layers),
+        orientation=orientation,
+    )
+
+
 def declared_jpeg_quality(image: Image.Image) -> int | None:
     """The quality a JPEG file's quantisation tables declare (degrade/jpeg.py), None for other
     formats or tables that cannot be read."""

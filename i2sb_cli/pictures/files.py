@@ -31,10 +31,12 @@ from torch import Tensor
 from ..errors import ImageError, OutputExistsError, UsageError
 from .decode import (
     GREY_MODES,
+    JpegCoding,
     compression_of,
     declared_jpeg_quality,
     decode,
     default_max_pixels,
+    jpeg_coding_of,
     open_picture,
     sniff,
 )
@@ -119,6 +121,8 @@ class Picture:
     jpeg_quality: int | None = None
     """The IJG quality a JPEG file's quantisation tables declare (the nearest one for other
     encoders' tables); None for other formats."""
+    jpeg_coding: JpegCoding | None = None
+    """The JPEG file's quantisation tables and sampling (None for other formats)."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -174,6 +178,7 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
             exif, orientation = exif_of(image)
             compression = compression_of(image, file)
             jpeg_quality = declared_jpeg_quality(image)
+            jpeg_coding = jpeg_coding_of(image, orientation)
     except CODEC_ERRORS as err:
         kind = sniff(header)
         if kind is None:
@@ -210,6 +215,7 @@ def _read(file: BinaryIO, path: Path, limit: int | None) -> Picture:
         path=path,
         compression=compression,
         jpeg_quality=jpeg_quality,
+        jpeg_coding=jpeg_coding,
     )
 
 

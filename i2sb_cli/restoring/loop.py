@@ -51,6 +51,7 @@ from ..pictures.resize import check_outscale, resize_pixels, scaled_size
 from .chain import Stage, StageRecord, stage_input
 from .crop import CONTEXT, Box, crop_noise, hole_box
 from .holes import Hole, HoleRule, cut_hole, fit_mask
+from .jpeg_bins import keep_near_file, slack_for_quality
 from .quality import ToldQuality, check_jpeg_quality, has_jpeg_history, told_quality
 from .spread import heat_map, spread
 from .start import make_x1
@@ -106,6 +107,9 @@ class RestoreSettings:
     jpeg_quality: int | None = None
     """The JPEG quality to tell a network that asks for it (None: each picture's own,
     restoring/quality.py)."""
+    jpeg_bins: bool = True
+    """Keep a jpeg model's result on a JPEG file near the file's own DCT coefficients
+    (restoring/jpeg_bins.py), where it is the only stage."""
 
     def __post_init__(self) -> None:
         if self.outscale is not None:
@@ -148,6 +152,9 @@ class Outcome:
     """The JPEG quality a network was told, and whence (models that ask for it)."""
     hole: HoleRule | None = None
     """How an inpainted picture's hole was cut from its mask."""
+    jpeg_slack: float | None = None
+    """How near the JPEG file's DCT coefficients the result was kept, in quantisation steps
+    (None: not kept near them)."""
 
 
 @dataclass
@@ -172,6 +179,9 @@ class Prepared:
     """Seconds that making x1 took (a start network's upscale): part of the picture's time."""
     hole: HoleRule | None = None
     """How the inpainting hole was cut from its mask."""
+    jpeg_slack: float | None = None
+    """Within how many quantisation steps of its JPEG file's DCT coefficients the result is
+    kept (jpeg_bins.py); None: it is not."""
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -373,7 +383,24 @@ class Restorer:
             if not has_jpeg_history(told) and all(s.jpeg_only for s in asking):
                 told = None
         rule = None if hole is None else hole.rule
-        return Prepared(picture, x1, mask, generators, seeds, note, told, start_seconds, hole=rule)
+        return Prepared(
+            picture, x1, mask, generators, seeds, note, told, start_seconds, hole=rule,
+            jpeg_slack=self._jpeg_slack(picture),
+        )  # fmt: skip
+
+    def _jpeg_slack(self, picture: Picture) -> float | None:
+        """How near its JPEG file a jpeg model's result is kept (jpeg_bins.py): only where the
+        model is the only stage. A later stage starts from another picture than the file; and
+        an earlier one's result is kept clean, not near the file: the file's blocks and grain
+        that the bins keep become speckle once a next stage (sr4x's JPEG cleaning) enlarges
+        them."""
+        (only, *others) = self.stages
+        coding = picture.jpeg_coding
+        if not self.settings.jpeg_bins or others or only.family != "jpeg" or only.upsampled:
+            return None
+        if coding is None or picture.jpeg_quality is None:
+            return None
+        return slack_for_quality(picture.jpeg_quality)
 
     def _check_transparency(self, job: Job, picture: Picture) -> None:
         """Refuse, before any sampling, a transparent picture bound for a format that would
@@ -436,7 +463,7 @@ class Restorer:
         first_recorder = recorder if len(self.stages) == 1 else None
         if batch[0].mask is None:
             x1 = _joined([item.x1 for item in batch])
-            x0 = self._sample_running(0, batch, x1, first_recorder)
+            x0 = self._keep_near_files(batch, self._sample_running(0, batch, x1, first_recorder))
         else:
             x0 = self._inpaint(batch, first_recorder)
         for index in range(1, len(self.stages)):
@@ -446,6 +473,17 @@ class Restorer:
         if self.settings.outscale is None:
             return x0
         return resize_pixels(x0, scaled_size(batch[0].picture.size, self.settings.outscale))
+
+    def _keep_near_files(self, batch: list[Prepared], x0: Tensor) -> Tensor:
+        """The first stage's results [N K, 3, H, W], each kept near its JPEG file where
+        Prepared.jpeg_slack says so."""
+        k = self.settings.samples
+        for i, item in enumerate(batch):
+            coding = item.picture.jpeg_coding
+            if item.jpeg_slack is not None and coding is not None:
+                rows = slice(i * k, (i + 1) * k)
+                x0[rows] = keep_near_file(x0[rows], item.picture.pixels, coding, item.jpeg_slack)
+        return x0
 
     def _picture_seed(self, item: Prepared) -> int:
         """The picture's seed as its outcome reports it: the first asked-for stage's, sample 0's
@@ -591,7 +629,7 @@ class Restorer:
         quality = item.picture.jpeg_quality
         return Outcome(
             source, job.output, "restored", item.note, seed, seconds, stages=stages,
-            jpeg_quality=quality, told=item.told, hole=item.hole,
+            jpeg_quality=quality, told=item.told, hole=item.hole, jpeg_slack=item.jpeg_slack,
         )  # fmt: skip
 
     def _write_samples(self, job: Job, item: Prepared, restored: Tensor, seconds: float) -> Outcome:
@@ -625,6 +663,7 @@ class Restorer:
             jpeg_quality=item.picture.jpeg_quality,
             told=item.told,
             hole=item.hole,
+            jpeg_slack=item.jpeg_slack,
         )
 
     def _metadata(self, item: Prepared, k: int) -> dict[str, str]:
@@ -647,6 +686,8 @@ class Restorer:
             metadata["i2sb:input-jpeg-quality"] = str(item.picture.jpeg_quality)
         if item.told is not None:
             metadata["i2sb:told-jpeg-quality"] = f"{item.told.quality} ({item.told.source})"
+        if item.jpeg_slack is not None:
+            metadata["i2sb:jpeg-slack"] = f"{item.jpeg_slack:.2f}"
         return metadata
 
     def _records(self, item: Prepared) -> tuple[StageRecord, ...]:

@@ -188,6 +188,7 @@ def test_json_records_name_the_model_exactly(tmp_path, sr):
         "jpeg_quality",
         "told_jpeg_quality",
         "told_jpeg_quality_from",
+        "jpeg_slack",
         "mask",
     }
     # One restoration: no samples and no spread (restore --samples K fills them), no resize;
