@@ -15,6 +15,12 @@ import typer
 
 from ..restoring.chain import MAX_NFE, MAX_STAGES
 from ..restoring.holes import MASK_THRESHOLD, SOFT_MASK_GROWTH
+from ..restoring.jpeg_bins import (
+    HIGH_QUALITY,
+    LOW_QUALITY,
+    SLACK_AT_HIGH_QUALITY,
+    SLACK_AT_LOW_QUALITY,
+)
 
 _TASKS = f"""\
 --task names what to restore, and so which model runs.
@@ -39,6 +45,11 @@ sr4x takes the small picture you have and returns it 4 times larger; --upsampled
 already enlarged the paper's way (nearest neighbour, x4). A picture saved as JPEG (or showing a
 JPEG's 8x8 blocks) is cleaned by the jpeg family's model first, as --task jpeg,sr4x would;
 --no-clean-jpeg enlarges it as it is.
+
+A jpeg model alone on a JPEG file keeps its result near the file's own DCT coefficients:
+each within {SLACK_AT_LOW_QUALITY} of its quantisation step at quality {LOW_QUALITY} and below,
+{SLACK_AT_HIGH_QUALITY} from quality {HIGH_QUALITY} (the file's grain and texture kept, its
+blocks still smoothed); --no-jpeg-bins leaves the network free.
 
 i2sb models list shows every model and what it is good for; i2sb degrade makes test pairs of a
 task, and i2sb evaluate scores the restorations.
@@ -136,7 +147,8 @@ What a run reports:
   --json prints one JSON object per picture on stdout, in input order: input, output, status
     (restored, skipped or failed; planned with --dry-run), error, seed, seconds, model,
     model_sha256, outscale, samples, spread_mean, stages (each stage's task, model,
-    model_sha256, nfe and seed), jpeg_quality and mask (inpainting: what marked the hole,
+    model_sha256, nfe and seed), jpeg_quality, told_jpeg_quality(_from), jpeg_slack (how near
+    its JPEG file a jpeg model's result was kept) and mask (inpainting: what marked the hole,
     white, black, transparency or opacity, of the mask or the picture; the threshold, dilate
     and feather; soft_edges). Progress and messages go to stderr.
 """
