@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from i2sb_cli.cli.app import app
 from i2sb_cli.pictures import files as images
+from i2sb_cli.restoring import jpeg_bins
 from i2sb_cli.restoring.jpeg_bins import (
     HIGH_QUALITY,
     LOW_QUALITY,
@@ -119,6 +120,19 @@ def test_keeping_near_the_file_twice_is_keeping_it_once(tmp_path):
     twice = keep_near_file(once, picture.pixels, picture.jpeg_coding, 0.2)
     assert (once - smooth).abs().max() > 0.02
     assert torch.allclose(once, twice, atol=1e-4)
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_bands_give_the_whole_pictures_result(tmp_path, monkeypatch, subsampling):
+    """Worked band by band (memory), the result is the one of the picture in one piece."""
+    path = _jpeg(tmp_path / "a.jpg", _photo(77, 40), subsampling=subsampling, orientation=6)
+    picture = images.read_image(path)
+    smooth = torch.nn.functional.avg_pool2d(picture.pixels, 5, stride=1, padding=2)
+    monkeypatch.setattr(jpeg_bins, "BAND_ROWS", 10**6)
+    whole = keep_near_file(smooth, picture.pixels, picture.jpeg_coding, 0.2)
+    monkeypatch.setattr(jpeg_bins, "BAND_ROWS", 16)
+    banded = keep_near_file(smooth, picture.pixels, picture.jpeg_coding, 0.2)
+    assert torch.allclose(whole, banded, atol=1e-5)
 
 
 def test_bad_slack_and_sizes_are_refused(tmp_path):
