@@ -159,6 +159,7 @@ class Pipeline:
         name: str | Sequence[str] = "picture.png",
         batch_size: int = 1,
         jpeg_quality: int | None = None,
+        jpeg_bins: bool = True,
     ) -> PictureLike | list[PictureLike]:
         """The restored picture, of the kind given (a list for a list).
 
@@ -170,14 +171,15 @@ class Pipeline:
         name, which the i-th picture gets as `stem-i.ext`) and a mask for all or one each;
         pictures of one size are sampled `batch_size` at a time, which changes no result.
         `jpeg_quality` is what a jpeg model that asks is told (None: a JPEG image's own, else
-        estimated from the pixels), as `--jpeg-quality`.
+        estimated from the pixels), as `--jpeg-quality`. `jpeg_bins`, as `--jpeg-bins`: a jpeg
+        model alone keeps its result near the DCT coefficients of a JPEG image Pillow opened.
         """
         single = not isinstance(picture, list | tuple)
         pictures = [picture] if single else list(picture)
         names = _names(name, len(pictures), single)
         masks = _masks(mask, len(pictures))
         masked = any(m is not None for m in masks)
-        restorer = self._restorer(seed, 1, nfe, ot_ode, detail, masked, jpeg_quality)
+        restorer = self._restorer(seed, 1, nfe, ot_ode, detail, masked, jpeg_quality, jpeg_bins)
         restored = _restore_all(restorer, pictures, names, masks, batch_size)
         return restored[0][0] if single else [samples[0] for samples in restored]
 
@@ -207,6 +209,7 @@ class Pipeline:
         detail: float | None,
         masked: bool,
         jpeg_quality: int | None = None,
+        jpeg_bins: bool = True,
     ) -> Restorer:
         """The command's restorer for these options, on the models loaded: each stage checked
         again as prepare_stages checks it (NFE, sampler, mask), none loaded or hashed again."""
@@ -227,7 +230,9 @@ class Pipeline:
             sampling={"ot_ode": ot_ode, "detail": detail},
             digests=self._digests,
         )
-        settings = RestoreSettings(seed=seed, samples=samples, jpeg_quality=jpeg_quality)
+        settings = RestoreSettings(
+            seed=seed, samples=samples, jpeg_quality=jpeg_quality, jpeg_bins=jpeg_bins
+        )
         return Restorer(stages, settings)
 
 

@@ -72,6 +72,23 @@ def test_the_api_restores_the_pixels_the_command_writes(tmp_path, models, family
     assert r.restore(pixels[0], seed=3, name="photo.png", mask=masks[2]).dim() == 3
 
 
+def test_a_jpeg_pillow_opened_is_kept_near_its_file_as_the_command_keeps_it(tmp_path, models):
+    """The coding of the JPEG image given travels with it (the PNG the API reads it through
+    cannot hold it), so that the API keeps the result near the file as restore does."""
+    source = tmp_path / "photo.jpg"
+    Image.open(write_picture(tmp_path / "p.png", 24, seed=4)).save(source, quality=40)
+    r = i2sb.load(models["jpeg"], device="cpu")
+    for flags, bins in (([], True), (["--no-jpeg-bins"], False)):
+        command = ["restore", "--backend", "torch", source, "--model", models["jpeg"], "--seed", 3]
+        target = tmp_path / f"out-{bins}.png"
+        result = CliRunner().invoke(app, [*map(str, command), *flags, "-o", str(target)])
+        assert result.exit_code == 0, result.stderr
+        restored = r.restore(Image.open(source), seed=3, name="photo.jpg", jpeg_bins=bins)
+        assert np.array_equal(np.asarray(restored.convert("RGB")), read_pixels(target))
+    assert not np.array_equal(read_pixels(tmp_path / "out-True.png"),
+                              read_pixels(tmp_path / "out-False.png"))  # fmt: skip
+
+
 def test_float_arrays_come_back_as_floats(tmp_path, models):
     picture = read_pixels(write_picture(tmp_path / "p.png", 16, seed=1))
     r = i2sb.load(models["jpeg"], device="cpu")
