@@ -21,7 +21,7 @@ from ..pictures.inputs import (
 )
 from ..pictures.shards import parse_shard
 from ..restoring import split as restore_split
-from ..restoring.chain import Stage, plan_chain, with_jpeg_cleaning
+from ..restoring.chain import Stage, StageSpec, plan_chain, with_jpeg_cleaning
 from ..restoring.loop import Job, Outcome, Restorer, RestoreSettings, written_files
 from ..restoring.prepare import Located, prepare_stages
 from ..restoring.quality import check_jpeg_quality
@@ -158,9 +158,7 @@ def restore(
     """
     shard_of = parse_shard(shard) if shard is not None else None
     check_jpeg_quality(jpeg_quality)
-    chain = plan_chain(task, model, nfe)
-    if clean_jpeg and not upsampled:
-        chain = with_jpeg_cleaning(chain)
+    chain = _planned_chain(task, model, nfe, clean_jpeg=clean_jpeg and not upsampled)
     sources, outputs = _plan(
         inputs, output, output_format, recursive, json_lines, mask, suffix, samples
     )
@@ -194,6 +192,14 @@ def restore(
         finish(
             restore_split.gather(cluster, outcomes, sources), json_lines, cluster, stages, settings
         )
+
+
+def _planned_chain(
+    task: str | None, model: str | None, nfe: str | None, *, clean_jpeg: bool
+) -> list[StageSpec]:
+    """The stages asked for, with sr4x's JPEG cleaning first where `clean_jpeg` allows it."""
+    chain = plan_chain(task, model, nfe)
+    return with_jpeg_cleaning(chain) if clean_jpeg else chain
 
 
 def _masking(

@@ -42,6 +42,7 @@ _RGB_TO_YCC = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
     dtype=torch.float64,
 )
+_YCC_TO_RGB = torch.linalg.inv(_RGB_TO_YCC)
 _CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)[:, None, None]
 
 # EXIF orientations as turns of the last two dimensions, and the one that undoes each.
@@ -75,32 +76,39 @@ def keep_near_file(restored: Tensor, decoded: Tensor, coding: JpegCoding, slack:
         raise ValueError(f"restored {tuple(restored.shape)} and decoded {tuple(decoded.shape)}")
     undo = _UNDO.get(coding.orientation, coding.orientation)
     stored, file = _turn(restored, undo), _turn(decoded, undo)
+    steps = [torch.tensor(table, dtype=torch.float64).reshape(8, 8) for table in coding.tables]
     margin = 8 * max(rows for rows, _ in coding.subsampling)
     kept = torch.empty(stored.shape, dtype=torch.float32)
     height = stored.shape[-2]
     for top in range(0, height, BAND_ROWS):
         start, stop = max(top - margin, 0), min(top + BAND_ROWS + margin, height)
-        band = _keep_band(stored[..., start:stop, :], file[..., start:stop, :], coding, slack)
+        band = _keep_band(
+            stored[..., start:stop, :], file[..., start:stop, :], steps, coding.subsampling, slack
+        )
         rows = min(BAND_ROWS, height - top)
         kept[..., top : top + rows, :] = band[..., top - start : top - start + rows, :]
     return _turn(kept, coding.orientation)
 
 
-def _keep_band(stored: Tensor, file: Tensor, coding: JpegCoding, slack: float) -> Tensor:
+def _keep_band(
+    stored: Tensor,
+    file: Tensor,
+    steps: list[Tensor],
+    subsampling: tuple[tuple[int, int], ...],
+    slack: float,
+) -> Tensor:
     """keep_near_file on rows of the stored picture that start on a block row of every
-    component."""
+    component; `steps` [8, 8] and `subsampling` per component."""
     ours, theirs = _ycc(stored.double()), _ycc(file.double())
-    components = zip(coding.tables, coding.subsampling, strict=True)
-    for component, (table, factors) in enumerate(components):
-        steps = torch.tensor(table, dtype=torch.float64).reshape(8, 8)
+    for component, (table, factors) in enumerate(zip(steps, subsampling, strict=True)):
         plane = _decimate(ours[:, component], factors)
         target = _block_dct(_decimate(theirs[:, component], factors) - 128)
         coefficients = _block_dct(plane - 128)
-        k = torch.round(target / steps)
-        clipped = coefficients.clamp((k - slack) * steps, (k + slack) * steps)
+        k = torch.round(target / table)
+        clipped = coefficients.clamp((k - slack) * table, (k + slack) * table)
         change = _block_idct(clipped - coefficients, plane.shape[-2:])
         ours[:, component] += _spread(change, factors, ours.shape[-2:])
-    rgb = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_YCC), ours - _CHROMA_OFFSET)
+    rgb = torch.einsum("ij,bjhw->bihw", _YCC_TO_RGB, ours - _CHROMA_OFFSET)
     return rgb / 127.5 - 1
 
 
